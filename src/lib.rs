@@ -1,0 +1,110 @@
+//! udpchat: a peer-to-peer chat over UDP.
+//!
+//! A directory server ([`ServerState`]) knows who is signed in and where;
+//! clients ([`ClientState`]) ask it for a peer's address and send each message
+//! straight to that peer. Message text never passes through the server.
+//!
+//! # The sans-IO contract
+//!
+//! [`codec`], [`ServerState`] and [`ClientState`] hold no socket, thread, clock
+//! or global random number generator: time comes in as `now: Instant`,
+//! randomness as a seed or secret. The same inputs give the same outputs, which
+//! is what makes the simulated-network tests exact. Each state machine has the
+//! same five calls:
+//!
+//! * `handle_datagram(now, from, bytes)`: a datagram arrived. Anything that does
+//!   not decode, or makes no sense, is counted and dropped.
+//! * `handle_timeout(now)`: the time from `poll_timeout` has come. Spurious or
+//!   early calls are harmless.
+//! * `poll_transmit()`: the next datagram to send; call until `None` after every
+//!   other call.
+//! * `poll_timeout()`: when to call `handle_timeout` next; after
+//!   `handle_timeout(now)` it is strictly later than `now`. `None` means never.
+//! * `poll_event()`: the next thing the user should know of; drain it too.
+//!
+//! The binaries hold all the I/O, in one loop ([`run`]) that drains
+//! `poll_transmit` to the socket, waits for a datagram until `poll_timeout`,
+//! and feeds what happened back in.
+//!
+//! # Example: a server and two clients in memory
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::time::{Duration, Instant};
+//! use udpchat::{ClientConfig, ClientEvent, ClientState, ServerConfig, ServerState};
+//!
+//! let start = Instant::now();
+//! let server_addr: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+//! let alice_addr: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+//! let bob_addr: SocketAddr = "127.0.0.1:5002".parse().unwrap();
+//!
+//! let mut server = ServerState::new(ServerConfig::with_secret([7; 16]), start);
+//! let mut alice = ClientState::new(ClientConfig::new("Alice", server_addr), start, 1).unwrap();
+//! let mut bob = ClientState::new(ClientConfig::new("Bob", server_addr), start, 2).unwrap();
+//!
+//! // A perfect network: deliver every datagram at once, in order.
+//! fn pump(now: Instant, server: &mut ServerState, server_addr: SocketAddr,
+//!         clients: &mut [(&mut ClientState, SocketAddr)]) {
+//!     loop {
+//!         let mut moved = false;
+//!         for i in 0..clients.len() {
+//!             let from = clients[i].1;
+//!             while let Some(t) = clients[i].0.poll_transmit() {
+//!                 moved = true;
+//!                 if t.destination == server_addr {
+//!                     server.handle_datagram(now, from, &t.payload);
+//!                 } else if let Some(peer) = clients.iter_mut().find(|c| c.1 == t.destination) {
+//!                     peer.0.handle_datagram(now, from, &t.payload);
+//!                 }
+//!             }
+//!         }
+//!         while let Some(t) = server.poll_transmit() {
+//!             moved = true;
+//!             if let Some(c) = clients.iter_mut().find(|c| c.1 == t.destination) {
+//!                 c.0.handle_datagram(now, server_addr, &t.payload);
+//!             }
+//!         }
+//!         if !moved { break; }
+//!     }
+//! }
+//!
+//! let now = start + Duration::from_millis(1);
+//! pump(now, &mut server, server_addr, &mut [(&mut alice, alice_addr), (&mut bob, bob_addr)]);
+//! assert!(alice.is_signed_in() && bob.is_signed_in());
+//!
+//! let id = alice.send(now, "Bob", "Hello Bob").unwrap();
+//! pump(now, &mut server, server_addr, &mut [(&mut alice, alice_addr), (&mut bob, bob_addr)]);
+//!
+//! let got = std::iter::from_fn(|| bob.poll_event()).find_map(|e| match e {
+//!     ClientEvent::MessageReceived { from, address, text } => Some((from, address, text)),
+//!     _ => None,
+//! });
+//! assert_eq!(got, Some(("Alice".to_string(), alice_addr, "Hello Bob".to_string())));
+//! assert!(std::iter::from_fn(|| alice.poll_event())
+//!     .any(|e| matches!(e, ClientEvent::Delivered { id: d, .. } if d == id)));
+//! ```
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod codec;
+pub mod name;
+pub mod run;
+pub mod secret;
+pub mod server;
+pub mod text;
+
+
+pub use codec::{DecodeError, EncodeError, Packet, PacketType};
+
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+/// A datagram a state machine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The whole datagram (at most [`codec::MAX_DATAGRAM`] bytes).
+    pub payload: Bytes,
+}
