@@ -1087,3 +1087,1111 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddrV4, SocketAddrV6};
+
+    /// Bytes a buffer holds before an encode, to check encodes append and
+    /// failed encodes leave it alone.
+    const PREFIX: &[u8] = b"already here";
+
+    fn prefilled() -> BytesMut {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(PREFIX);
+        buf
+    }
+
+    /// `packet` decodes from exactly `bytes` and encodes back to them.
+    #[track_caller]
+    fn check_vector(bytes: &[u8], packet: Packet<'_>) {
+        assert_eq!(Packet::decode(bytes), Ok(packet), "decode of {bytes:02x?}");
+        assert_eq!(
+            packet.encoded_len(),
+            bytes.len(),
+            "encoded_len of {packet:?}"
+        );
+        let mut buf = prefilled();
+        assert_eq!(packet.encode(&mut buf), Ok(()), "encode of {packet:?}");
+        assert_eq!(&buf[..PREFIX.len()], PREFIX, "encode overwrote the buffer");
+        assert_eq!(&buf[PREFIX.len()..], bytes, "encode of {packet:?}");
+        assert_eq!(packet.to_bytes().as_deref(), Ok(bytes));
+    }
+
+    /// A failed encode leaves the buffer as it was: same bytes, same capacity.
+    #[track_caller]
+    fn check_encode_error(packet: Packet<'_>, expected: EncodeError) {
+        let mut buf = prefilled();
+        let capacity = buf.capacity();
+        assert_eq!(packet.encode(&mut buf), Err(expected));
+        assert_eq!(&buf[..], PREFIX, "a failed encode wrote to the buffer");
+        assert_eq!(buf.capacity(), capacity, "a failed encode grew the buffer");
+        assert_eq!(packet.to_bytes(), Err(expected));
+    }
+
+    #[track_caller]
+    fn check_truncated(bytes: &[u8], field: &'static str, needed: usize, remaining: usize) {
+        assert_eq!(
+            Packet::decode(bytes),
+            Err(DecodeError::Truncated {
+                field,
+                needed,
+                remaining
+            }),
+            "decode of {bytes:02x?}"
+        );
+    }
+
+    const ALICE_V4: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 51234));
+    const BOB_V6: SocketAddr = SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 0x0001),
+        9090,
+        0,
+        0,
+    ));
+
+    /// One byte-exact vector per packet type (and per address family / enum
+    /// value where a packet has them).
+    fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
+        vec![
+            (
+                &[
+                    0x01, // type: SignIn
+                    0x00, 0x00, 0x00, 0x07, // request = 7
+                    0x05, b'A', b'l', b'i', b'c', b'e', // name: len 5, "Alice"
+                    0x00, // cookie: len 0
+                ],
+                Packet::SignIn {
+                    request: 7,
+                    name: "Alice",
+                    cookie: b"",
+                },
+            ),
+            (
+                &[
+                    0x01, // type: SignIn
+                    0x01, 0x02, 0x03, 0x04, // request = 0x01020304
+                    0x04, b'Z', b'o', 0xc3, 0xab, // name: len 4, "Zoë" (ë is 2 bytes)
+                    0x04, 0xde, 0xad, 0xbe, 0xef, // cookie: len 4, de ad be ef
+                ],
+                Packet::SignIn {
+                    request: 0x0102_0304,
+                    name: "Zoë",
+                    cookie: &[0xde, 0xad, 0xbe, 0xef],
+                },
+            ),
+            (
+                &[
+                    0x02, // type: Retry
+                    0x00, 0x00, 0x00, 0x09, // request = 9
+                    0x04, 0xc0, 0x0c, 0x1e, 0x55, // cookie: len 4, c0 0c 1e 55
+                ],
+                Packet::Retry {
+                    request: 9,
+                    cookie: &[0xc0, 0x0c, 0x1e, 0x55],
+                },
+            ),
+            (
+                &[
+                    0x03, // type: SignInAccepted
+                    0x00, 0x00, 0x01, 0x00, // request = 256
+                    0x10, // token: len 16
+                    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, // token bytes 0..8
+                    0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, // token bytes 8..16
+                ],
+                Packet::SignInAccepted {
+                    request: 256,
+                    token: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+                },
+            ),
+            (
+                &[
+                    0x04, // type: SignInRefused
+                    0x00, 0x00, 0x00, 0x01, // request = 1
+                    0x01, // reason = 1, name in use
+                ],
+                Packet::SignInRefused {
+                    request: 1,
+                    reason: RefuseReason::NameInUse,
+                },
+            ),
+            (
+                &[
+                    0x04, // type: SignInRefused
+                    0x00, 0x00, 0x00, 0x02, // request = 2
+                    0x02, // reason = 2, invalid name
+                ],
+                Packet::SignInRefused {
+                    request: 2,
+                    reason: RefuseReason::InvalidName,
+                },
+            ),
+            (
+                &[
+                    0x04, // type: SignInRefused
+                    0x00, 0x00, 0x00, 0x03, // request = 3
+                    0x03, // reason = 3, server full
+                ],
+                Packet::SignInRefused {
+                    request: 3,
+                    reason: RefuseReason::ServerFull,
+                },
+            ),
+            (
+                &[
+                    0x05, // type: ListRequest
+                    0x00, 0x00, 0x00, 0x02, // request = 2
+                    0x02, 0xab, 0xcd, // token: len 2, ab cd
+                    0x03, b'B', b'o', b'b', // after: len 3, "Bob"
+                ],
+                Packet::ListRequest {
+                    request: 2,
+                    token: &[0xab, 0xcd],
+                    after: "Bob",
+                },
+            ),
+            (
+                &[
+                    0x05, // type: ListRequest
+                    0x00, 0x00, 0x00, 0x00, // request = 0
+                    0x00, // token: len 0
+                    0x00, // after: len 0 (first page)
+                ],
+                Packet::ListRequest {
+                    request: 0,
+                    token: b"",
+                    after: "",
+                },
+            ),
+            (
+                &[
+                    0x06, // type: ListReply
+                    0x00, 0x00, 0x00, 0x03, // request = 3
+                    0x01, // more = true
+                    0x00, 0x02, // names: count 2
+                    0x03, b'B', b'o', b'b', // name 0: len 3, "Bob"
+                    0x06, b'C', b'a', b'r', b'o', b'l', b'e', // name 1: len 6, "Carole"
+                ],
+                Packet::ListReply {
+                    request: 3,
+                    more: true,
+                    names: NameList::Names(&["Bob", "Carole"]),
+                },
+            ),
+            (
+                &[
+                    0x06, // type: ListReply
+                    0x00, 0x00, 0x00, 0x04, // request = 4
+                    0x00, // more = false
+                    0x00, 0x00, // names: count 0
+                ],
+                Packet::ListReply {
+                    request: 4,
+                    more: false,
+                    names: NameList::Names(&[]),
+                },
+            ),
+            (
+                &[
+                    0x07, // type: LookupRequest
+                    0x00, 0x00, 0x00, 0x05, // request = 5
+                    0x01, 0x7f, // token: len 1, 7f
+                    0x05, b'A', b'l', b'i', b'c', b'e', // name: len 5, "Alice"
+                ],
+                Packet::LookupRequest {
+                    request: 5,
+                    token: &[0x7f],
+                    name: "Alice",
+                },
+            ),
+            (
+                &[
+                    0x08, // type: LookupReply
+                    0x00, 0x00, 0x00, 0x06, // request = 6
+                    0x05, b'A', b'l', b'i', b'c', b'e', // name: len 5, "Alice"
+                    0x04, // address family 4
+                    0x7f, 0x00, 0x00, 0x01, // IPv4 127.0.0.1
+                    0xc8, 0x22, // port 51234
+                ],
+                Packet::LookupReply {
+                    request: 6,
+                    name: "Alice",
+                    address: Some(ALICE_V4),
+                },
+            ),
+            (
+                &[
+                    0x08, // type: LookupReply
+                    0x00, 0x00, 0x00, 0x06, // request = 6
+                    0x03, b'B', b'o', b'b', // name: len 3, "Bob"
+                    0x06, // address family 6
+                    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, // IPv6 2001:db8:0:0:
+                    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, //      0:0:0:1
+                    0x23, 0x82, // port 9090
+                ],
+                Packet::LookupReply {
+                    request: 6,
+                    name: "Bob",
+                    address: Some(BOB_V6),
+                },
+            ),
+            (
+                &[
+                    0x08, // type: LookupReply
+                    0x00, 0x00, 0x00, 0x07, // request = 7
+                    0x03, b'E', b'v', b'e', // name: len 3, "Eve"
+                    0x00, // address family 0: nobody of that name
+                ],
+                Packet::LookupReply {
+                    request: 7,
+                    name: "Eve",
+                    address: None,
+                },
+            ),
+            (
+                &[
+                    0x09, // type: KeepAlive
+                    0xff, 0xff, 0xff, 0xff, // request = u32::MAX
+                    0x02, 0x01, 0x02, // token: len 2, 01 02
+                ],
+                Packet::KeepAlive {
+                    request: u32::MAX,
+                    token: &[1, 2],
+                },
+            ),
+            (
+                &[
+                    0x0a, // type: KeepAliveAck
+                    0x00, 0x00, 0x00, 0x2a, // request = 42
+                ],
+                Packet::KeepAliveAck { request: 42 },
+            ),
+            (
+                &[
+                    0x0b, // type: Probe
+                    0x80, 0x00, 0x00, 0x00, // request = 0x80000000
+                ],
+                Packet::Probe {
+                    request: 0x8000_0000,
+                },
+            ),
+            (
+                &[
+                    0x0c, // type: SignOut
+                    0x00, 0x00, 0x00, 0x0b, // request = 11
+                    0x01, 0x99, // token: len 1, 99
+                ],
+                Packet::SignOut {
+                    request: 11,
+                    token: &[0x99],
+                },
+            ),
+            (
+                &[
+                    0x0d, // type: SignOutAck
+                    0x00, 0x00, 0x00, 0x0b, // request = 11
+                ],
+                Packet::SignOutAck { request: 11 },
+            ),
+            (
+                &[
+                    0x0e, // type: Error
+                    0x00, 0x00, 0x00, 0x0c, // request = 12
+                    0x01, // code = 1, unknown session
+                ],
+                Packet::Error {
+                    request: 12,
+                    code: ErrorCode::UnknownSession,
+                },
+            ),
+            (
+                &[
+                    0x0e, // type: Error
+                    0x00, 0x00, 0x00, 0x0d, // request = 13
+                    0x02, // code = 2, bad request
+                ],
+                Packet::Error {
+                    request: 13,
+                    code: ErrorCode::BadRequest,
+                },
+            ),
+            (
+                &[
+                    0x10, // type: Message
+                    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // stream = 0x0102..08
+                    0x00, 0x00, 0x00, 0x2a, // seq = 42
+                    0x00, 0x01, // fragment = 1
+                    0x00, 0x03, // fragments = 3
+                    0x05, b'A', b'l', b'i', b'c', b'e', // from: len 5, "Alice"
+                    0x00, 0x05, b'h', b'e', b'l', b'l', b'o', // body: len 5, "hello"
+                ],
+                Packet::Message {
+                    stream: 0x0102_0304_0506_0708,
+                    seq: 42,
+                    fragment: 1,
+                    fragments: 3,
+                    from: "Alice",
+                    body: b"hello",
+                },
+            ),
+            (
+                &[
+                    0x10, // type: Message
+                    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // stream = 0
+                    0x00, 0x00, 0x00, 0x00, // seq = 0
+                    0x00, 0x00, // fragment = 0
+                    0x00, 0x01, // fragments = 1
+                    0x01, b'B', // from: len 1, "B"
+                    0x00, 0x01, 0xc3, // body: len 1, c3 (half a UTF-8 character is allowed)
+                ],
+                Packet::Message {
+                    stream: 0,
+                    seq: 0,
+                    fragment: 0,
+                    fragments: 1,
+                    from: "B",
+                    body: &[0xc3],
+                },
+            ),
+            (
+                &[
+                    0x11, // type: Ack
+                    0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, // stream = 0xffee..88
+                    0x12, 0x34, 0x56, 0x78, // seq = 0x12345678
+                ],
+                Packet::Ack {
+                    stream: 0xffee_ddcc_bbaa_9988,
+                    seq: 0x1234_5678,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn vectors_decode_and_encode_byte_exact() {
+        for (bytes, packet) in vectors() {
+            check_vector(bytes, packet);
+        }
+    }
+
+    #[test]
+    fn vectors_cover_every_packet_type() {
+        let vectors = vectors();
+        for t in PacketType::ALL {
+            let covered: Vec<_> = vectors
+                .iter()
+                .filter(|(bytes, p)| p.packet_type() == t && bytes[0] == t as u8)
+                .collect();
+            assert!(!covered.is_empty(), "no vector for {t:?}");
+        }
+    }
+
+    #[test]
+    fn every_proper_prefix_of_a_vector_is_truncated() {
+        for (bytes, _) in vectors() {
+            assert_eq!(Packet::decode(&bytes[..0]), Err(DecodeError::Empty));
+            for len in 1..bytes.len() {
+                let err = Packet::decode(&bytes[..len]);
+                assert!(
+                    matches!(err, Err(DecodeError::Truncated { .. })),
+                    "{:02x?} gave {err:?}",
+                    &bytes[..len]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_after_any_vector_are_an_error() {
+        for (bytes, _) in vectors() {
+            for extra in [&[0x00][..], &[0xaa, 0xbb, 0xcc]] {
+                let long = [bytes, extra].concat();
+                assert_eq!(
+                    Packet::decode(&long),
+                    Err(DecodeError::TrailingBytes(extra.len())),
+                    "{long:02x?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decoded_name_list_iterates_borrowed_names() {
+        let bytes: &[u8] = &[
+            0x06, // type: ListReply
+            0x00, 0x00, 0x00, 0x01, // request = 1
+            0x00, // more = false
+            0x00, 0x03, // names: count 3
+            0x01, b'A', // "A"
+            0x00, // "" (the codec does not apply naming rules)
+            0x04, b'Z', b'o', 0xc3, 0xab, // "Zoë"
+        ];
+        let Ok(Packet::ListReply { names, .. }) = Packet::decode(bytes) else {
+            panic!("not a list reply");
+        };
+        assert!(matches!(names, NameList::Encoded { count: 3, .. }));
+        assert_eq!(names.len(), 3);
+        assert!(!names.is_empty());
+        assert_eq!(names.iter().collect::<Vec<_>>(), ["A", "", "Zoë"]);
+        assert_eq!(names.encoded_len(), bytes.len() - 6);
+        assert_eq!(format!("{names:?}"), r#"["A", "", "Zoë"]"#);
+        // The names point into the datagram: nothing was copied.
+        let first = names.iter().next().map(str::as_ptr);
+        assert_eq!(first, Some(bytes[9..].as_ptr()));
+        assert_eq!(names, NameList::Names(&["A", "", "Zoë"]));
+        assert_ne!(names, NameList::Names(&["A", "", "Zoe"]));
+        assert_ne!(names, NameList::Names(&["A", ""]));
+    }
+
+    #[test]
+    fn decoded_fields_borrow_from_the_datagram() {
+        let bytes: &[u8] = &[
+            0x01, // type: SignIn
+            0x00, 0x00, 0x00, 0x07, // request = 7
+            0x02, b'A', b'l', // name: len 2, "Al"
+            0x01, 0x55, // cookie: len 1, 55
+        ];
+        let Ok(Packet::SignIn { name, cookie, .. }) = Packet::decode(bytes) else {
+            panic!("not a sign-in");
+        };
+        assert_eq!(name.as_ptr(), bytes[6..].as_ptr());
+        assert_eq!(cookie.as_ptr(), bytes[9..].as_ptr());
+    }
+
+    #[test]
+    fn empty_datagram() {
+        assert_eq!(Packet::decode(&[]), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn unknown_types() {
+        assert_eq!(
+            Packet::decode(&[0x7f, 0, 0, 0, 1]),
+            Err(DecodeError::UnknownType(0x7f))
+        );
+        for byte in 0..=u8::MAX {
+            let known = PacketType::ALL.iter().find(|t| **t as u8 == byte).copied();
+            match PacketType::from_byte(byte) {
+                Ok(t) => assert_eq!(Some(t), known),
+                Err(e) => {
+                    assert_eq!(known, None);
+                    assert_eq!(e, DecodeError::UnknownType(byte));
+                    assert_eq!(Packet::decode(&[byte]), Err(DecodeError::UnknownType(byte)));
+                }
+            }
+        }
+        for byte in [0x00, 0x0f, 0x12, 0xff] {
+            assert_eq!(Packet::decode(&[byte]), Err(DecodeError::UnknownType(byte)));
+        }
+    }
+
+    #[test]
+    fn packet_type_names_are_distinct() {
+        let mut names: Vec<_> = PacketType::ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PacketType::ALL.len());
+    }
+
+    #[test]
+    fn truncated_sign_in() {
+        check_truncated(&[0x01], "request", 4, 0);
+        check_truncated(&[0x01, 0x00, 0x00, 0x00], "request", 4, 3);
+        check_truncated(&[0x01, 0x00, 0x00, 0x00, 0x07], "name", 1, 0);
+        check_truncated(&[0x01, 0, 0, 0, 7, 0x05, b'A', b'l'], "name", 5, 2);
+        check_truncated(&[0x01, 0, 0, 0, 7, 0x01, b'A'], "cookie", 1, 0);
+        check_truncated(&[0x01, 0, 0, 0, 7, 0x01, b'A', 0x04, 0xc0], "cookie", 4, 1);
+    }
+
+    #[test]
+    fn truncated_token_fields() {
+        check_truncated(&[0x02, 0, 0, 0, 9], "cookie", 1, 0);
+        check_truncated(&[0x03, 0, 0, 0, 9, 0x10, 1, 2, 3], "token", 16, 3);
+        check_truncated(&[0x09, 0, 0, 0, 9], "token", 1, 0);
+        check_truncated(&[0x0c, 0, 0, 0, 9, 0x02], "token", 2, 0);
+        check_truncated(&[0x0a, 0, 0], "request", 4, 2);
+        check_truncated(&[0x0b], "request", 4, 0);
+        check_truncated(&[0x0d, 0], "request", 4, 1);
+    }
+
+    #[test]
+    fn truncated_enum_fields() {
+        check_truncated(&[0x04, 0, 0, 0, 1], "reason", 1, 0);
+        check_truncated(&[0x0e, 0, 0, 0, 1], "code", 1, 0);
+    }
+
+    #[test]
+    fn truncated_list_request_and_lookup_request() {
+        check_truncated(&[0x05, 0, 0, 0, 2, 0x02, 0xab], "token", 2, 1);
+        check_truncated(&[0x05, 0, 0, 0, 2, 0x00], "after", 1, 0);
+        check_truncated(&[0x05, 0, 0, 0, 2, 0x00, 0x03, b'B'], "after", 3, 1);
+        check_truncated(&[0x07, 0, 0, 0, 5], "token", 1, 0);
+        check_truncated(&[0x07, 0, 0, 0, 5, 0x00], "name", 1, 0);
+        check_truncated(&[0x07, 0, 0, 0, 5, 0x00, 0x02, b'A'], "name", 2, 1);
+    }
+
+    #[test]
+    fn truncated_list_reply() {
+        check_truncated(&[0x06, 0, 0, 0, 3], "more", 1, 0);
+        check_truncated(&[0x06, 0, 0, 0, 3, 0x01], "names", 2, 0);
+        check_truncated(&[0x06, 0, 0, 0, 3, 0x01, 0x00], "names", 2, 1);
+        // Count 2, only one name present: the second length byte is missing.
+        check_truncated(
+            &[0x06, 0, 0, 0, 3, 0x01, 0x00, 0x02, 0x01, b'B'],
+            "names",
+            1,
+            0,
+        );
+        check_truncated(
+            &[0x06, 0, 0, 0, 3, 0x01, 0x00, 0x01, 0x03, b'B'],
+            "names",
+            3,
+            1,
+        );
+        // A huge count with few bytes is truncated, not a long loop or allocation.
+        check_truncated(&[0x06, 0, 0, 0, 3, 0x01, 0xff, 0xff], "names", 1, 0);
+    }
+
+    #[test]
+    fn truncated_lookup_reply() {
+        let head = [0x08, 0, 0, 0, 6, 0x03, b'B', b'o', b'b'];
+        check_truncated(&[0x08, 0, 0, 0, 6, 0x03, b'B'], "name", 3, 1);
+        check_truncated(&head, "address", 1, 0);
+        check_truncated(&[&head[..], &[0x04, 127, 0]].concat(), "address", 4, 2);
+        check_truncated(&[&head[..], &[0x04, 127, 0, 0, 1]].concat(), "port", 2, 0);
+        check_truncated(
+            &[&head[..], &[0x04, 127, 0, 0, 1, 0x23]].concat(),
+            "port",
+            2,
+            1,
+        );
+        check_truncated(&[&head[..], &[0x06, 0x20, 0x01]].concat(), "address", 16, 2);
+        let v6_no_port = [&head[..], &[0x06], &[0; 16]].concat();
+        check_truncated(&v6_no_port, "port", 2, 0);
+    }
+
+    #[test]
+    fn truncated_message_and_ack() {
+        let mut bytes = vec![0x10];
+        check_truncated(&bytes, "stream", 8, 0);
+        bytes.extend_from_slice(&[0, 0, 0]);
+        check_truncated(&bytes, "stream", 8, 3);
+        bytes.extend_from_slice(&[0, 0, 0, 0, 1]);
+        check_truncated(&bytes, "seq", 4, 0);
+        bytes.extend_from_slice(&[0, 0, 0, 2]);
+        check_truncated(&bytes, "fragment", 2, 0);
+        bytes.extend_from_slice(&[0, 0]);
+        check_truncated(&bytes, "fragments", 2, 0);
+        bytes.push(0);
+        check_truncated(&bytes, "fragments", 2, 1);
+        bytes.push(1);
+        check_truncated(&bytes, "from", 1, 0);
+        bytes.extend_from_slice(&[0x03, b'B', b'o']);
+        check_truncated(&bytes, "from", 3, 2);
+        bytes.push(b'b');
+        check_truncated(&bytes, "body", 2, 0);
+        bytes.push(0x00);
+        check_truncated(&bytes, "body", 2, 1);
+        bytes.extend_from_slice(&[0x05, b'h', b'i', b'!']);
+        check_truncated(&bytes, "body", 5, 3);
+        bytes.extend_from_slice(b"!!");
+        assert_eq!(
+            Packet::decode(&bytes),
+            Ok(Packet::Message {
+                stream: 1,
+                seq: 2,
+                fragment: 0,
+                fragments: 1,
+                from: "Bob",
+                body: b"hi!!!",
+            })
+        );
+
+        check_truncated(&[0x11, 1, 2, 3, 4, 5, 6, 7], "stream", 8, 7);
+        check_truncated(&[0x11, 1, 2, 3, 4, 5, 6, 7, 8], "seq", 4, 0);
+        check_truncated(&[0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0], "seq", 4, 3);
+    }
+
+    #[test]
+    fn invalid_utf8_in_every_string_field() {
+        // ff is never UTF-8; ed a0 80 is a UTF-16 surrogate; c0 80 is overlong.
+        for bad in [
+            &[0xff][..],
+            &[0xed, 0xa0, 0x80],
+            &[0xc0, 0x80],
+            &[b'A', 0xc3],
+        ] {
+            let len = u8::try_from(bad.len()).unwrap();
+            let str8 = [&[len], bad].concat();
+            let cases: [(Vec<u8>, &str); 6] = [
+                ([&[0x01, 0, 0, 0, 1][..], &str8, &[0x00]].concat(), "name"),
+                ([&[0x05, 0, 0, 0, 1, 0x00][..], &str8].concat(), "after"),
+                ([&[0x07, 0, 0, 0, 1, 0x00][..], &str8].concat(), "name"),
+                ([&[0x08, 0, 0, 0, 1][..], &str8, &[0x00]].concat(), "name"),
+                (
+                    [&[0x06, 0, 0, 0, 1, 0x00, 0x00, 0x02, 0x01, b'A'][..], &str8].concat(),
+                    "names",
+                ),
+                (
+                    [
+                        &[0x10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1][..],
+                        &str8,
+                        &[0, 0],
+                    ]
+                    .concat(),
+                    "from",
+                ),
+            ];
+            for (bytes, field) in cases {
+                assert_eq!(
+                    Packet::decode(&bytes),
+                    Err(DecodeError::InvalidUtf8 { field }),
+                    "{bytes:02x?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_fields_accept_any_bytes() {
+        let bytes: &[u8] = &[
+            0x01, // type: SignIn
+            0x00, 0x00, 0x00, 0x01, // request = 1
+            0x01, b'A', // name: len 1, "A"
+            0x02, 0xff, 0xc0, // cookie: len 2, not UTF-8 and need not be
+        ];
+        check_vector(
+            bytes,
+            Packet::SignIn {
+                request: 1,
+                name: "A",
+                cookie: &[0xff, 0xc0],
+            },
+        );
+    }
+
+    #[test]
+    fn bad_bool() {
+        for value in [2u8, 0x80, 0xff] {
+            let bytes = [0x06, 0, 0, 0, 1, value, 0x00, 0x00];
+            assert_eq!(
+                Packet::decode(&bytes),
+                Err(DecodeError::InvalidValue {
+                    field: "more",
+                    value: value.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_enum_values() {
+        for value in [0u8, 4, 0xff] {
+            assert_eq!(
+                Packet::decode(&[0x04, 0, 0, 0, 1, value]),
+                Err(DecodeError::InvalidValue {
+                    field: "reason",
+                    value: value.into()
+                })
+            );
+        }
+        for value in [0u8, 3, 0xff] {
+            assert_eq!(
+                Packet::decode(&[0x0e, 0, 0, 0, 1, value]),
+                Err(DecodeError::InvalidValue {
+                    field: "code",
+                    value: value.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_address_family() {
+        for family in [1u8, 5, 7, 0x46, 0xff] {
+            let bytes = [0x08, 0, 0, 0, 6, 0x01, b'A', family, 127, 0, 0, 1, 0, 80];
+            assert_eq!(
+                Packet::decode(&bytes),
+                Err(DecodeError::InvalidValue {
+                    field: "address family",
+                    value: family.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn fragment_must_be_less_than_fragments() {
+        for (fragment, fragments) in [(0u16, 0u16), (1, 1), (3, 2), (0xffff, 0xffff)] {
+            let [f0, f1] = fragment.to_be_bytes();
+            let [n0, n1] = fragments.to_be_bytes();
+            let bytes = [
+                0x10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, f0, f1, n0, n1, 0x01, b'A', 0, 0,
+            ];
+            let invalid = DecodeError::InvalidValue {
+                field: "fragment",
+                value: fragment.into(),
+            };
+            assert_eq!(Packet::decode(&bytes), Err(invalid));
+            let packet = Packet::Message {
+                stream: 1,
+                seq: 2,
+                fragment,
+                fragments,
+                from: "A",
+                body: b"",
+            };
+            check_encode_error(
+                packet,
+                EncodeError::InvalidValue {
+                    field: "fragment",
+                    value: fragment.into(),
+                },
+            );
+        }
+        // The largest valid pair.
+        let bytes: &[u8] = &[
+            0x10, // type: Message
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // stream = 1
+            0x00, 0x00, 0x00, 0x02, // seq = 2
+            0xff, 0xfe, // fragment = 65534
+            0xff, 0xff, // fragments = 65535
+            0x01, b'A', // from: len 1, "A"
+            0x00, 0x00, // body: len 0
+        ];
+        check_vector(
+            bytes,
+            Packet::Message {
+                stream: 1,
+                seq: 2,
+                fragment: 0xfffe,
+                fragments: 0xffff,
+                from: "A",
+                body: b"",
+            },
+        );
+    }
+
+    /// A Message datagram of `total` bytes with a one-byte `from`, built by hand.
+    fn raw_message(total: usize) -> Vec<u8> {
+        let body_len = total - 21;
+        let mut bytes = vec![
+            0x10, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0x01, b'A',
+        ];
+        bytes.extend_from_slice(&u16::try_from(body_len).unwrap().to_be_bytes());
+        bytes.resize(total, b'x');
+        bytes
+    }
+
+    #[test]
+    fn datagram_size_limit() {
+        let exact = raw_message(MAX_DATAGRAM);
+        let Ok(packet) = Packet::decode(&exact) else {
+            panic!("a 1200-byte message must decode");
+        };
+        assert_eq!(packet.encoded_len(), MAX_DATAGRAM);
+        assert_eq!(packet.to_bytes().as_deref(), Ok(&exact[..]));
+
+        // Well-formed but one byte too long: refused before parsing.
+        let over = raw_message(MAX_DATAGRAM + 1);
+        assert_eq!(
+            Packet::decode(&over),
+            Err(DecodeError::TooLong(MAX_DATAGRAM + 1))
+        );
+        assert_eq!(
+            Packet::decode(&[0u8; 5000]),
+            Err(DecodeError::TooLong(5000))
+        );
+    }
+
+    #[test]
+    fn encode_too_long_leaves_the_buffer_untouched() {
+        let body = [b'x'; MAX_DATAGRAM];
+        // 21 header bytes with a one-byte `from`.
+        check_encode_error(
+            Packet::Message {
+                stream: 1,
+                seq: 2,
+                fragment: 0,
+                fragments: 1,
+                from: "A",
+                body: &body[..MAX_DATAGRAM - 20],
+            },
+            EncodeError::TooLong {
+                len: MAX_DATAGRAM + 1,
+            },
+        );
+        let long = "n".repeat(255);
+        let names = [long.as_str(); 5];
+        check_encode_error(
+            Packet::ListReply {
+                request: 1,
+                more: true,
+                names: NameList::Names(&names),
+            },
+            EncodeError::TooLong {
+                len: 1 + 4 + 1 + 2 + 5 * 256,
+            },
+        );
+    }
+
+    #[test]
+    fn max_fragment_body_fits_with_the_longest_name() {
+        let from = "f".repeat(MAX_SHORT_FIELD);
+        let body = vec![b'b'; MAX_FRAGMENT_BODY + 1];
+        let packet = |body| Packet::Message {
+            stream: u64::MAX,
+            seq: u32::MAX,
+            fragment: 0,
+            fragments: 1,
+            from: &from,
+            body,
+        };
+        let fits = packet(&body[..MAX_FRAGMENT_BODY]);
+        assert_eq!(fits.encoded_len(), MAX_DATAGRAM);
+        let bytes = fits.to_bytes().unwrap();
+        assert_eq!(Packet::decode(&bytes), Ok(fits));
+        check_encode_error(
+            packet(&body),
+            EncodeError::TooLong {
+                len: MAX_DATAGRAM + 1,
+            },
+        );
+    }
+
+    #[test]
+    fn encode_field_too_long_leaves_the_buffer_untouched() {
+        let s255 = "s".repeat(255);
+        let s256 = "s".repeat(256);
+        let b256 = vec![7u8; 256];
+        let too_long = |field, len| EncodeError::FieldTooLong {
+            field,
+            len,
+            max: MAX_SHORT_FIELD,
+        };
+        let cases = [
+            (
+                Packet::SignIn {
+                    request: 1,
+                    name: &s256,
+                    cookie: b"",
+                },
+                too_long("name", 256),
+            ),
+            (
+                Packet::SignIn {
+                    request: 1,
+                    name: "A",
+                    cookie: &b256,
+                },
+                too_long("cookie", 256),
+            ),
+            (
+                Packet::Retry {
+                    request: 1,
+                    cookie: &b256,
+                },
+                too_long("cookie", 256),
+            ),
+            (
+                Packet::SignInAccepted {
+                    request: 1,
+                    token: &b256,
+                },
+                too_long("token", 256),
+            ),
+            (
+                Packet::ListRequest {
+                    request: 1,
+                    token: &b256,
+                    after: "",
+                },
+                too_long("token", 256),
+            ),
+            (
+                Packet::ListRequest {
+                    request: 1,
+                    token: b"",
+                    after: &s256,
+                },
+                too_long("after", 256),
+            ),
+            (
+                Packet::LookupRequest {
+                    request: 1,
+                    token: &b256,
+                    name: "A",
+                },
+                too_long("token", 256),
+            ),
+            (
+                Packet::LookupRequest {
+                    request: 1,
+                    token: b"",
+                    name: &s256,
+                },
+                too_long("name", 256),
+            ),
+            (
+                Packet::LookupReply {
+                    request: 1,
+                    name: &s256,
+                    address: None,
+                },
+                too_long("name", 256),
+            ),
+            (
+                Packet::KeepAlive {
+                    request: 1,
+                    token: &b256,
+                },
+                too_long("token", 256),
+            ),
+            (
+                Packet::SignOut {
+                    request: 1,
+                    token: &b256,
+                },
+                too_long("token", 256),
+            ),
+            (
+                Packet::Message {
+                    stream: 1,
+                    seq: 1,
+                    fragment: 0,
+                    fragments: 1,
+                    from: &s256,
+                    body: b"",
+                },
+                too_long("from", 256),
+            ),
+        ];
+        for (packet, expected) in cases {
+            check_encode_error(packet, expected);
+        }
+        let names = ["A", s256.as_str()];
+        check_encode_error(
+            Packet::ListReply {
+                request: 1,
+                more: false,
+                names: NameList::Names(&names),
+            },
+            too_long("names", 256),
+        );
+        // 255 bytes is allowed.
+        let ok = Packet::SignIn {
+            request: 1,
+            name: &s255,
+            cookie: &b256[..255],
+        };
+        let bytes = ok.to_bytes().unwrap();
+        assert_eq!(bytes.len(), 1 + 4 + 256 + 256);
+        assert_eq!(Packet::decode(&bytes), Ok(ok));
+    }
+
+    #[test]
+    fn encode_u16_fields_too_long() {
+        let body = vec![0u8; usize::from(u16::MAX) + 1];
+        check_encode_error(
+            Packet::Message {
+                stream: 1,
+                seq: 1,
+                fragment: 0,
+                fragments: 1,
+                from: "A",
+                body: &body,
+            },
+            EncodeError::FieldTooLong {
+                field: "body",
+                len: body.len(),
+                max: usize::from(u16::MAX),
+            },
+        );
+        let names = vec![""; usize::from(u16::MAX) + 1];
+        check_encode_error(
+            Packet::ListReply {
+                request: 1,
+                more: false,
+                names: NameList::Names(&names),
+            },
+            EncodeError::FieldTooLong {
+                field: "names",
+                len: names.len(),
+                max: usize::from(u16::MAX),
+            },
+        );
+    }
+
+    #[test]
+    fn decoded_list_reply_re_encodes() {
+        let bytes: &[u8] = &[
+            0x06, // type: ListReply
+            0x00, 0x00, 0x00, 0x09, // request = 9
+            0x01, // more = true
+            0x00, 0x02, // names: count 2
+            0x01, b'X', // "X"
+            0x02, b'Y', b'Z', // "YZ"
+        ];
+        let packet = Packet::decode(bytes).unwrap();
+        assert!(matches!(
+            packet,
+            Packet::ListReply {
+                names: NameList::Encoded { .. },
+                ..
+            }
+        ));
+        check_vector(bytes, packet);
+    }
+
+    #[test]
+    fn ipv6_flowinfo_and_scope_are_not_carried() {
+        // The wire holds address and port only; decode gives flowinfo 0, scope 0.
+        let bytes: &[u8] = &[
+            0x08, // type: LookupReply
+            0x00, 0x00, 0x00, 0x01, // request = 1
+            0x01, b'A', // name: len 1, "A"
+            0x06, // address family 6
+            0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // IPv6 fe80:0:0:0:
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, //      0:0:0:2
+            0x00, 0x50, // port 80
+        ];
+        let Ok(Packet::LookupReply {
+            address: Some(SocketAddr::V6(a)),
+            ..
+        }) = Packet::decode(bytes)
+        else {
+            panic!("not an IPv6 lookup reply");
+        };
+        assert_eq!((a.flowinfo(), a.scope_id(), a.port()), (0, 0, 80));
+        // An IPv4-mapped IPv6 address stays IPv6 (family 6), so it round-trips.
+        let mapped = SocketAddr::new(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().into(), 7);
+        let packet = Packet::LookupReply {
+            request: 1,
+            name: "A",
+            address: Some(mapped),
+        };
+        let encoded = packet.to_bytes().unwrap();
+        assert_eq!(encoded[7], 6);
+        assert_eq!(Packet::decode(&encoded), Ok(packet));
+    }
+
+    #[test]
+    fn error_messages_name_the_field() {
+        let e = DecodeError::Truncated {
+            field: "body",
+            needed: 5,
+            remaining: 3,
+        };
+        assert_eq!(e.to_string(), "truncated body: needs 5 bytes, 3 remain");
+        assert_eq!(
+            DecodeError::UnknownType(0x7f).to_string(),
+            "unknown packet type 0x7f"
+        );
+        assert_eq!(
+            EncodeError::TooLong { len: 1201 }.to_string(),
+            "packet of 1201 bytes is longer than 1200"
+        );
+    }
+}
