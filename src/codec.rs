@@ -892,6 +892,19 @@ impl<'a> Packet<'a> {
                 short("after", after.len())
             }
             Packet::ListReply { names, .. } => {
+                if let NameList::Encoded { count, bytes } = names {
+                    // A caller can build this variant by hand: check it holds
+                    // exactly `count` well-formed names, as decode would.
+                    let mut r = Reader::new(bytes);
+                    let well_formed =
+                        (0..count).all(|_| r.str8("names").is_ok()) && r.rest().is_empty();
+                    if !well_formed {
+                        return Err(EncodeError::InvalidValue {
+                            field: "names",
+                            value: count.into(),
+                        });
+                    }
+                }
                 if names.len() > usize::from(u16::MAX) {
                     return Err(EncodeError::FieldTooLong {
                         field: "names",
@@ -2143,6 +2156,34 @@ mod tests {
             }
         ));
         check_vector(bytes, packet);
+    }
+
+    #[test]
+    fn encode_rejects_malformed_encoded_name_list() {
+        // `NameList::Encoded` is public, so a caller can build one that does
+        // not hold `count` well-formed names; encoding it must fail rather
+        // than write a datagram that does not decode.
+        let cases: [(u16, &[u8]); 6] = [
+            (2, b"\x01a"),              // fewer names than the count
+            (1, b"\x01a\x01b"),         // more names than the count
+            (0, b"\x01a"),              // bytes with a zero count
+            (1, b"\x05ab"),             // a name runs past the end
+            (1, b"\x01\xff"),           // a name is not UTF-8
+            (3, b"\x01a\x00\x01b\x07"), // a stray byte after the names
+        ];
+        for (count, bytes) in cases {
+            check_encode_error(
+                Packet::ListReply {
+                    request: 1,
+                    more: false,
+                    names: NameList::Encoded { count, bytes },
+                },
+                EncodeError::InvalidValue {
+                    field: "names",
+                    value: count.into(),
+                },
+            );
+        }
     }
 
     #[test]
