@@ -1,1 +1,1525 @@
-//! stub
+//! The chat client: signs in, asks the directory, and talks to peers directly.
+//!
+//! [`ClientState`] is a sans-IO state machine (see the crate docs for the five
+//! calls). What it does on a real network:
+//!
+//! * **Requests** to the server (sign-in, list, lookup, keep-alive, sign-out)
+//!   carry a request id, are retried with exponential backoff until answered
+//!   or [`ClientConfig::request_timeout`] passes, and late or duplicate replies
+//!   are ignored.
+//! * **Sign-in** echoes the server's address-validation cookie, then keeps the
+//!   session alive every [`ClientConfig::keepalive_interval`]. When the server
+//!   answers "unknown session" (it restarted, or forgot us) the client signs in
+//!   again by itself and reports [`ClientEvent::Reconnected`].
+//! * **Messages** go straight to the peer. Text is cut into fragments that fit
+//!   a 1200-byte datagram; each fragment has a sequence number in a stream
+//!   from this client to that peer's address, is acknowledged by the receiver,
+//!   and is retransmitted on a timeout estimated from measured round trips
+//!   (RFC 6298). At most [`ClientConfig::window`] fragments per peer are
+//!   unacknowledged at once. A peer that stops answering is looked up again
+//!   once (it may have moved); if it still does not answer within
+//!   [`ClientConfig::message_timeout`], the message fails.
+//! * **Receiving**, each stream is delivered exactly once and in order,
+//!   fragments reassembled. A sender's claimed name is believed only when the
+//!   directory says that name is at the address the datagrams come from; until
+//!   then nothing is acknowledged or shown, and a mismatch is reported as
+//!   [`ClientEvent::ForgedMessage`].
+//! * **Bounds**: queued sends, receive streams, reassembly buffers and the
+//!   lookup cache are all capped; idle receive streams expire.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::Transmit;
+use crate::codec::{ErrorCode, MAX_DATAGRAM, Packet, RefuseReason};
+use crate::name::{self, NameError};
+use crate::secret::Rng;
+
+/// Identifies a command ([`ClientState::list`], [`ClientState::send`]); the
+/// events that answer it carry the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId(pub u64);
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// How the client behaves. [`ClientConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The name to sign in as.
+    pub name: String,
+    /// The directory server's address.
+    pub server: SocketAddr,
+    /// A request unanswered for this long has failed.
+    pub request_timeout: Duration,
+    /// First retry of a request after this long; doubles each retry.
+    pub request_retry: Duration,
+    /// Retries of a request are never further apart than this.
+    pub max_request_retry: Duration,
+    /// How often to refresh the session at the server.
+    pub keepalive_interval: Duration,
+    /// A message fragment unacknowledged for this long fails its message (the
+    /// peer is looked up again at half this time).
+    pub message_timeout: Duration,
+    /// Retransmission timeout before any round trip is measured.
+    pub initial_rto: Duration,
+    /// The retransmission timeout never goes below this.
+    pub min_rto: Duration,
+    /// Nor above this, backoff included.
+    pub max_rto: Duration,
+    /// Unacknowledged fragments in flight to one peer at most.
+    pub window: usize,
+    /// Fragments a receiver buffers ahead of the next one it expects.
+    pub receive_window: u32,
+    /// Sends waiting for delivery, across all peers, at most.
+    pub max_queued_messages: usize,
+    /// Longest message text, in bytes.
+    pub max_message_len: usize,
+    /// Incoming streams tracked at once; the least recently active goes first.
+    pub max_receive_streams: usize,
+    /// An incoming stream silent for this long is forgotten, with any
+    /// partial message in it.
+    pub stream_idle_timeout: Duration,
+    /// Directory answers cached at most this long.
+    pub lookup_cache_ttl: Duration,
+    /// Directory answers cached at most this many.
+    pub max_cached_lookups: usize,
+}
+
+impl ClientConfig {
+    /// The defaults, for `name` signing in at `server`.
+    pub fn new(name: impl Into<String>, server: SocketAddr) -> Self {
+        ClientConfig {
+            name: name.into(),
+            server,
+            request_timeout: Duration::from_secs(10),
+            request_retry: Duration::from_millis(250),
+            max_request_retry: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(3),
+            message_timeout: Duration::from_secs(10),
+            initial_rto: Duration::from_millis(300),
+            min_rto: Duration::from_millis(100),
+            max_rto: Duration::from_secs(2),
+            window: 32,
+            receive_window: 128,
+            max_queued_messages: 10_000,
+            max_message_len: 64 * 1024,
+            max_receive_streams: 256,
+            stream_idle_timeout: Duration::from_secs(120),
+            lookup_cache_ttl: Duration::from_secs(300),
+            max_cached_lookups: 4096,
+        }
+    }
+}
+
+/// What the user should know of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The first sign-in was accepted.
+    SignedIn,
+    /// The first sign-in was refused or not answered; the client is closed.
+    SignInFailed(SignInError),
+    /// Signed in again by itself, after the server forgot the session.
+    Reconnected,
+    /// The server stopped answering; the client keeps trying to sign in again.
+    ServerLost,
+    /// Every page of the user list, gathered.
+    UserList {
+        /// The [`ClientState::list`] this answers.
+        id: CommandId,
+        /// The signed-in names, in the server's (case-insensitive) order.
+        names: Vec<String>,
+    },
+    /// A list request could not be answered.
+    ListFailed {
+        /// The [`ClientState::list`] this answers.
+        id: CommandId,
+        /// Why.
+        reason: RequestError,
+    },
+    /// A message arrived, from a sender the directory vouches for. Each
+    /// message comes exactly once, and a sender's messages in the order sent.
+    MessageReceived {
+        /// The sender's name.
+        from: String,
+        /// The sender's socket address, as the datagrams came from it.
+        address: SocketAddr,
+        /// The text; untrusted (see [`crate::text::escape`] before printing).
+        text: String,
+    },
+    /// The peer acknowledged every fragment of a message.
+    Delivered {
+        /// The [`ClientState::send`] this answers.
+        id: CommandId,
+        /// The recipient's name.
+        to: String,
+    },
+    /// A message could not be delivered.
+    DeliveryFailed {
+        /// The [`ClientState::send`] this answers.
+        id: CommandId,
+        /// The recipient's name.
+        to: String,
+        /// Why.
+        reason: DeliveryFailure,
+    },
+    /// Datagrams claiming to come from `claimed` came from an address the
+    /// directory does not give for that name. They were dropped.
+    ForgedMessage {
+        /// The name claimed.
+        claimed: String,
+        /// Where they really came from.
+        address: SocketAddr,
+    },
+    /// After [`ClientState::sign_out`]: sending is finished and the server
+    /// has let go of the name (or did not answer). The client is closed.
+    SignedOut,
+}
+
+/// Why the first sign-in failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SignInError {
+    /// A live client elsewhere holds the name.
+    #[error("name {0} is in use")]
+    NameInUse(String),
+    /// The server does not accept the name.
+    #[error("name {0} is not allowed")]
+    InvalidName(String),
+    /// The server has no room.
+    #[error("the server is full")]
+    ServerFull,
+    /// No answer before the request timeout.
+    #[error("the server did not answer")]
+    NoAnswer,
+}
+
+/// Why a request to the server failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// No answer before the request timeout.
+    #[error("the server did not answer")]
+    NoAnswer,
+    /// The client had already signed out.
+    #[error("signed out")]
+    Closed,
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DeliveryFailure {
+    /// Nobody of that name is signed in.
+    #[error("no such user")]
+    NoSuchUser,
+    /// The recipient did not acknowledge it in time, even at a fresh address.
+    #[error("no answer from the recipient")]
+    NoAnswer,
+    /// The server did not answer the lookup.
+    #[error("the server did not answer")]
+    ServerUnreachable,
+}
+
+/// Why [`ClientState::send`] refused a message outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// The recipient's name is not a valid name.
+    #[error("invalid recipient: {0}")]
+    InvalidName(#[from] NameError),
+    /// The text is longer than [`ClientConfig::max_message_len`].
+    #[error("message of {len} bytes is longer than the {max} allowed")]
+    TooLong {
+        /// The text's length.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// [`ClientConfig::max_queued_messages`] sends are already waiting.
+    #[error("too many messages waiting to be delivered")]
+    QueueFull,
+    /// The client has signed out or failed to sign in.
+    #[error("not signed in")]
+    Closed,
+}
+
+/// Counters of what the client did with what it got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Datagrams handed to `handle_datagram`.
+    pub received: u64,
+    /// Did not decode.
+    pub malformed: u64,
+    /// Decoded, but from the wrong party, for no outstanding request, or
+    /// otherwise out of place.
+    pub unexpected: u64,
+    /// Message datagrams whose sender the directory does not vouch for.
+    pub forged: u64,
+    /// Message fragments received again (acknowledged again, not shown).
+    pub duplicates: u64,
+    /// Message fragments beyond the receive window, or over a bound, dropped.
+    pub dropped: u64,
+    /// Requests sent again for want of an answer.
+    pub request_retries: u64,
+    /// Message fragments sent again for want of an acknowledgement.
+    pub retransmissions: u64,
+    /// Message fragments sent, first transmissions only.
+    pub fragments_sent: u64,
+    /// Messages delivered (acknowledged whole).
+    pub delivered: u64,
+    /// Messages shown to the user.
+    pub messages_received: u64,
+    /// Lookups sent to the server.
+    pub lookups: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Signing in; `again` after the server forgot us.
+    SigningIn {
+        again: bool,
+    },
+    SignedIn,
+    /// Sign-out sent; waiting for its acknowledgement.
+    SigningOut,
+    Closed,
+}
+
+#[derive(Debug)]
+enum RequestKind {
+    SignIn,
+    List { id: CommandId, after: String },
+    Lookup { name: String },
+    KeepAlive,
+    SignOut,
+}
+
+#[derive(Debug)]
+struct Request {
+    kind: RequestKind,
+    next_send: Instant,
+    backoff: Duration,
+    deadline: Instant,
+    sent_once: bool,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    address: Option<SocketAddr>,
+    at: Instant,
+}
+
+#[derive(Debug)]
+struct OutMessage {
+    id: CommandId,
+    to: String,
+    text: Bytes,
+    fragments: u16,
+    /// Fragments given a sequence number so far.
+    started: u16,
+    acked: u16,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    message: CommandId,
+    payload: Bytes,
+    first_sent: Instant,
+    next_send: Instant,
+    rto: Duration,
+    retransmitted: bool,
+}
+
+/// RFC 6298 round-trip estimate.
+#[derive(Debug, Clone, Copy)]
+struct Rtt {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl Rtt {
+    fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    fn rto(&self, config: &ClientConfig) -> Duration {
+        match self.srtt {
+            None => config.initial_rto,
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(config.min_rto, config.max_rto),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Waiting for the directory.
+    Unknown,
+    /// Sending to this address.
+    At(SocketAddr),
+}
+
+/// Everything going to one peer.
+#[derive(Debug)]
+struct Peer {
+    name: String,
+    route: Route,
+    /// Looked up again already in this stretch of silence.
+    relooked: bool,
+    stream: u64,
+    next_seq: u32,
+    /// Messages not fully acknowledged, oldest first; only a prefix has fragments in flight.
+    messages: VecDeque<OutMessage>,
+    /// Fragments sent and not yet acknowledged, by seq.
+    in_flight: BTreeMap<u32, InFlight>,
+    rtt: Rtt,
+}
+
+impl Peer {
+    fn oldest_unacked(&self) -> Option<Instant> {
+        self.in_flight.values().map(|f| f.first_sent).min()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Waiting for the directory to vouch for the sender.
+    Unverified,
+    Verified,
+    Forged,
+}
+
+/// One incoming stream: a sender at an address, one stream id.
+#[derive(Debug)]
+struct InStream {
+    from: String,
+    trust: Trust,
+    next_seq: u32,
+    /// Fragments ahead of `next_seq`: (fragment, fragments, body).
+    ahead: BTreeMap<u32, (u16, u16, Bytes)>,
+    partial: Vec<u8>,
+    /// Index the next fragment of the partial message must have.
+    partial_next: u16,
+    last_active: Instant,
+}
+
+/// The chat client's state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct ClientState {
+    config: ClientConfig,
+    rng: Rng,
+    phase: Phase,
+    closing: bool,
+    token: Option<Bytes>,
+    cookie: Bytes,
+    next_request: u32,
+    next_command: u64,
+    requests: BTreeMap<u32, Request>,
+    /// The lookup request under way for each folded name.
+    lookups: BTreeMap<String, u32>,
+    /// Names gathered so far by each list command.
+    lists: BTreeMap<CommandId, Vec<String>>,
+    cache: BTreeMap<String, CacheEntry>,
+    peers: BTreeMap<String, Peer>,
+    /// Outgoing stream id to the folded name of its peer.
+    stream_owner: BTreeMap<u64, String>,
+    streams: BTreeMap<(SocketAddr, u64), InStream>,
+    queued: usize,
+    known: Vec<String>,
+    next_keepalive: Option<Instant>,
+    next_housekeeping: Instant,
+    out: VecDeque<Transmit>,
+    events: VecDeque<ClientEvent>,
+    buf: BytesMut,
+    stats: ClientStats,
+}
+
+impl ClientState {
+    /// A client that starts signing in as `config.name` at once. `seed` makes
+    /// its request ids and stream ids; give it randomness from the operating
+    /// system in real use, a fixed number in tests.
+    pub fn new(config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+        name::validate(&config.name)?;
+        let mut rng = Rng::from_seed(seed);
+        let next_request = rng.next_u32();
+        let mut client = ClientState {
+            next_housekeeping: now + Duration::from_secs(1),
+            config,
+            rng,
+            phase: Phase::SigningIn { again: false },
+            closing: false,
+            token: None,
+            cookie: Bytes::new(),
+            next_request,
+            next_command: 1,
+            requests: BTreeMap::new(),
+            lookups: BTreeMap::new(),
+            lists: BTreeMap::new(),
+            cache: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            stream_owner: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            queued: 0,
+            known: Vec::new(),
+            next_keepalive: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            buf: BytesMut::with_capacity(8 * MAX_DATAGRAM),
+            stats: ClientStats::default(),
+        };
+        client.start_request(now, RequestKind::SignIn);
+        Ok(client)
+    }
+
+    /// The name this client signs in as.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The directory server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.config.server
+    }
+
+    /// Whether the server has accepted this client and not since forgotten it.
+    pub fn is_signed_in(&self) -> bool {
+        self.phase == Phase::SignedIn
+    }
+
+    /// Whether the client is finished: signed out, or sign-in failed. Nothing
+    /// more happens; `poll_timeout` is `None`.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// What the client has counted so far.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Names seen in the last user list and in conversations, for completion.
+    pub fn known_users(&self) -> Vec<String> {
+        let mut names = self.known.clone();
+        names.extend(self.peers.values().map(|p| p.name.clone()));
+        names.extend(self.streams.values().map(|s| s.from.clone()));
+        names.sort_by_key(|n| name::fold(n));
+        names.dedup_by(|a, b| name::same(a, b));
+        names
+    }
+
+    /// Asks the server who is signed in. Answered by [`ClientEvent::UserList`]
+    /// or [`ClientEvent::ListFailed`] with the returned id.
+    pub fn list(&mut self, now: Instant) -> CommandId {
+        let id = self.command_id();
+        if self.phase == Phase::Closed || self.closing {
+            self.events.push_back(ClientEvent::ListFailed {
+                id,
+                reason: RequestError::Closed,
+            });
+            return id;
+        }
+        self.lists.insert(id, Vec::new());
+        self.start_request(
+            now,
+            RequestKind::List {
+                id,
+                after: String::new(),
+            },
+        );
+        id
+    }
+
+    /// Sends `text` to the user `to`. Answered by [`ClientEvent::Delivered`]
+    /// or [`ClientEvent::DeliveryFailed`] with the returned id.
+    pub fn send(&mut self, now: Instant, to: &str, text: &str) -> Result<CommandId, SendError> {
+        name::validate(to)?;
+        if self.phase == Phase::Closed || self.closing {
+            return Err(SendError::Closed);
+        }
+        if text.len() > self.config.max_message_len {
+            return Err(SendError::TooLong {
+                len: text.len(),
+                max: self.config.max_message_len,
+            });
+        }
+        if self.queued >= self.config.max_queued_messages {
+            return Err(SendError::QueueFull);
+        }
+        let chunk = self.fragment_size();
+        let fragments =
+            u16::try_from(text.len().div_ceil(chunk).max(1)).map_err(|_| SendError::TooLong {
+                len: text.len(),
+                max: chunk * usize::from(u16::MAX),
+            })?;
+        let id = self.command_id();
+        let key = name::fold(to);
+        let stream = self.rng.next_u64();
+        let peer = self.peers.entry(key.clone()).or_insert_with(|| Peer {
+            name: to.to_owned(),
+            route: Route::Unknown,
+            relooked: false,
+            stream,
+            next_seq: 0,
+            messages: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            rtt: Rtt {
+                srtt: None,
+                rttvar: Duration::ZERO,
+            },
+        });
+        peer.messages.push_back(OutMessage {
+            id,
+            to: to.to_owned(),
+            text: Bytes::copy_from_slice(text.as_bytes()),
+            fragments,
+            started: 0,
+            acked: 0,
+        });
+        self.queued += 1;
+        self.stream_owner
+            .insert(self.peers[&key].stream, key.clone());
+        if self.peers[&key].route == Route::Unknown {
+            match self.cached(now, &key) {
+                Some(Some(addr)) => self.set_route(&key, addr),
+                Some(None) => {
+                    self.fail_peer(now, &key, DeliveryFailure::NoSuchUser);
+                    return Ok(id);
+                }
+                None => self.lookup(now, to),
+            }
+        }
+        self.pump(now, &key);
+        Ok(id)
+    }
+
+    /// Signs out once every message sent so far is delivered or has failed,
+    /// and every list is answered. Ends with [`ClientEvent::SignedOut`].
+    pub fn sign_out(&mut self, now: Instant) {
+        if self.phase == Phase::Closed || self.closing {
+            return;
+        }
+        self.closing = true;
+        self.maybe_finish(now);
+    }
+
+    /// Takes one datagram from `from`. Bad input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.stats.received += 1;
+        if self.phase == Phase::Closed {
+            self.stats.unexpected += 1;
+            return;
+        }
+        let packet = match Packet::decode(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        match packet {
+            Packet::Message {
+                stream,
+                seq,
+                fragment,
+                fragments,
+                from: name,
+                body,
+            } => {
+                let body = Bytes::copy_from_slice(body);
+                self.on_message(now, from, stream, seq, fragment, fragments, name, body);
+            }
+            Packet::Ack { stream, seq } => self.on_ack(now, from, stream, seq),
+            _ if from != self.config.server => self.stats.unexpected += 1,
+            Packet::Retry { request, cookie } => {
+                if self.is_request(request, |k| matches!(k, RequestKind::SignIn)) {
+                    self.cookie = Bytes::copy_from_slice(cookie);
+                    if let Some(r) = self.requests.get_mut(&request) {
+                        r.next_send = now;
+                    }
+                    self.flush_requests(now);
+                }
+            }
+            Packet::SignInAccepted { request, token } => {
+                if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
+                    self.on_signed_in(now, Bytes::copy_from_slice(token));
+                }
+            }
+            Packet::SignInRefused { request, reason } => {
+                if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
+                    let name = self.config.name.clone();
+                    let error = match reason {
+                        RefuseReason::NameInUse => SignInError::NameInUse(name),
+                        RefuseReason::InvalidName => SignInError::InvalidName(name),
+                        RefuseReason::ServerFull => SignInError::ServerFull,
+                    };
+                    self.fail_sign_in(now, error);
+                }
+            }
+            Packet::ListReply {
+                request,
+                more,
+                names,
+            } => {
+                let Some(Request {
+                    kind: RequestKind::List { id, .. },
+                    ..
+                }) = self.requests.get(&request)
+                else {
+                    self.stats.unexpected += 1;
+                    return;
+                };
+                let id = *id;
+                self.requests.remove(&request);
+                let gathered = self.lists.entry(id).or_default();
+                gathered.extend(names.iter().map(str::to_owned));
+                match gathered.last() {
+                    Some(last) if more => {
+                        let after = last.clone();
+                        self.start_request(now, RequestKind::List { id, after });
+                    }
+                    _ => {
+                        let names = self.lists.remove(&id).unwrap_or_default();
+                        self.known = names.clone();
+                        self.events.push_back(ClientEvent::UserList { id, names });
+                        self.maybe_finish(now);
+                    }
+                }
+            }
+            Packet::LookupReply {
+                request,
+                name,
+                address,
+            } => {
+                if !self.is_request(request, |k| matches!(k, RequestKind::Lookup { .. })) {
+                    self.stats.unexpected += 1;
+                    return;
+                }
+                let Some(Request {
+                    kind: RequestKind::Lookup { name: asked },
+                    ..
+                }) = self.requests.remove(&request)
+                else {
+                    return;
+                };
+                if !name::same(&asked, name) {
+                    self.stats.unexpected += 1;
+                }
+                self.on_lookup(now, &asked, Some(address));
+            }
+            Packet::KeepAliveAck { request } => {
+                self.take_request(request, |k| matches!(k, RequestKind::KeepAlive));
+            }
+            Packet::Probe { request } => {
+                if let (Phase::SignedIn, Some(token)) = (self.phase, self.token.clone()) {
+                    let reply = Packet::KeepAlive {
+                        request,
+                        token: &token,
+                    };
+                    self.transmit(self.config.server, &reply);
+                }
+            }
+            Packet::SignOutAck { request } => {
+                if self.take_request(request, |k| matches!(k, RequestKind::SignOut)) {
+                    self.close_signed_out();
+                }
+            }
+            Packet::Error { request, code } => {
+                if !self.requests.contains_key(&request) {
+                    self.stats.unexpected += 1;
+                    return;
+                }
+                match code {
+                    ErrorCode::UnknownSession => self.on_unknown_session(now, request),
+                    ErrorCode::BadRequest => self.fail_request(now, request),
+                }
+            }
+            Packet::SignIn { .. }
+            | Packet::ListRequest { .. }
+            | Packet::LookupRequest { .. }
+            | Packet::KeepAlive { .. }
+            | Packet::SignOut { .. } => self.stats.unexpected += 1,
+        }
+    }
+
+    /// Retries requests, retransmits fragments, sends keep-alives and expires
+    /// idle state whose time has come. Early or repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        // Requests past their deadline.
+        let expired: Vec<u32> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| now >= r.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.fail_request(now, id);
+        }
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.flush_requests(now);
+        if let Some(at) = self.next_keepalive {
+            if now >= at && self.phase == Phase::SignedIn {
+                self.next_keepalive = Some(now + self.config.keepalive_interval);
+                let busy = self
+                    .requests
+                    .values()
+                    .any(|r| matches!(r.kind, RequestKind::KeepAlive));
+                if !busy {
+                    self.start_request(now, RequestKind::KeepAlive);
+                }
+            }
+        }
+        let keys: Vec<String> = self.peers.keys().cloned().collect();
+        for key in keys {
+            self.peer_timeout(now, &key);
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + Duration::from_secs(1);
+            let idle = self.config.stream_idle_timeout;
+            self.streams
+                .retain(|_, s| now.saturating_duration_since(s.last_active) < idle);
+            let ttl = self.config.lookup_cache_ttl;
+            self.cache
+                .retain(|_, c| now.saturating_duration_since(c.at) < ttl);
+        }
+    }
+
+    /// The next datagram to send, oldest first.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When [`ClientState::handle_timeout`] should next be called; `None`
+    /// once closed. After `handle_timeout(now)` it is later than `now`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let sendable = self.can_send_requests();
+        let requests = self.requests.values().map(|r| {
+            if sendable || matches!(r.kind, RequestKind::SignIn) {
+                r.next_send.min(r.deadline)
+            } else {
+                r.deadline
+            }
+        });
+        let peers = self.peers.values().flat_map(|p| {
+            let retransmit = p.in_flight.values().map(|f| f.next_send).min();
+            let deadlines = p.oldest_unacked().map(|t| {
+                if p.relooked {
+                    t + self.config.message_timeout
+                } else {
+                    t + self.config.message_timeout / 2
+                }
+            });
+            retransmit.into_iter().chain(deadlines)
+        });
+        let housekeeping =
+            (!self.streams.is_empty() || !self.cache.is_empty()).then_some(self.next_housekeeping);
+        requests
+            .chain(peers)
+            .chain(
+                self.next_keepalive
+                    .filter(|_| self.phase == Phase::SignedIn),
+            )
+            .chain(housekeeping)
+            .min()
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- requests -------------------------------------------------------
+
+    fn command_id(&mut self) -> CommandId {
+        let id = CommandId(self.next_command);
+        self.next_command += 1;
+        id
+    }
+
+    fn can_send_requests(&self) -> bool {
+        self.token.is_some() && matches!(self.phase, Phase::SignedIn | Phase::SigningOut)
+    }
+
+    fn start_request(&mut self, now: Instant, kind: RequestKind) -> u32 {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        self.requests.insert(
+            id,
+            Request {
+                kind,
+                next_send: now,
+                backoff: self.config.request_retry,
+                deadline: now + self.config.request_timeout,
+                sent_once: false,
+            },
+        );
+        self.flush_requests(now);
+        id
+    }
+
+    /// Sends every request whose time has come (that can be sent now).
+    fn flush_requests(&mut self, now: Instant) {
+        let sendable = self.can_send_requests();
+        let due: Vec<u32> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| {
+                now >= r.next_send && (sendable || matches!(r.kind, RequestKind::SignIn))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(r) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            if r.sent_once {
+                self.stats.request_retries += 1;
+            }
+            r.sent_once = true;
+            r.next_send = now + r.backoff;
+            r.backoff = (r.backoff * 2).min(self.config.max_request_retry);
+            self.send_request(id);
+        }
+    }
+
+    fn send_request(&mut self, id: u32) {
+        let Some(r) = self.requests.get(&id) else {
+            return;
+        };
+        let token = self.token.clone().unwrap_or_default();
+        let server = self.config.server;
+        self.buf.clear();
+        let packet = match &r.kind {
+            RequestKind::SignIn => Packet::SignIn {
+                request: id,
+                name: &self.config.name,
+                cookie: &self.cookie,
+            },
+            RequestKind::List { after, .. } => Packet::ListRequest {
+                request: id,
+                token: &token,
+                after,
+            },
+            RequestKind::Lookup { name } => Packet::LookupRequest {
+                request: id,
+                token: &token,
+                name,
+            },
+            RequestKind::KeepAlive => Packet::KeepAlive {
+                request: id,
+                token: &token,
+            },
+            RequestKind::SignOut => Packet::SignOut {
+                request: id,
+                token: &token,
+            },
+        };
+        if packet.encode(&mut self.buf).is_ok() {
+            let payload = self.buf.split().freeze();
+            self.out.push_back(Transmit {
+                destination: server,
+                payload,
+            });
+        }
+    }
+
+    fn is_request(&self, id: u32, kind: impl Fn(&RequestKind) -> bool) -> bool {
+        self.requests.get(&id).is_some_and(|r| kind(&r.kind))
+    }
+
+    /// Removes request `id` if it is of this kind; counts it as unexpected if not.
+    fn take_request(&mut self, id: u32, kind: impl Fn(&RequestKind) -> bool) -> bool {
+        if self.is_request(id, kind) {
+            self.requests.remove(&id);
+            true
+        } else {
+            self.stats.unexpected += 1;
+            false
+        }
+    }
+
+    /// Request `id` is over: no answer in time, or an answer that says it
+    /// cannot be served.
+    fn fail_request(&mut self, now: Instant, id: u32) {
+        let Some(r) = self.requests.remove(&id) else {
+            return;
+        };
+        match r.kind {
+            RequestKind::SignIn => self.fail_sign_in(now, SignInError::NoAnswer),
+            RequestKind::List { id, .. } => {
+                self.lists.remove(&id);
+                self.events.push_back(ClientEvent::ListFailed {
+                    id,
+                    reason: RequestError::NoAnswer,
+                });
+                self.maybe_finish(now);
+            }
+            RequestKind::Lookup { name } => self.on_lookup(now, &name, None),
+            RequestKind::KeepAlive => {
+                if self.phase == Phase::SignedIn {
+                    self.events.push_back(ClientEvent::ServerLost);
+                    self.sign_in_again(now);
+                }
+            }
+            RequestKind::SignOut => self.close_signed_out(),
+        }
+    }
+
+    fn fail_sign_in(&mut self, now: Instant, error: SignInError) {
+        match self.phase {
+            Phase::SigningIn { again: false } => {
+                self.events.push_back(ClientEvent::SignInFailed(error));
+                self.close();
+            }
+            Phase::SigningIn { again: true } if error == SignInError::NoAnswer => {
+                // The server is still away: keep trying, quietly.
+                self.start_request(now, RequestKind::SignIn);
+            }
+            _ => {
+                self.events.push_back(ClientEvent::SignInFailed(error));
+                self.close();
+            }
+        }
+    }
+
+    fn on_signed_in(&mut self, now: Instant, token: Bytes) {
+        self.token = Some(token);
+        let again = matches!(self.phase, Phase::SigningIn { again: true });
+        self.phase = Phase::SignedIn;
+        self.next_keepalive = Some(now + self.config.keepalive_interval);
+        self.events.push_back(if again {
+            ClientEvent::Reconnected
+        } else {
+            ClientEvent::SignedIn
+        });
+        // Requests held back while signing in go out now.
+        for r in self.requests.values_mut() {
+            r.next_send = now;
+        }
+        self.flush_requests(now);
+        if self.closing {
+            self.maybe_finish(now);
+        }
+    }
+
+    /// The server does not know our token: it restarted or forgot us. The
+    /// request stays pending and goes out again once signed in.
+    fn on_unknown_session(&mut self, now: Instant, request: u32) {
+        if self.is_request(request, |k| matches!(k, RequestKind::SignOut)) {
+            self.requests.remove(&request);
+            self.close_signed_out();
+            return;
+        }
+        if self.is_request(request, |k| matches!(k, RequestKind::KeepAlive)) {
+            self.requests.remove(&request);
+        }
+        if self.phase == Phase::SignedIn {
+            self.sign_in_again(now);
+        }
+    }
+
+    fn sign_in_again(&mut self, now: Instant) {
+        self.token = None;
+        self.phase = Phase::SigningIn { again: true };
+        self.next_keepalive = None;
+        let signing_in = self
+            .requests
+            .values()
+            .any(|r| matches!(r.kind, RequestKind::SignIn));
+        if !signing_in {
+            self.start_request(now, RequestKind::SignIn);
+        }
+    }
+
+    fn close_signed_out(&mut self) {
+        self.events.push_back(ClientEvent::SignedOut);
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.requests.clear();
+        self.next_keepalive = None;
+    }
+
+    /// When closing and nothing is left to finish, sends the sign-out.
+    fn maybe_finish(&mut self, now: Instant) {
+        if !self.closing || self.queued > 0 || !self.lists.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::SignedIn => {
+                self.phase = Phase::SigningOut;
+                self.requests
+                    .retain(|_, r| !matches!(r.kind, RequestKind::KeepAlive));
+                self.start_request(now, RequestKind::SignOut);
+            }
+            Phase::SigningIn { .. } => self.close_signed_out(),
+            Phase::SigningOut | Phase::Closed => {}
+        }
+    }
+
+    // ---- the directory --------------------------------------------------
+
+    /// The cached directory answer for a folded name: `Some(None)` for "nobody".
+    fn cached(&self, now: Instant, key: &str) -> Option<Option<SocketAddr>> {
+        self.cache
+            .get(key)
+            .filter(|c| now.saturating_duration_since(c.at) < self.config.lookup_cache_ttl)
+            .map(|c| c.address)
+    }
+
+    /// Asks the server where `name` is, unless that is already being asked.
+    fn lookup(&mut self, now: Instant, name: &str) {
+        let key = name::fold(name);
+        if self.lookups.contains_key(&key) {
+            return;
+        }
+        self.stats.lookups += 1;
+        let id = self.start_request(
+            now,
+            RequestKind::Lookup {
+                name: name.to_owned(),
+            },
+        );
+        self.lookups.insert(key, id);
+    }
+
+    /// A lookup of `name` finished: `None` when the server did not answer,
+    /// `Some(address)` otherwise.
+    fn on_lookup(&mut self, now: Instant, name: &str, answer: Option<Option<SocketAddr>>) {
+        let key = name::fold(name);
+        self.lookups.remove(&key);
+        if let Some(address) = answer {
+            if self.cache.len() >= self.config.max_cached_lookups {
+                self.cache.clear();
+            }
+            self.cache
+                .insert(key.clone(), CacheEntry { address, at: now });
+        }
+        // Outgoing messages waiting for this name.
+        if let Some(peer) = self.peers.get(&key) {
+            let waiting = peer.route == Route::Unknown || peer.relooked;
+            if waiting {
+                match answer {
+                    None if peer.route == Route::Unknown => {
+                        self.fail_peer(now, &key, DeliveryFailure::ServerUnreachable)
+                    }
+                    None => {}
+                    Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
+                    Some(Some(addr)) => {
+                        self.set_route(&key, addr);
+                        self.pump(now, &key);
+                    }
+                }
+            }
+        }
+        // Incoming streams waiting to learn whether to trust their sender.
+        if let Some(address) = answer {
+            let waiting: Vec<(SocketAddr, u64)> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.trust == Trust::Unverified && name::fold(&s.from) == key)
+                .map(|(k, _)| *k)
+                .collect();
+            for stream_key in waiting {
+                self.verify(now, stream_key, address);
+            }
+        }
+    }
+
+    // ---- sending --------------------------------------------------------
+
+    /// Text bytes per fragment: a full datagram less the header with our name.
+    fn fragment_size(&self) -> usize {
+        MAX_DATAGRAM - (1 + 8 + 4 + 2 + 2 + 1 + self.config.name.len() + 2)
+    }
+
+    /// Points the peer at `addr`. A new address gets a new stream, and every
+    /// message not yet acknowledged whole starts again from its first fragment.
+    fn set_route(&mut self, key: &str, addr: SocketAddr) {
+        let new_stream = self.rng.next_u64();
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if peer.route == Route::At(addr) {
+            return;
+        }
+        let moved = peer.route != Route::Unknown || peer.next_seq > 0;
+        peer.route = Route::At(addr);
+        if moved {
+            self.stream_owner.remove(&peer.stream);
+            peer.stream = new_stream;
+            peer.next_seq = 0;
+            peer.in_flight.clear();
+            peer.rtt = Rtt {
+                srtt: None,
+                rttvar: Duration::ZERO,
+            };
+            for m in &mut peer.messages {
+                m.started = 0;
+                m.acked = 0;
+            }
+            self.stream_owner.insert(new_stream, key.to_owned());
+        }
+    }
+
+    /// Starts as many fragments as the window allows.
+    fn pump(&mut self, now: Instant, key: &str) {
+        let fragment_size = self.fragment_size();
+        let window = self.config.window;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Route::At(addr) = peer.route else {
+            return;
+        };
+        while peer.in_flight.len() < window {
+            let Some(m) = peer.messages.iter_mut().find(|m| m.started < m.fragments) else {
+                break;
+            };
+            let index = m.started;
+            m.started += 1;
+            let start = usize::from(index) * fragment_size;
+            let end = (start + fragment_size).min(m.text.len());
+            let body = m.text.get(start..end).unwrap_or_default();
+            let seq = peer.next_seq;
+            peer.next_seq = peer.next_seq.wrapping_add(1);
+            let packet = Packet::Message {
+                stream: peer.stream,
+                seq,
+                fragment: index,
+                fragments: m.fragments,
+                from: &self.config.name,
+                body,
+            };
+            self.buf.clear();
+            if packet.encode(&mut self.buf).is_err() {
+                break;
+            }
+            let payload = self.buf.split().freeze();
+            let rto = peer.rtt.rto(&self.config);
+            peer.in_flight.insert(
+                seq,
+                InFlight {
+                    message: m.id,
+                    payload: payload.clone(),
+                    first_sent: now,
+                    next_send: now + rto,
+                    rto,
+                    retransmitted: false,
+                },
+            );
+            self.stats.fragments_sent += 1;
+            self.out.push_back(Transmit {
+                destination: addr,
+                payload,
+            });
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, from: SocketAddr, stream: u64, seq: u32) {
+        let Some(key) = self.stream_owner.get(&stream).cloned() else {
+            self.stats.unexpected += 1;
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.route != Route::At(from) || peer.stream != stream {
+            self.stats.unexpected += 1;
+            return;
+        }
+        let Some(f) = peer.in_flight.remove(&seq) else {
+            return; // Acknowledged already.
+        };
+        if !f.retransmitted {
+            peer.rtt.sample(now.saturating_duration_since(f.first_sent));
+        }
+        // Any answer shows the peer is alive where we think it is.
+        peer.relooked = false;
+        let Some(i) = peer.messages.iter().position(|m| m.id == f.message) else {
+            return;
+        };
+        peer.messages[i].acked += 1;
+        let m = &peer.messages[i];
+        if m.acked == m.fragments {
+            if let Some(m) = peer.messages.remove(i) {
+                self.queued = self.queued.saturating_sub(1);
+                self.stats.delivered += 1;
+                self.events
+                    .push_back(ClientEvent::Delivered { id: m.id, to: m.to });
+            }
+        }
+        self.pump(now, &key);
+        self.maybe_finish(now);
+    }
+
+    /// Retransmits, looks the peer up again, or gives up, as time requires.
+    fn peer_timeout(&mut self, now: Instant, key: &str) {
+        let timeout = self.config.message_timeout;
+        let max_rto = self.config.max_rto;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Route::At(addr) = peer.route else {
+            return;
+        };
+        if let Some(oldest) = peer.oldest_unacked() {
+            let silent = now.saturating_duration_since(oldest);
+            if silent >= timeout {
+                self.fail_peer(now, key, DeliveryFailure::NoAnswer);
+                return;
+            }
+            if silent >= timeout / 2 && !peer.relooked && !self.lookups.contains_key(key) {
+                peer.relooked = true;
+                let name = peer.name.clone();
+                self.cache.remove(key);
+                self.lookup(now, &name);
+            }
+        }
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        for f in peer.in_flight.values_mut() {
+            if now >= f.next_send {
+                f.retransmitted = true;
+                f.rto = (f.rto * 2).min(max_rto);
+                f.next_send = now + f.rto;
+                self.stats.retransmissions += 1;
+                self.out.push_back(Transmit {
+                    destination: addr,
+                    payload: f.payload.clone(),
+                });
+            }
+        }
+    }
+
+    /// Fails every message waiting for this peer, and forgets its route so
+    /// the next message starts afresh.
+    fn fail_peer(&mut self, now: Instant, key: &str, reason: DeliveryFailure) {
+        let Some(peer) = self.peers.remove(key) else {
+            return;
+        };
+        self.stream_owner.remove(&peer.stream);
+        if reason != DeliveryFailure::ServerUnreachable {
+            self.cache.remove(key);
+        }
+        for m in peer.messages {
+            self.queued = self.queued.saturating_sub(1);
+            self.events.push_back(ClientEvent::DeliveryFailed {
+                id: m.id,
+                to: m.to,
+                reason,
+            });
+        }
+        self.maybe_finish(now);
+    }
+
+    // ---- receiving ------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        stream: u64,
+        seq: u32,
+        fragment: u16,
+        fragments: u16,
+        name: &str,
+        body: Bytes,
+    ) {
+        let key = (from, stream);
+        if !self.streams.contains_key(&key) {
+            if name::validate(name).is_err() {
+                self.stats.malformed += 1;
+                return;
+            }
+            if self.streams.len() >= self.config.max_receive_streams {
+                self.evict_stream();
+            }
+            self.streams.insert(
+                key,
+                InStream {
+                    from: name.to_owned(),
+                    trust: Trust::Unverified,
+                    next_seq: 0,
+                    ahead: BTreeMap::new(),
+                    partial: Vec::new(),
+                    partial_next: 0,
+                    last_active: now,
+                },
+            );
+            // Decide trust from the cache, or ask.
+            match self.cached(now, &name::fold(name)) {
+                Some(Some(addr)) if addr == from => self.set_trust(key, Trust::Verified),
+                _ => self.lookup(now, name),
+            }
+        }
+        let receive_window = self.config.receive_window;
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        if !name::same(&s.from, name) {
+            self.stats.malformed += 1;
+            return;
+        }
+        s.last_active = now;
+        match s.trust {
+            Trust::Forged => {
+                self.stats.forged += 1;
+                return;
+            }
+            Trust::Unverified => {
+                // The last lookup may have gone unanswered: ask again.
+                let claimed = s.from.clone();
+                self.lookup(now, &claimed);
+            }
+            Trust::Verified => {}
+        }
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let offset = seq.wrapping_sub(s.next_seq);
+        if offset >= u32::MAX / 2 {
+            // Behind the window: a duplicate of something delivered.
+            self.stats.duplicates += 1;
+            if s.trust == Trust::Verified {
+                self.transmit(from, &Packet::Ack { stream, seq });
+            }
+            return;
+        }
+        if offset >= receive_window {
+            self.stats.dropped += 1;
+            return;
+        }
+        if s.ahead.contains_key(&seq) {
+            self.stats.duplicates += 1;
+        } else {
+            s.ahead.insert(seq, (fragment, fragments, body));
+        }
+        if s.trust == Trust::Verified {
+            self.transmit(from, &Packet::Ack { stream, seq });
+            self.deliver(key);
+        }
+    }
+
+    fn set_trust(&mut self, key: (SocketAddr, u64), trust: Trust) {
+        if let Some(s) = self.streams.get_mut(&key) {
+            s.trust = trust;
+        }
+    }
+
+    /// The directory answered for the sender of stream `key`.
+    fn verify(&mut self, now: Instant, key: (SocketAddr, u64), address: Option<SocketAddr>) {
+        let _ = now;
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        if address == Some(key.0) {
+            s.trust = Trust::Verified;
+            let seqs: Vec<u32> = s.ahead.keys().copied().collect();
+            for seq in seqs {
+                self.transmit(key.0, &Packet::Ack { stream: key.1, seq });
+            }
+            self.deliver(key);
+        } else {
+            s.trust = Trust::Forged;
+            s.ahead.clear();
+            s.partial.clear();
+            let claimed = s.from.clone();
+            self.stats.forged += 1;
+            self.events.push_back(ClientEvent::ForgedMessage {
+                claimed,
+                address: key.0,
+            });
+        }
+    }
+
+    /// Moves in-order fragments of stream `key` into messages.
+    fn deliver(&mut self, key: (SocketAddr, u64)) {
+        let max_len = self.config.max_message_len;
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        while let Some((fragment, fragments, body)) = s.ahead.remove(&s.next_seq) {
+            s.next_seq = s.next_seq.wrapping_add(1);
+            if fragment != s.partial_next {
+                // Out of step with the message being built: start over from
+                // this fragment if it begins a message, else drop it.
+                self.stats.malformed += 1;
+                s.partial.clear();
+                s.partial_next = 0;
+                if fragment != 0 {
+                    continue;
+                }
+            }
+            if s.partial.len() + body.len() > max_len {
+                self.stats.dropped += 1;
+                s.partial.clear();
+                s.partial_next = 0;
+                continue;
+            }
+            s.partial.extend_from_slice(&body);
+            s.partial_next = fragment + 1;
+            if s.partial_next == fragments {
+                let bytes = std::mem::take(&mut s.partial);
+                s.partial_next = 0;
+                let text = match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                };
+                self.stats.messages_received += 1;
+                self.events.push_back(ClientEvent::MessageReceived {
+                    from: s.from.clone(),
+                    address: key.0,
+                    text,
+                });
+            }
+        }
+    }
+
+    fn evict_stream(&mut self) {
+        if let Some(oldest) = self
+            .streams
+            .iter()
+            .min_by_key(|(_, s)| s.last_active)
+            .map(|(k, _)| *k)
+        {
+            self.streams.remove(&oldest);
+        }
+    }
+
+    fn transmit(&mut self, destination: SocketAddr, packet: &Packet<'_>) {
+        self.buf.clear();
+        if packet.encode(&mut self.buf).is_ok() {
+            let payload = self.buf.split().freeze();
+            self.out.push_back(Transmit {
+                destination,
+                payload,
+            });
+        }
+    }
+}

@@ -93,9 +93,10 @@ pub mod secret;
 pub mod server;
 pub mod text;
 
-
 pub use codec::{DecodeError, EncodeError, Packet, PacketType};
 
+pub use client::{ClientConfig, ClientEvent, ClientState, CommandId};
+pub use server::{ServerConfig, ServerEvent, ServerState};
 
 use bytes::Bytes;
 use std::net::SocketAddr;

@@ -322,12 +322,13 @@ impl ServerState {
             self.sweep(now);
             self.next_sweep = now + self.config.sweep_interval;
         }
-        let due: Vec<SocketAddr> = self
+        let mut due: Vec<SocketAddr> = self
             .probes
             .iter()
             .filter(|(_, p)| now >= p.deadline || (!p.answered && now >= p.next_send))
             .map(|(a, _)| *a)
             .collect();
+        due.sort_unstable();
         for holder in due {
             let Some(probe) = self.probes.get_mut(&holder) else {
                 continue;
@@ -381,8 +382,7 @@ impl ServerState {
     /// Token-bucket rate limit per source address.
     fn admit(&mut self, now: Instant, from: SocketAddr) -> bool {
         let (rate, burst) = (self.config.rate_per_second, self.config.rate_burst);
-        if !self.buckets.contains_key(&from) && self.buckets.len() >= self.config.max_rate_sources
-        {
+        if !self.buckets.contains_key(&from) && self.buckets.len() >= self.config.max_rate_sources {
             self.prune_buckets(now);
         }
         let bucket = if self.buckets.len() < self.config.max_rate_sources
@@ -417,12 +417,13 @@ impl ServerState {
 
     fn sweep(&mut self, now: Instant) {
         let timeout = self.config.session_timeout;
-        let expired: Vec<SocketAddr> = self
+        let mut expired: Vec<SocketAddr> = self
             .sessions
             .iter()
             .filter(|(_, s)| now.saturating_duration_since(s.last_heard) >= timeout)
             .map(|(a, _)| *a)
             .collect();
+        expired.sort_unstable();
         for addr in expired {
             self.remove(addr, SignOutReason::TimedOut);
         }
@@ -461,7 +462,14 @@ impl ServerState {
         if !self.cookie_valid(now, &from, cookie) {
             self.stats.retries += 1;
             let cookie = self.cookie(&from, self.cookie_bucket(now));
-            self.send(from, &Packet::Retry { request, cookie: &cookie }, Some(len));
+            self.send(
+                from,
+                &Packet::Retry {
+                    request,
+                    cookie: &cookie,
+                },
+                Some(len),
+            );
             return;
         }
         // From here on the address is validated: it echoed our cookie.
@@ -477,7 +485,14 @@ impl ServerState {
                 // again: same session, same token.
                 session.last_heard = now;
                 let token = session.token;
-                self.send(from, &Packet::SignInAccepted { request, token: &token }, None);
+                self.send(
+                    from,
+                    &Packet::SignInAccepted {
+                        request,
+                        token: &token,
+                    },
+                    None,
+                );
                 return;
             }
             self.remove(from, SignOutReason::Replaced);
@@ -511,7 +526,14 @@ impl ServerState {
             name: name.to_owned(),
             address: from,
         });
-        self.send(from, &Packet::SignInAccepted { request, token: &token }, None);
+        self.send(
+            from,
+            &Packet::SignInAccepted {
+                request,
+                token: &token,
+            },
+            None,
+        );
     }
 
     /// `from` wants the name `holder` has. Refuse if the holder has proved
