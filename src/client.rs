@@ -27,6 +27,7 @@
 //! * **Bounds**: queued sends, receive streams, reassembly buffers and the
 //!   lookup cache are all capped; idle receive streams expire.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
@@ -1144,7 +1145,7 @@ impl ClientState {
                 .map(|(k, _)| *k)
                 .collect();
             for stream_key in waiting {
-                self.verify(now, stream_key, address);
+                self.verify(stream_key, address);
             }
         }
     }
@@ -1292,7 +1293,9 @@ impl ClientState {
                 self.fail_peer(now, key, DeliveryFailure::NoAnswer);
                 return;
             }
-            if silent >= timeout / 2 && !peer.relooked && !self.lookups.contains_key(key) {
+            if silent >= timeout / 2 && !peer.relooked {
+                // Silent for half the deadline: it may have moved. Ask once
+                // (a lookup already under way serves as well).
                 peer.relooked = true;
                 let name = peer.name.clone();
                 self.cache.remove(key);
@@ -1415,10 +1418,11 @@ impl ClientState {
             self.stats.dropped += 1;
             return;
         }
-        if s.ahead.contains_key(&seq) {
-            self.stats.duplicates += 1;
-        } else {
-            s.ahead.insert(seq, (fragment, fragments, body));
+        match s.ahead.entry(seq) {
+            Entry::Occupied(_) => self.stats.duplicates += 1,
+            Entry::Vacant(slot) => {
+                slot.insert((fragment, fragments, body));
+            }
         }
         if s.trust == Trust::Verified {
             self.transmit(from, &Packet::Ack { stream, seq });
@@ -1433,8 +1437,7 @@ impl ClientState {
     }
 
     /// The directory answered for the sender of stream `key`.
-    fn verify(&mut self, now: Instant, key: (SocketAddr, u64), address: Option<SocketAddr>) {
-        let _ = now;
+    fn verify(&mut self, key: (SocketAddr, u64), address: Option<SocketAddr>) {
         let Some(s) = self.streams.get_mut(&key) else {
             return;
         };
