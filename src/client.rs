@@ -1526,3 +1526,247 @@ impl ClientState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ServerConfig, ServerState};
+
+    const SERVER: &str = "127.0.0.1:9000";
+
+    /// A server and clients on a perfect network, delivering in order at once.
+    struct Net {
+        now: Instant,
+        server: ServerState,
+        clients: Vec<(SocketAddr, ClientState)>,
+        /// Datagrams seen, for assertions: (from, to, bytes).
+        log: Vec<(SocketAddr, SocketAddr, Bytes)>,
+    }
+
+    impl Net {
+        fn new(names: &[&str]) -> Net {
+            let now = Instant::now();
+            let server_addr: SocketAddr = SERVER.parse().unwrap();
+            let clients = names
+                .iter()
+                .zip(5001u16..)
+                .map(|(n, port)| {
+                    let config = ClientConfig::new(*n, server_addr);
+                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    (
+                        addr,
+                        ClientState::new(config, now, u64::from(port)).unwrap(),
+                    )
+                })
+                .collect();
+            let mut net = Net {
+                now,
+                server: ServerState::new(ServerConfig::with_secret([3; 16]), now),
+                clients,
+                log: Vec::new(),
+            };
+            net.pump();
+            net
+        }
+
+        fn addr(&self, i: usize) -> SocketAddr {
+            self.clients[i].0
+        }
+
+        fn pump(&mut self) {
+            let server_addr: SocketAddr = SERVER.parse().unwrap();
+            loop {
+                let mut queue = Vec::new();
+                for (addr, c) in &mut self.clients {
+                    while let Some(t) = c.poll_transmit() {
+                        queue.push((*addr, t));
+                    }
+                }
+                while let Some(t) = self.server.poll_transmit() {
+                    queue.push((server_addr, t));
+                }
+                if queue.is_empty() {
+                    break;
+                }
+                for (from, t) in queue {
+                    self.deliver(from, t.destination, t.payload);
+                }
+            }
+        }
+
+        fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: Bytes) {
+            self.log.push((from, to, payload.clone()));
+            if to == SERVER.parse().unwrap() {
+                self.server.handle_datagram(self.now, from, &payload);
+            } else if let Some((_, c)) = self.clients.iter_mut().find(|(a, _)| *a == to) {
+                c.handle_datagram(self.now, from, &payload);
+            }
+        }
+
+        fn events(&mut self, i: usize) -> Vec<ClientEvent> {
+            std::iter::from_fn(|| self.clients[i].1.poll_event()).collect()
+        }
+    }
+
+    fn received(events: &[ClientEvent]) -> Vec<&str> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::MessageReceived { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rtt_estimate_follows_rfc_6298() {
+        let config = ClientConfig::new("a", SERVER.parse().unwrap());
+        let mut rtt = Rtt {
+            srtt: None,
+            rttvar: Duration::ZERO,
+        };
+        assert_eq!(rtt.rto(&config), config.initial_rto);
+        rtt.sample(Duration::from_millis(100));
+        // srtt = 100, rttvar = 50: rto = 300.
+        assert_eq!(rtt.rto(&config), Duration::from_millis(300));
+        rtt.sample(Duration::from_millis(100));
+        // rttvar = (3*50 + 0)/4 = 37.5: rto = 100 + 150 = 250.
+        assert_eq!(rtt.rto(&config), Duration::from_micros(250_000));
+        for _ in 0..50 {
+            rtt.sample(Duration::from_micros(10));
+        }
+        assert_eq!(rtt.rto(&config), config.min_rto);
+    }
+
+    #[test]
+    fn long_message_is_split_and_reassembled() {
+        let mut net = Net::new(&["Alice", "Bob"]);
+        // Multi-byte characters so fragments cut through them.
+        let text: String = "Zoë 名前 🎉 ".repeat(3800);
+        assert!(text.len() > 60_000 && text.len() <= 64 * 1024);
+        let id = net.clients[0].1.send(net.now, "Bob", &text).unwrap();
+        net.pump();
+        let bob = net.events(1);
+        assert_eq!(received(&bob), vec![text.as_str()]);
+        assert!(net.events(0).contains(&ClientEvent::Delivered {
+            id,
+            to: "Bob".into()
+        }));
+        assert!(net.log.iter().all(|(_, _, p)| p.len() <= MAX_DATAGRAM));
+        let fragments = net
+            .log
+            .iter()
+            .filter(|(_, _, p)| p.first() == Some(&0x10))
+            .count();
+        assert_eq!(
+            fragments,
+            text.len().div_ceil(net.clients[0].1.fragment_size())
+        );
+    }
+
+    #[test]
+    fn too_long_message_is_refused() {
+        let mut net = Net::new(&["Alice"]);
+        let text = "x".repeat(64 * 1024 + 1);
+        assert_eq!(
+            net.clients[0].1.send(net.now, "Bob", &text),
+            Err(SendError::TooLong {
+                len: 64 * 1024 + 1,
+                max: 64 * 1024
+            })
+        );
+    }
+
+    #[test]
+    fn duplicate_fragment_is_acked_again_and_shown_once() {
+        let mut net = Net::new(&["Alice", "Bob"]);
+        net.clients[0].1.send(net.now, "Bob", "once").unwrap();
+        net.pump();
+        let (alice, bob) = (net.addr(0), net.addr(1));
+        let message = net
+            .log
+            .iter()
+            .find(|(f, t, p)| *f == alice && *t == bob && p.first() == Some(&0x10))
+            .map(|(_, _, p)| p.clone())
+            .unwrap();
+        let acks_before = net.log.iter().filter(|(f, _, _)| *f == bob).count();
+        net.deliver(alice, bob, message);
+        net.pump();
+        assert_eq!(received(&net.events(1)), vec!["once"]);
+        assert_eq!(net.clients[1].1.stats().duplicates, 1);
+        let acks_after = net.log.iter().filter(|(f, _, _)| *f == bob).count();
+        assert_eq!(
+            acks_after,
+            acks_before + 1,
+            "the duplicate is acknowledged again"
+        );
+    }
+
+    #[test]
+    fn message_from_wrong_address_is_reported_forged() {
+        let mut net = Net::new(&["Alice", "Bob"]);
+        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        let forged = Packet::Message {
+            stream: 1,
+            seq: 0,
+            fragment: 0,
+            fragments: 1,
+            from: "Alice",
+            body: b"send me your password",
+        }
+        .to_bytes()
+        .unwrap();
+        let bob = net.addr(1);
+        net.deliver(mallory, bob, forged);
+        net.pump();
+        let events = net.events(1);
+        assert!(received(&events).is_empty());
+        assert!(events.contains(&ClientEvent::ForgedMessage {
+            claimed: "Alice".into(),
+            address: mallory
+        }));
+        assert!(
+            !net.log.iter().any(|(_, t, _)| *t == mallory),
+            "nothing goes back to the forger"
+        );
+    }
+
+    #[test]
+    fn send_to_nobody_fails_with_no_such_user() {
+        let mut net = Net::new(&["Alice"]);
+        let id = net.clients[0].1.send(net.now, "Nobody", "hi").unwrap();
+        net.pump();
+        assert!(net.events(0).contains(&ClientEvent::DeliveryFailed {
+            id,
+            to: "Nobody".into(),
+            reason: DeliveryFailure::NoSuchUser
+        }));
+    }
+
+    #[test]
+    fn sign_out_waits_for_delivery() {
+        let mut net = Net::new(&["Alice", "Bob"]);
+        let now = net.now;
+        let id = net.clients[0].1.send(now, "Bob", "last words").unwrap();
+        net.clients[0].1.sign_out(now);
+        net.pump();
+        let events = net.events(0);
+        let delivered = events
+            .iter()
+            .position(|e| {
+                *e == ClientEvent::Delivered {
+                    id,
+                    to: "Bob".into(),
+                }
+            })
+            .unwrap();
+        let signed_out = events
+            .iter()
+            .position(|e| *e == ClientEvent::SignedOut)
+            .unwrap();
+        assert!(delivered < signed_out);
+        assert!(net.clients[0].1.is_closed());
+        assert_eq!(net.server.user_count(), 1);
+        assert_eq!(net.clients[0].1.poll_timeout(), None);
+    }
+}
