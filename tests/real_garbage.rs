@@ -1,0 +1,432 @@
+//! The real binaries under garbage: 20,000 datagrams, half at the server and
+//! half at a signed-in client (Bob), from several source sockets. A third are
+//! valid packets of every type built with `udpchat::codec` (forged messages,
+//! hijacking sign-ins, sign-outs with made-up tokens, replies nobody asked
+//! for), a third are those packets mutated (bit flips, truncations, length
+//! fields that lie, trailing bytes, a changed type byte), and a third are
+//! random bytes. Seeded, so a failure replays. Afterwards both programs must
+//! still run, and sign-in, list and send must still work; no forged message
+//! may have been shown, and the server must never have sent the flooding
+//! (never validated) sources more than 3 times the bytes they sent it.
+
+mod common_proc;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use udpchat::codec::{ErrorCode, NameList, Packet, RefuseReason};
+
+use common_proc::{Rng, list_until, parse_message, start_client, start_server, wait_udp_port};
+
+const SEED: u64 = 0x5EED_0004;
+const DATAGRAMS: usize = 20_000;
+const SOURCES: usize = 8;
+/// Datagrams a second, all sources together: under the server's per-source
+/// rate limit, so most of the garbage reaches the decoder rather than the
+/// limiter.
+const RATE: f64 = 2_000.0;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A valid packet's bytes and the offsets of its length fields (`u8`
+/// lengths, or the first byte of a `u16` one), for mutations that lie.
+struct Valid {
+    bytes: Vec<u8>,
+    length_fields: Vec<usize>,
+}
+
+fn encode(p: Packet<'_>, length_fields: Vec<usize>) -> Valid {
+    Valid {
+        bytes: p.to_bytes().expect("a valid packet encodes").to_vec(),
+        length_fields,
+    }
+}
+
+/// One valid packet of every type, with random ids, tokens and cookies, and
+/// names that matter here (Alice and Bob are signed in; Mallory is not).
+fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
+    let request = rng.next_u64() as u32;
+    let token = rng.bytes(16);
+    let cookie_len = rng.below(40);
+    let cookie = rng.bytes(cookie_len);
+    let name = ["Alice", "Bob", "Mallory", "alice", "Carole"][rng.below(5)];
+    let body_len = rng.below(300);
+    let body = rng.bytes(body_len);
+    let text = "Hello Bob, it is me, Alice. \u{1b}[2J";
+    match rng.below(18) {
+        0 => encode(
+            Packet::SignIn {
+                request,
+                name,
+                cookie: &[],
+            },
+            vec![5, 6 + name.len()],
+        ),
+        1 => encode(
+            Packet::SignIn {
+                request,
+                name,
+                cookie: &cookie,
+            },
+            vec![5, 6 + name.len()],
+        ),
+        2 => encode(
+            Packet::Retry {
+                request,
+                cookie: &cookie,
+            },
+            vec![5],
+        ),
+        3 => encode(
+            Packet::SignInAccepted {
+                request,
+                token: &token,
+            },
+            vec![5],
+        ),
+        4 => encode(
+            Packet::SignInRefused {
+                request,
+                reason: RefuseReason::NameInUse,
+            },
+            vec![],
+        ),
+        5 => encode(
+            Packet::ListRequest {
+                request,
+                token: &token,
+                after: "",
+            },
+            vec![5, 22],
+        ),
+        6 => {
+            let names = ["Eve", "Mallory", "Alice"];
+            encode(
+                Packet::ListReply {
+                    request,
+                    more: rng.below(2) == 1,
+                    names: NameList::Names(&names),
+                },
+                vec![6, 8],
+            )
+        }
+        7 => encode(
+            Packet::LookupRequest {
+                request,
+                token: &token,
+                name,
+            },
+            vec![5, 22],
+        ),
+        8 => encode(
+            Packet::LookupReply {
+                request,
+                name,
+                address: Some(fake_peer),
+            },
+            vec![5],
+        ),
+        9 => encode(
+            Packet::KeepAlive {
+                request,
+                token: &token,
+            },
+            vec![5],
+        ),
+        10 => encode(Packet::KeepAliveAck { request }, vec![]),
+        11 => encode(Packet::Probe { request }, vec![]),
+        12 => encode(
+            Packet::SignOut {
+                request,
+                token: &token,
+            },
+            vec![5],
+        ),
+        13 => encode(Packet::SignOutAck { request }, vec![]),
+        14 => encode(
+            Packet::Error {
+                request,
+                code: ErrorCode::UnknownSession,
+            },
+            vec![],
+        ),
+        15 => encode(
+            Packet::Message {
+                stream: rng.next_u64(),
+                seq: rng.below(4) as u32,
+                fragment: 0,
+                fragments: 1,
+                from: "Alice",
+                body: text.as_bytes(),
+            },
+            vec![13, 15, 17, 18 + 5],
+        ),
+        16 => {
+            let fragments = 1 + rng.below(60) as u16;
+            encode(
+                Packet::Message {
+                    stream: rng.next_u64(),
+                    seq: rng.next_u64() as u32,
+                    fragment: rng.below(usize::from(fragments)) as u16,
+                    fragments,
+                    from: name,
+                    body: &body,
+                },
+                vec![13, 15, 17, 18 + name.len()],
+            )
+        }
+        _ => encode(
+            Packet::Ack {
+                stream: rng.next_u64(),
+                seq: rng.next_u64() as u32,
+            },
+            vec![],
+        ),
+    }
+}
+
+/// A valid packet, mutated one to three times.
+fn mutated(rng: &mut Rng, valid: Valid) -> Vec<u8> {
+    let Valid {
+        mut bytes,
+        length_fields,
+    } = valid;
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(6) {
+            // Bit flips.
+            0 => {
+                for _ in 0..1 + rng.below(8) {
+                    if !bytes.is_empty() {
+                        let i = rng.below(bytes.len());
+                        bytes[i] ^= 1 << rng.below(8);
+                    }
+                }
+            }
+            // Truncation.
+            1 => bytes.truncate(rng.below(bytes.len().max(1))),
+            // A length field that lies.
+            2 => {
+                let fields: Vec<usize> = length_fields
+                    .iter()
+                    .copied()
+                    .filter(|&i| i < bytes.len())
+                    .collect();
+                if !fields.is_empty() {
+                    let i = fields[rng.below(fields.len())];
+                    bytes[i] = match rng.below(5) {
+                        0 => 0,
+                        1 => 0xFF,
+                        2 => bytes[i].wrapping_add(1),
+                        3 => bytes[i].wrapping_sub(1),
+                        _ => rng.next_u64() as u8,
+                    };
+                }
+            }
+            // Trailing bytes.
+            3 => {
+                let extra_len = 1 + rng.below(16);
+                let extra = rng.bytes(extra_len);
+                bytes.extend_from_slice(&extra);
+            }
+            // Another type byte, known or not.
+            4 => {
+                if let Some(b) = bytes.first_mut() {
+                    *b = rng.next_u64() as u8 % 0x14;
+                }
+            }
+            // An interesting byte anywhere.
+            _ => {
+                if !bytes.is_empty() {
+                    let i = rng.below(bytes.len());
+                    bytes[i] = [0, 1, 0x7F, 0x80, 0xFF][rng.below(5)];
+                }
+            }
+        }
+    }
+    bytes
+}
+
+/// Random bytes: any length up to past the 1200-byte limit, sometimes with
+/// a known type byte in front.
+fn random_datagram(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.below(4) {
+        0 => rng.below(8),
+        1 => rng.below(64),
+        2 => rng.below(1200),
+        _ => 1190 + rng.below(120),
+    };
+    let mut bytes = rng.bytes(len);
+    if rng.below(2) == 0
+        && let Some(b) = bytes.first_mut()
+    {
+        *b = 1 + rng.below(0x11) as u8;
+    }
+    bytes
+}
+
+/// Reads whatever has arrived at `sock`, adding up bytes per sender.
+fn drain(sock: &UdpSocket, from_server: &mut usize, from_bob: &mut usize, server: SocketAddr) {
+    let mut buf = [0u8; 2048];
+    while let Ok((n, from)) = sock.recv_from(&mut buf) {
+        if from == server {
+            *from_server += n;
+        } else {
+            *from_bob += n;
+        }
+    }
+}
+
+#[test]
+fn garbage_leaves_server_and_client_working() {
+    let (mut server, server_port) = start_server();
+    let mut alice = start_client("Alice", server_port);
+    let mut bob = start_client("Bob", server_port);
+    list_until(&mut alice, &["Bob"], WAIT);
+
+    // Bob -> Alice first: Alice learns Bob's real port from the line.
+    bob.send("send Alice before the garbage");
+    let (_, line) = alice.wait_reply(WAIT, 0, "message from Bob", |r| {
+        parse_message(r).is_some_and(|m| m.from == "Bob")
+    });
+    let bob_port = parse_message(&line).expect("matched").address.port();
+    if let Some(real) = wait_udp_port(&bob, Duration::from_secs(2)) {
+        assert_eq!(bob_port, real, "Bob's shown port is not his socket's");
+    }
+    let alice_port = wait_udp_port(&alice, Duration::from_secs(2));
+
+    let server_addr: SocketAddr = ([127, 0, 0, 1], server_port).into();
+    let bob_addr: SocketAddr = ([127, 0, 0, 1], bob_port).into();
+    let sockets: Vec<UdpSocket> = (0..SOURCES)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind a source socket");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        })
+        .collect();
+    let fake_peer = sockets[0].local_addr().expect("local address");
+
+    let mut rng = Rng(SEED);
+    let mut sent_to_server = [0usize; SOURCES];
+    let mut from_server = [0usize; SOURCES];
+    let mut from_bob = [0usize; SOURCES];
+    let (mut valid, mut mutations, mut random) = (0, 0, 0);
+    let start = Instant::now();
+    for i in 0..DATAGRAMS {
+        let datagram = match rng.below(3) {
+            0 => {
+                valid += 1;
+                valid_packet(&mut rng, fake_peer).bytes
+            }
+            1 => {
+                mutations += 1;
+                let v = valid_packet(&mut rng, fake_peer);
+                mutated(&mut rng, v)
+            }
+            _ => {
+                random += 1;
+                random_datagram(&mut rng)
+            }
+        };
+        let source = rng.below(SOURCES);
+        let to = if i % 2 == 0 { server_addr } else { bob_addr };
+        // A full socket buffer may refuse a datagram; that is the network's
+        // business, not the test's.
+        if let Ok(n) = sockets[source].send_to(&datagram, to)
+            && to == server_addr
+        {
+            sent_to_server[source] += n;
+        }
+        if i % 20 == 19 {
+            for (k, s) in sockets.iter().enumerate() {
+                drain(s, &mut from_server[k], &mut from_bob[k], server_addr);
+            }
+            let due = start + Duration::from_secs_f64((i + 1) as f64 / RATE);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    for (k, s) in sockets.iter().enumerate() {
+        drain(s, &mut from_server[k], &mut from_bob[k], server_addr);
+    }
+    println!(
+        "sent {DATAGRAMS} datagrams ({valid} valid, {mutations} mutated, {random} random) in {:?}; \
+         the server answered {} bytes to {} sent, Bob {} bytes",
+        start.elapsed(),
+        from_server.iter().sum::<usize>(),
+        sent_to_server.iter().sum::<usize>(),
+        from_bob.iter().sum::<usize>()
+    );
+
+    // Nothing the sources sent validated them: 3x at most, per source.
+    for k in 0..SOURCES {
+        assert!(
+            from_server[k] <= 3 * sent_to_server[k],
+            "the server sent an unvalidated source {} bytes for {} received",
+            from_server[k],
+            sent_to_server[k]
+        );
+    }
+
+    // Both still up.
+    assert!(
+        server.is_running(),
+        "the server died\n{}",
+        server.transcript()
+    );
+    assert!(bob.is_running(), "Bob's client died\n{}", bob.transcript());
+    assert!(
+        alice.is_running(),
+        "Alice's client died\n{}",
+        alice.transcript()
+    );
+
+    // Sign-in, list and send still work.
+    let mut carole = start_client("Carole", server_port);
+    list_until(&mut alice, &["Bob", "Carole"], WAIT);
+    alice.send("send Bob after the garbage");
+    bob.wait_reply(WAIT, 0, "message from Alice", |r| {
+        parse_message(r).is_some_and(|m| m.from == "Alice" && m.text == "after the garbage")
+    });
+    bob.send("send Carole still here");
+    carole.wait_reply(WAIT, 0, "message from Bob", |r| {
+        parse_message(r).is_some_and(|m| m.from == "Bob" && m.text == "still here")
+    });
+    carole.send("send Alice me too");
+    alice.wait_reply(WAIT, 0, "message from Carole", |r| {
+        parse_message(r).is_some_and(|m| m.from == "Carole" && m.text == "me too")
+    });
+
+    for client in [&mut alice, &mut bob, &mut carole] {
+        client.close_stdin();
+    }
+    for client in [&mut alice, &mut bob, &mut carole] {
+        client.assert_exits_ok(WAIT);
+    }
+    assert!(server.is_running(), "{}", server.transcript());
+
+    // Bob was shown Alice's message only, from Alice's real address: none of
+    // the forged ones.
+    let shown: Vec<_> = bob
+        .replies()
+        .iter()
+        .filter_map(|r| parse_message(r))
+        .collect();
+    assert_eq!(
+        shown.len(),
+        1,
+        "Bob was shown forged messages\n{}",
+        bob.transcript()
+    );
+    assert_eq!(shown[0].text, "after the garbage");
+    if let Some(real) = alice_port {
+        assert_eq!(shown[0].address.port(), real);
+    }
+    // Nothing raw reached Bob's output.
+    assert!(
+        !bob.out.text().contains('\u{1b}'),
+        "an escape sequence reached Bob's output\n{}",
+        bob.transcript()
+    );
+}
