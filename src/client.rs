@@ -93,6 +93,9 @@ pub struct ClientConfig {
     pub lookup_cache_ttl: Duration,
     /// Directory answers cached at most this many.
     pub max_cached_lookups: usize,
+    /// Lookups under way at once at most; a message from a new sender that
+    /// would need one more is dropped (its sender retransmits).
+    pub max_pending_lookups: usize,
 }
 
 impl ClientConfig {
@@ -117,6 +120,7 @@ impl ClientConfig {
             stream_idle_timeout: Duration::from_secs(120),
             lookup_cache_ttl: Duration::from_secs(300),
             max_cached_lookups: 4096,
+            max_pending_lookups: 32,
         }
     }
 }
@@ -1358,6 +1362,16 @@ impl ClientState {
         if !self.streams.contains_key(&key) {
             if name::validate(name).is_err() {
                 self.stats.malformed += 1;
+                return;
+            }
+            let folded = name::fold(name);
+            if self.cached(now, &folded).is_none()
+                && !self.lookups.contains_key(&folded)
+                && self.lookups.len() >= self.config.max_pending_lookups
+            {
+                // Too many senders waiting to be vouched for (a flood of
+                // forgeries?): drop; a real sender retransmits.
+                self.stats.dropped += 1;
                 return;
             }
             if self.streams.len() >= self.config.max_receive_streams {
