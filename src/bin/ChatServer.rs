@@ -1,1 +1,235 @@
-fn main() {}
+//! `ChatServer -sp PORT`: the udpchat directory server.
+//!
+//! Binds the port (by default on every interface, IPv4 and IPv6 through one
+//! dual-stack socket), prints `Server Initialized...`, and runs a
+//! [`ServerState`] with [`udpchat::run::Driver`] until Ctrl-C or SIGTERM,
+//! then exits 0. With `-sp 0` the system picks a free port and a second line,
+//! `Listening on ADDR`, tells which.
+//!
+//! Output (standard output): one line per sign-in and sign-out
+//! (`Alice signed in from 127.0.0.1:5000`) unless `-q`; with `-v` also one
+//! line per datagram in and out. Errors go to standard error; bad arguments
+//! and a port in use exit non-zero.
+#![allow(non_snake_case)] // The binary's name is fixed by DESIGN.md.
+
+#[path = "cli_common/mod.rs"]
+mod cli_common;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::Parser;
+use udpchat::codec::Packet;
+use udpchat::run::{self, Driver, Trace};
+use udpchat::server::{ServerConfig, ServerEvent, ServerState, SignOutReason};
+use udpchat::text::escape;
+
+/// The usage line.
+const USAGE: &str = "ChatServer -sp PORT [--bind ADDR] [-q | -v]";
+
+/// The udpchat directory server: knows who is signed in and where.
+///
+/// Message text never passes through it. Stop it with Ctrl-C or SIGTERM.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ChatServer",
+    version,
+    override_usage = USAGE
+)]
+struct Args {
+    /// UDP port to listen on (written -sp or --sp); 0 picks a free port and
+    /// prints it.
+    #[arg(long = "sp", value_name = "PORT")]
+    port: u16,
+    /// Listen on this address only [default: every interface, IPv4 and IPv6].
+    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
+    bind: Option<IpAddr>,
+    /// Do not print a line per sign-in and sign-out.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print a line per datagram received and sent.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// An IP address, IPv6 optionally in brackets (`[::1]`).
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))
+}
+
+/// Writes one line to standard output and flushes. A closed or full
+/// standard output is not a reason to stop serving, so errors are ignored.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_fmt(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Writes one line to standard error, ignoring errors (see [`say`]).
+fn warn(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "ChatServer: {line}");
+}
+
+/// What a datagram is, for `-v`.
+fn describe(datagram: &[u8]) -> String {
+    match Packet::decode(datagram) {
+        Ok(packet) => packet.packet_type().name().to_string(),
+        Err(e) => format!("undecodable ({e})"),
+    }
+}
+
+/// The `-v` and send-error log. Send errors are always reported, but
+/// without `-v` only the 1st, 2nd, 4th, 8th ... so a flood cannot fill the
+/// log.
+fn tracer(verbose: bool) -> impl FnMut(Trace<'_>) + Send + 'static {
+    let mut send_errors: u64 = 0;
+    move |event| match event {
+        Trace::Received { from, datagram } if verbose => say(format_args!(
+            "in  {from} {} ({} bytes)",
+            describe(datagram),
+            datagram.len()
+        )),
+        Trace::Sent { to, datagram } if verbose => say(format_args!(
+            "out {to} {} ({} bytes)",
+            describe(datagram),
+            datagram.len()
+        )),
+        Trace::SendFailed { to, error } => {
+            send_errors += 1;
+            if verbose || send_errors.is_power_of_two() {
+                warn(format_args!(
+                    "sending to {to} failed: {error} (send errors so far: {send_errors})"
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn report(event: ServerEvent) {
+    match event {
+        ServerEvent::SignedIn { name, address } => {
+            say(format_args!("{} signed in from {address}", escape(&name)));
+        }
+        ServerEvent::SignedOut {
+            name,
+            address,
+            reason,
+        } => {
+            let why = match reason {
+                SignOutReason::Requested => "",
+                SignOutReason::TimedOut => " (timed out)",
+                SignOutReason::Unresponsive => " (did not answer when the name was claimed)",
+                SignOutReason::Replaced => " (the address signed in under another name)",
+            };
+            say(format_args!(
+                "{} signed out from {address}{why}",
+                escape(&name)
+            ));
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = cli_common::parse::<Args>(&["sp"], USAGE);
+
+    let mut secret = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut secret) {
+        warn(format_args!(
+            "cannot get a random secret from the operating system: {e}"
+        ));
+        return ExitCode::FAILURE;
+    }
+
+    let bound = match args.bind {
+        Some(ip) => run::bind(SocketAddr::new(ip, args.port)),
+        None => run::bind_all(args.port),
+    };
+    let socket = match bound {
+        Ok(socket) => socket,
+        Err(e) => {
+            let place = match args.bind {
+                Some(ip) => SocketAddr::new(ip, args.port).to_string(),
+                None => format!("UDP port {}", args.port),
+            };
+            match e.kind() {
+                io::ErrorKind::AddrInUse => warn(format_args!(
+                    "cannot listen on {place}: it is already in use (another ChatServer?)"
+                )),
+                io::ErrorKind::AddrNotAvailable => warn(format_args!(
+                    "cannot listen on {place}: not an address of this host"
+                )),
+                _ => warn(format_args!("cannot listen on {place}: {e}")),
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut driver = match Driver::new(socket) {
+        Ok(driver) => driver,
+        Err(e) => {
+            warn(format_args!("cannot use the socket: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    driver.set_trace(tracer(args.verbose));
+
+    // Ctrl-C and SIGTERM set `stop` and wake the loop; without a waker the
+    // loop still notices within the driver's maximum wait.
+    let stop = Arc::new(AtomicBool::new(false));
+    let waker = driver.waker().ok();
+    let handler_stop = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || {
+        handler_stop.store(true, Ordering::SeqCst);
+        if let Some(waker) = &waker {
+            waker.wake();
+        }
+    }) {
+        warn(format_args!("cannot catch Ctrl-C and SIGTERM: {e}"));
+    }
+
+    say(format_args!("Server Initialized..."));
+    if args.port == 0 {
+        say(format_args!("Listening on {}", driver.local_addr()));
+    }
+
+    let mut server = ServerState::new(ServerConfig::with_secret(secret), Instant::now());
+    let quiet = args.quiet;
+    let result = driver.run(&mut server, |server, _| {
+        while let Some(event) = server.poll_event() {
+            if !quiet {
+                report(event);
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match result {
+        Ok(()) => {
+            if !quiet {
+                say(format_args!(
+                    "Server stopped ({} signed in).",
+                    server.user_count()
+                ));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            warn(format_args!("the socket failed: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
