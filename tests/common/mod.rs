@@ -259,6 +259,8 @@ pub struct Captured {
     pub payload: Bytes,
     /// Injected by the test rather than emitted by a node.
     pub injected: bool,
+    /// Copies the link let through: 0 (lost), 1, or 2 (duplicated).
+    pub copies: u8,
 }
 
 impl Captured {
@@ -379,11 +381,19 @@ pub struct Sim {
 impl Sim {
     /// A server on a bad network ([`Link::random`] from the seed).
     pub fn new(seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0x11);
-        let link = Link::random(&mut rng);
-        let mut sim = Self::empty(seed, link);
-        sim.start_server(|_| {});
+        Self::with_server(seed, |_| {})
+    }
+
+    /// A server configured by `tweak` on a bad network.
+    pub fn with_server(seed: u64, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut sim = Self::empty(seed, Self::random_link(seed));
+        sim.start_server(tweak);
         sim
+    }
+
+    /// The bad link [`Sim::new`] uses for `seed`.
+    pub fn random_link(seed: u64) -> Link {
+        Link::random(&mut Rng::new(seed ^ 0x11))
     }
 
     /// A server on a clean network.
@@ -899,20 +909,34 @@ impl Sim {
             .link_rngs
             .entry((from, to))
             .or_insert_with(|| Rng::new(link_seed));
-        if rng.chance(link.loss) {
+        let lost = rng.chance(link.loss);
+        let copies: u8 = if !lost && rng.chance(link.duplicate) {
+            2
+        } else {
+            1
+        };
+        let arrivals = [
+            self.now + link.delay + rng.duration(link.jitter),
+            self.now + link.delay + rng.duration(link.jitter),
+        ];
+        if lost {
             self.pairs.entry((from, to)).or_default().lost += 1;
+            self.set_copies(0);
             return;
         }
-        let copies = if rng.chance(link.duplicate) { 2 } else { 1 };
-        let mut arrivals = [self.now; 2];
-        for a in arrivals.iter_mut().take(copies) {
-            *a = self.now + link.delay + rng.duration(link.jitter);
-        }
+        self.set_copies(copies);
         if copies == 2 {
             self.pairs.entry((from, to)).or_default().duplicated += 1;
             self.push(from, to, payload.clone(), arrivals[1], false);
         }
         self.push(from, to, payload, arrivals[0], false);
+    }
+
+    /// Records the link's verdict on the datagram just captured.
+    fn set_copies(&mut self, copies: u8) {
+        if let Some(last) = self.capture.as_mut().and_then(|c| c.last_mut()) {
+            last.copies = copies;
+        }
     }
 
     fn count_sent(&mut self, from: SocketAddr, to: SocketAddr, payload: &Bytes, injected: bool) {
@@ -931,6 +955,7 @@ impl Sim {
                 to,
                 payload: payload.clone(),
                 injected,
+                copies: 1,
             });
         }
     }

@@ -1,0 +1,103 @@
+//! Failure is reported: a message to a name nobody holds fails with
+//! `NoSuchUser`; a message to a peer that crashed (still in the directory)
+//! fails with `NoAnswer` within the deadline, after exactly one more lookup.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{SERVER_ADDR, Sim, for_seeds, secs};
+use udpchat::client::{ClientEvent, DeliveryFailure};
+use udpchat::codec::Packet;
+
+/// Distinct LookupRequests (by request id) `from` sent for `name`.
+fn lookups(sim: &Sim, from: SocketAddr, name: &str) -> Vec<u32> {
+    let mut ids: Vec<u32> = sim
+        .captured()
+        .iter()
+        .filter(|c| c.from == from && c.to == SERVER_ADDR && !c.injected)
+        .filter_map(|c| match c.packet() {
+            Some(Packet::LookupRequest {
+                request, name: n, ..
+            }) if n.eq_ignore_ascii_case(name) => Some(request),
+            _ => None,
+        })
+        .collect();
+    ids.dedup();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn no_such_user() {
+    for_seeds(50, |seed| {
+        let mut sim = Sim::new(seed);
+        sim.add_client("Alice");
+        sim.wait_signed_in(&["Alice"], secs(10));
+        let id = sim.send("Alice", "Nobody", "is anyone there?");
+        sim.run_until("Alice's send to Nobody settles", secs(12), |s| {
+            s.settled("Alice", id)
+        });
+        assert_eq!(
+            sim.delivery_failure("Alice", id),
+            Some(DeliveryFailure::NoSuchUser),
+            "seed {seed}: {:?}",
+            sim.events("Alice")
+        );
+        assert!(
+            sim.find(
+                "Alice",
+                |e| matches!(e, ClientEvent::DeliveryFailed { to, .. } if to == "Nobody")
+            )
+            .is_some()
+        );
+    });
+}
+
+#[test]
+fn crashed_peer_gets_no_answer_after_one_more_lookup() {
+    for_seeds(50, |seed| {
+        // Keep the crashed peer in the directory for the whole scenario.
+        let mut sim = Sim::with_server(seed, |c| c.session_timeout = secs(300));
+        sim.capture();
+        let alice = sim.add_client("Alice");
+        let bob = sim.add_client("Bob");
+        sim.wait_signed_in(&["Alice", "Bob"], secs(10));
+        let first = sim.send("Alice", "Bob", "hello Bob");
+        sim.wait_delivered("Alice", first, secs(15));
+        let before = lookups(&sim, alice, "Bob").len();
+
+        sim.remove("Bob");
+        let crashed_at = sim.now();
+        let second = sim.send("Alice", "Bob", "are you there?");
+        let third = sim.send("Alice", "Bob", "hello?");
+        let took = sim.run_until("Alice's sends to the crashed Bob settle", secs(30), |s| {
+            s.settled("Alice", second) && s.settled("Alice", third)
+        });
+        for id in [second, third] {
+            assert_eq!(
+                sim.delivery_failure("Alice", id),
+                Some(DeliveryFailure::NoAnswer),
+                "seed {seed}: {:?}",
+                sim.events("Alice")
+            );
+        }
+        // Within the message timeout (10 s by default) and a little slack.
+        assert!(
+            took <= secs(12),
+            "seed {seed}: failure reported {took:?} after the crash at {:?}",
+            crashed_at - sim.start
+        );
+        assert_eq!(
+            lookups(&sim, alice, "Bob").len(),
+            before + 1,
+            "seed {seed}: expected exactly one re-lookup of the silent peer"
+        );
+        assert_eq!(
+            sim.server().lookup("Bob"),
+            Some(bob),
+            "Bob is still in the directory"
+        );
+    });
+}
