@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -260,8 +260,8 @@ impl Proc {
         )
     }
 
-    /// The local ports of the UDP sockets the child holds, read from /proc
-    /// (Linux); empty where /proc cannot tell.
+    /// The local ports of the unconnected UDP sockets the child holds, read
+    /// from /proc (Linux); empty where /proc cannot tell.
     pub fn udp_ports(&self) -> BTreeSet<u16> {
         udp_ports_of(self.pid())
     }
@@ -341,44 +341,30 @@ pub fn parse_message(reply: &str) -> Option<Received> {
     })
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    for _ in 0..100 {
-        if let Ok(sock) = UdpSocket::bind("127.0.0.1:0")
-            && let Ok(addr) = sock.local_addr()
-        {
-            return addr.port();
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("cannot bind any UDP socket on 127.0.0.1");
-}
-
-/// Starts `ChatServer -sp PORT` on a free port and waits for
-/// `Server Initialized...`. Another program may take the port between the
-/// check and the server's bind, so a server that exits at once is tried again
-/// on another port.
+/// Starts `ChatServer -sp 0`, which binds a port the system picks, and
+/// waits for `Server Initialized...` and `Listening on ADDR`; returns the
+/// server and its port.
 pub fn start_server() -> (Proc, u16) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = free_udp_port();
-        let mut server = Proc::spawn(
-            "server",
-            Command::new(SERVER_BIN).args(["-sp", &port.to_string()]),
-        );
-        let ready = server.out.wait_for(Duration::from_secs(20), |lines| {
-            lines
-                .iter()
-                .any(|l| l.trim_end() == "Server Initialized...")
-                .then_some(())
+    let server = Proc::spawn("server", Command::new(SERVER_BIN).args(["-sp", "0"]));
+    let port = server.out.wait_for(Duration::from_secs(20), |lines| {
+        let ready = lines
+            .iter()
+            .any(|l| l.trim_end() == "Server Initialized...");
+        let port = lines.iter().find_map(|l| {
+            l.trim_end()
+                .strip_prefix("Listening on ")?
+                .parse::<SocketAddr>()
+                .ok()
         });
-        if ready.is_some() && server.is_running() {
-            return (server, port);
-        }
-        let _ = server.wait_exit(Duration::from_millis(500));
-        last = server.transcript();
+        port.filter(|_| ready).map(|a| a.port())
+    });
+    match port {
+        Some(port) if port != 0 => (server, port),
+        _ => panic!(
+            "the server did not print `Server Initialized...` and `Listening on ADDR`\n{}",
+            server.transcript()
+        ),
     }
-    panic!("the server did not start on any of 5 ports\n{last}");
 }
 
 /// Starts `ChatClient -u NAME -sip 127.0.0.1 -sp PORT`.
@@ -441,7 +427,8 @@ pub fn list_until(asker: &mut Proc, expected: &[&str], timeout: Duration) -> Str
     }
 }
 
-/// The local ports of the UDP sockets process `pid` holds (Linux /proc).
+/// The local ports of the unconnected UDP sockets process `pid` holds
+/// (Linux /proc).
 pub fn udp_ports_of(pid: u32) -> BTreeSet<u16> {
     let mut inodes = BTreeSet::new();
     if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
@@ -464,8 +451,11 @@ pub fn udp_ports_of(pid: u32) -> BTreeSet<u16> {
         };
         for row in text.lines().skip(1) {
             let cols: Vec<&str> = row.split_whitespace().collect();
+            // A connected socket (the run loop's waker) has a remote port;
+            // the chat socket has none.
             if cols.len() > 9
                 && inodes.contains(cols[9])
+                && cols[2].ends_with(":0000")
                 && let Some((_, port)) = cols[1].rsplit_once(':')
                 && let Ok(port) = u16::from_str_radix(port, 16)
             {
@@ -476,8 +466,9 @@ pub fn udp_ports_of(pid: u32) -> BTreeSet<u16> {
     ports
 }
 
-/// Waits up to `timeout` for `p` to hold exactly one UDP socket and returns
-/// its port; `None` if /proc never shows one.
+/// Waits up to `timeout` for `p` to hold exactly one unconnected UDP socket
+/// and returns its port. On Linux, where /proc tells, not finding one fails
+/// the test; elsewhere it is `None`.
 pub fn wait_udp_port(p: &Proc, timeout: Duration) -> Option<u16> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -486,6 +477,12 @@ pub fn wait_udp_port(p: &Proc, timeout: Duration) -> Option<u16> {
             return ports.into_iter().next();
         }
         if Instant::now() >= deadline {
+            assert!(
+                !cfg!(target_os = "linux"),
+                "{}: expected one unconnected UDP socket in /proc, found ports {ports:?}\n{}",
+                p.label,
+                p.transcript()
+            );
             return None;
         }
         thread::sleep(Duration::from_millis(20));
