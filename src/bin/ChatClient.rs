@@ -1,1 +1,629 @@
-fn main() {}
+//! `ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT`: the udpchat client.
+//!
+//! Signs in (printing nothing until it is in; a refused or unanswered sign-in
+//! prints why on standard error and exits 2), then reads commands: `list`,
+//! `send NAME TEXT`, `help`, `quit`/`exit`. End of input (Ctrl-D), Ctrl-C,
+//! SIGTERM and `quit` sign out, after pending messages are delivered or have
+//! failed, and exit 0.
+//!
+//! Two faces, one set of output lines (every one `<– ...`, see `client_ui`):
+//!
+//! * **At a terminal** (standard input and output both TTYs): a rustyline
+//!   editor with history, emacs-style editing and tab completion of commands
+//!   and signed-in names; incoming lines are printed above the input line
+//!   through rustyline's external printer, so a half-typed line stays intact.
+//!   Colour unless `NO_COLOR` is set.
+//! * **Otherwise**: plain line reading, no escape codes; `+> ` prompts are
+//!   printed too, but every `<– ` line starts at the beginning of a line.
+//!
+//! Threads: the main thread runs the network loop ([`udpchat::run::Driver`])
+//! and owns the [`ClientState`] and all output. A reader thread (started
+//! once signed in) reads a line, sends it over a channel, wakes the loop with
+//! a [`Waker`] so it is acted on at once, and waits for the loop's answer
+//! before reading the next line (so it stops after `quit`). The Ctrl-C /
+//! SIGTERM handler sends on the same channel.
+#![allow(non_snake_case)] // The binary's name is fixed by DESIGN.md.
+
+#[path = "cli_common/mod.rs"]
+mod cli_common;
+#[path = "client_ui/mod.rs"]
+mod ui;
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Context, EditMode, Editor, ExternalPrinter, Helper};
+use udpchat::client::{
+    ClientConfig, ClientEvent, ClientState, CommandId, DeliveryFailure, SendError,
+};
+use udpchat::run::{self, Driver, Waker};
+
+use ui::{Command, PlainScreen, Style};
+
+/// The usage line.
+const USAGE: &str = "ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT [--timestamps]";
+
+/// Longest input line read in plain mode; longer ones are refused whole.
+const MAX_LINE: usize = 1 << 20;
+
+/// The udpchat client: sign in as NAME at the directory server, then chat.
+///
+/// Commands: list, send NAME TEXT, help, quit (or Ctrl-D).
+#[derive(Debug, Parser)]
+#[command(name = "ChatClient", version, override_usage = USAGE)]
+struct Args {
+    /// Your name: 1 to 32 characters, no spaces, control characters, ',', ':' or '>'.
+    #[arg(short = 'u', value_name = "NAME", value_parser = parse_name)]
+    name: String,
+    /// The server's IPv4 or IPv6 address, or host name (written -sip or --sip).
+    #[arg(long = "sip", value_name = "SERVER_IP")]
+    server_ip: String,
+    /// The server's UDP port (written -sp or --sp).
+    #[arg(long = "sp", value_name = "SERVER_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    server_port: u16,
+    /// Put the local time on every output line.
+    #[arg(long)]
+    timestamps: bool,
+}
+
+/// A valid user name (see `udpchat::name`).
+fn parse_name(s: &str) -> Result<String, udpchat::name::NameError> {
+    udpchat::name::validate(s).map(|()| s.to_string())
+}
+
+/// The server's socket address: an IP address (IPv6 optionally in
+/// brackets), else a host name resolved by the system.
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (bare, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address found"))
+}
+
+/// What the reader thread and the signal handler tell the loop.
+#[derive(Debug)]
+enum Input {
+    /// A line the user entered.
+    Line(String),
+    /// A line longer than [`MAX_LINE`] was skipped.
+    TooLong,
+    /// End of input (Ctrl-D) or an unreadable terminal.
+    End,
+    /// Ctrl-C or SIGTERM.
+    Interrupt,
+}
+
+/// The loop's answer to a line: read another, or stop reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    More,
+    Stop,
+}
+
+/// Sends an input to the loop and wakes it.
+#[derive(Clone)]
+struct ToLoop {
+    tx: Sender<Input>,
+    waker: Option<Waker>,
+}
+
+impl ToLoop {
+    /// False if the loop is gone.
+    fn send(&self, input: Input) -> bool {
+        let ok = self.tx.send(input).is_ok();
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
+        ok
+    }
+}
+
+// ---- terminal mode ------------------------------------------------------
+
+/// Tab completion of commands and of the names the client knows.
+struct ChatHelper {
+    me: String,
+    names: Arc<Mutex<Vec<String>>>,
+}
+
+impl Completer for ChatHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(ui::complete(line, pos, &self.me, &names))
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+impl Highlighter for ChatHelper {}
+impl Validator for ChatHelper {}
+impl Helper for ChatHelper {}
+
+type ChatEditor = Editor<ChatHelper, DefaultHistory>;
+
+/// A line editor and its external printer, if standard input and output are
+/// a terminal rustyline supports.
+fn terminal_editor(
+    me: &str,
+    names: &Arc<Mutex<Vec<String>>>,
+) -> Option<(ChatEditor, Box<dyn ExternalPrinter + Send>)> {
+    if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
+        return None;
+    }
+    let config = Config::builder()
+        .edit_mode(EditMode::Emacs)
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .history_ignore_dups(true)
+        .ok()?
+        .max_history_size(1000)
+        .ok()?
+        .build();
+    let mut editor = ChatEditor::with_config(config).ok()?;
+    editor.set_helper(Some(ChatHelper {
+        me: me.to_string(),
+        names: Arc::clone(names),
+    }));
+    let printer = editor.create_external_printer().ok()?;
+    Some((editor, Box::new(printer)))
+}
+
+/// The terminal reader thread's body.
+fn read_terminal(mut editor: ChatEditor, to_loop: ToLoop, replies: Receiver<Reply>) {
+    loop {
+        match editor.readline(ui::PROMPT) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                if !to_loop.send(Input::Line(line)) || replies.recv() != Ok(Reply::More) {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted) => {
+                to_loop.send(Input::Interrupt);
+                return;
+            }
+            Err(_) => {
+                to_loop.send(Input::End);
+                return;
+            }
+        }
+    }
+}
+
+// ---- plain mode ---------------------------------------------------------
+
+/// The plain reader thread's body: lines from standard input, invalid UTF-8
+/// replaced, at most [`MAX_LINE`] bytes each.
+fn read_plain(to_loop: ToLoop, replies: Receiver<Reply>) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = (&mut stdin)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        let input = match read {
+            Ok(0) | Err(_) => {
+                to_loop.send(Input::End);
+                return;
+            }
+            Ok(_) if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') => {
+                // Skip the rest of the overlong line.
+                let mut sink = Vec::new();
+                loop {
+                    sink.clear();
+                    match (&mut stdin).take(64 * 1024).read_until(b'\n', &mut sink) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if sink.last() == Some(&b'\n') => break,
+                        Ok(_) => {}
+                    }
+                }
+                Input::TooLong
+            }
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                Input::Line(String::from_utf8_lossy(&buf).into_owned())
+            }
+        };
+        if !to_loop.send(input) || replies.recv() != Ok(Reply::More) {
+            return;
+        }
+    }
+}
+
+// ---- output ---------------------------------------------------------------
+
+/// Where output lines go.
+enum Screen {
+    /// Through rustyline, above the input line.
+    Terminal(Box<dyn ExternalPrinter + Send>),
+    /// Straight to standard output.
+    Plain(PlainScreen<io::Stdout>),
+}
+
+impl Screen {
+    /// Shows complete output lines, together. Output errors (a closed pipe)
+    /// are ignored: the chat goes on, and end of input still signs out.
+    fn lines(&mut self, lines: &[String]) {
+        match self {
+            Screen::Terminal(printer) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                if printer.print(text.clone()).is_err() {
+                    let _ = io::stdout().lock().write_all(text.as_bytes());
+                }
+            }
+            Screen::Plain(screen) => {
+                let _ = screen.lines(lines);
+            }
+        }
+    }
+}
+
+// ---- the loop -------------------------------------------------------------
+
+/// How the client run ended.
+enum Outcome {
+    /// Signed out.
+    Done,
+    /// The sign-in was refused or unanswered.
+    SignInFailed,
+    /// A second Ctrl-C while signing out.
+    Forced,
+}
+
+/// Everything the loop thread owns besides the socket.
+struct App {
+    client: ClientState,
+    style: Style,
+    timestamps: bool,
+    screen: Screen,
+    /// The editor, until the reader thread takes it at sign-in.
+    editor: Option<ChatEditor>,
+    names: Arc<Mutex<Vec<String>>>,
+    to_loop: ToLoop,
+    /// The reader thread's answers.
+    replies: Option<Sender<Reply>>,
+    /// Lists run for tab completion only; not shown.
+    silent_lists: Vec<CommandId>,
+    /// The reader thread is (or may be) inside the line editor.
+    editing: Arc<AtomicBool>,
+    quitting: bool,
+}
+
+impl App {
+    /// Shows one output line with the marker (and time).
+    fn say(&mut self, body: &str) {
+        self.say_all(&[body]);
+    }
+
+    /// Shows output lines with the marker (and time), together.
+    fn say_all(&mut self, bodies: &[&str]) {
+        let time = self
+            .timestamps
+            .then(|| jiff::ZonedDateTime::now().strftime("%H:%M:%S").to_string());
+        let lines: Vec<String> = bodies
+            .iter()
+            .map(|body| self.style.line(body, time.as_deref()))
+            .collect();
+        self.screen.lines(&lines);
+    }
+
+    /// Handles every pending event; `Some` when the run is over.
+    fn events(&mut self) -> Option<Outcome> {
+        let mut any = false;
+        let mut outcome = None;
+        while let Some(event) = self.client.poll_event() {
+            any = true;
+            match event {
+                ClientEvent::SignedIn => self.signed_in(),
+                ClientEvent::SignInFailed(why) => {
+                    let _ = writeln!(io::stderr().lock(), "{}Sign-in failed: {why}", ui::MARKER);
+                    return Some(Outcome::SignInFailed);
+                }
+                ClientEvent::Reconnected => {
+                    self.say("Signed in again (the server had forgotten us)");
+                }
+                ClientEvent::ServerLost => {
+                    self.say("Lost contact with the server; still trying");
+                }
+                ClientEvent::UserList { id, names } => {
+                    if let Some(i) = self.silent_lists.iter().position(|l| *l == id) {
+                        self.silent_lists.swap_remove(i);
+                    } else {
+                        let body = self.style.users(self.client.name(), &names);
+                        self.say(&body);
+                    }
+                }
+                ClientEvent::ListFailed { id, reason } => {
+                    if let Some(i) = self.silent_lists.iter().position(|l| *l == id) {
+                        self.silent_lists.swap_remove(i);
+                    } else {
+                        self.say(&format!("List failed: {reason}"));
+                    }
+                }
+                ClientEvent::MessageReceived {
+                    from,
+                    address,
+                    text,
+                } => {
+                    let body = self.style.incoming(&from, address, &text);
+                    self.say(&body);
+                }
+                ClientEvent::Delivered { .. } => {}
+                ClientEvent::DeliveryFailed { to, reason, .. } => {
+                    let body = match reason {
+                        DeliveryFailure::NoSuchUser => self.style.no_such_user(&to),
+                        other => self.style.not_delivered(&to, &other),
+                    };
+                    self.say(&body);
+                }
+                // Counted by the library; not worth a line an attacker
+                // could fill the screen with.
+                ClientEvent::ForgedMessage { .. } => {}
+                ClientEvent::SignedOut => outcome = Some(Outcome::Done),
+            }
+        }
+        if any {
+            *self.names.lock().unwrap_or_else(PoisonError::into_inner) = self.client.known_users();
+        }
+        if outcome.is_none() && self.quitting && self.client.is_closed() {
+            outcome = Some(Outcome::Done);
+        }
+        outcome
+    }
+
+    /// The first sign-in: start reading input.
+    fn signed_in(&mut self) {
+        if self.quitting || self.replies.is_some() {
+            return;
+        }
+        let (reply_tx, reply_rx) = mpsc::channel();
+        self.replies = Some(reply_tx);
+        let to_loop = self.to_loop.clone();
+        match self.editor.take() {
+            Some(editor) => {
+                // Fill tab completion's names without showing the list.
+                let id = self.client.list(Instant::now());
+                self.silent_lists.push(id);
+                self.editing.store(true, Ordering::SeqCst);
+                let editing = Arc::clone(&self.editing);
+                thread::spawn(move || {
+                    read_terminal(editor, to_loop, reply_rx);
+                    editing.store(false, Ordering::SeqCst);
+                });
+            }
+            None => {
+                if let Screen::Plain(screen) = &mut self.screen {
+                    let _ = screen.start_prompting();
+                }
+                thread::spawn(move || read_plain(to_loop, reply_rx));
+            }
+        }
+    }
+
+    /// Handles every pending input; `Some` when the run must end at once.
+    fn inputs(&mut self, inputs: &Receiver<Input>) -> Option<Outcome> {
+        while let Ok(input) = inputs.try_recv() {
+            let more = match input {
+                Input::Line(line) => self.command(&line),
+                Input::TooLong => {
+                    self.say("Line too long; ignored");
+                    true
+                }
+                Input::End => false,
+                Input::Interrupt => {
+                    if self.quitting {
+                        return Some(Outcome::Forced);
+                    }
+                    false
+                }
+            };
+            if !more {
+                self.quit();
+            }
+            if let Some(replies) = &self.replies {
+                let _ = replies.send(if more { Reply::More } else { Reply::Stop });
+            }
+            if more {
+                if let Screen::Plain(screen) = &mut self.screen {
+                    let _ = screen.prompt();
+                }
+            }
+        }
+        None
+    }
+
+    /// Acts on one line; false for `quit`.
+    fn command(&mut self, line: &str) -> bool {
+        let now = Instant::now();
+        match ui::parse(line) {
+            Command::Empty => {}
+            Command::List => {
+                self.client.list(now);
+            }
+            Command::Send { to, text } => {
+                if let Err(e) = self.client.send(now, to, text) {
+                    let body = match e {
+                        SendError::InvalidName(_) => self.style.no_such_user(to),
+                        other => format!("Message to {} not sent: {other}", self.style.name(to)),
+                    };
+                    self.say(&body);
+                }
+            }
+            Command::SendUsage => self.say(ui::SEND_USAGE),
+            Command::Help => self.say_all(&ui::HELP),
+            Command::Quit => return false,
+            Command::Unknown(word) => {
+                let body = self.style.unknown(word);
+                self.say(&body);
+            }
+        }
+        true
+    }
+
+    /// Starts signing out (once); the loop runs on until `SignedOut`.
+    fn quit(&mut self) {
+        if !self.quitting {
+            self.quitting = true;
+            if let Screen::Plain(screen) = &mut self.screen {
+                screen.stop_prompting();
+            }
+            self.client.sign_out(Instant::now());
+        }
+    }
+}
+
+/// Prints a start-up error and gives the exit code.
+fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
+    let _ = writeln!(io::stderr().lock(), "ChatClient: {message}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let args = cli_common::parse::<Args>(&["sp", "sip"], USAGE);
+    let server = match resolve(&args.server_ip, args.server_port) {
+        Ok(server) => server,
+        Err(e) => {
+            return fail(
+                2,
+                format_args!(
+                    "cannot find the server {:?}: {e}\nUsage: {USAGE}",
+                    args.server_ip
+                ),
+            );
+        }
+    };
+    let mut seed = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut seed) {
+        return fail(
+            1,
+            format_args!("no randomness from the operating system: {e}"),
+        );
+    }
+    let local = match server {
+        SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    };
+    let mut driver = match run::bind(local).and_then(Driver::new) {
+        Ok(driver) => driver,
+        Err(e) => return fail(1, format_args!("cannot open a UDP socket: {e}")),
+    };
+    let waker = match driver.waker() {
+        Ok(waker) => Some(waker),
+        Err(_) => {
+            // Without a waker, look at the input often instead.
+            driver.set_max_wait(Duration::from_millis(20));
+            None
+        }
+    };
+    let config = ClientConfig::new(args.name.clone(), server);
+    let client = match ClientState::new(config, Instant::now(), u64::from_le_bytes(seed)) {
+        Ok(client) => client,
+        Err(e) => return fail(2, format_args!("invalid name {:?}: {e}", args.name)),
+    };
+
+    let (tx, inputs) = mpsc::channel();
+    let to_loop = ToLoop { tx, waker };
+    let signals = to_loop.clone();
+    // Without the handler, Ctrl-C still ends the client (not signed out).
+    let _ = ctrlc::set_handler(move || {
+        signals.send(Input::Interrupt);
+    });
+
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let (editor, screen, colour) = match terminal_editor(&args.name, &names) {
+        Some((editor, printer)) => {
+            let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            (Some(editor), Screen::Terminal(printer), colour)
+        }
+        None => (None, Screen::Plain(PlainScreen::new(io::stdout())), false),
+    };
+    #[cfg(unix)]
+    let saved_terminal = editor
+        .as_ref()
+        .and_then(|_| nix::sys::termios::tcgetattr(io::stdin()).ok());
+
+    let mut app = App {
+        client,
+        style: Style { colour },
+        timestamps: args.timestamps,
+        screen,
+        editor,
+        names,
+        to_loop,
+        replies: None,
+        silent_lists: Vec::new(),
+        editing: Arc::new(AtomicBool::new(false)),
+        quitting: false,
+    };
+
+    let outcome = loop {
+        if let Err(e) = driver.step(&mut app.client) {
+            let _ = writeln!(io::stderr().lock(), "ChatClient: the socket failed: {e}");
+            break None;
+        }
+        if let Some(outcome) = app.events() {
+            break Some(outcome);
+        }
+        if let Some(outcome) = app.inputs(&inputs) {
+            break Some(outcome);
+        }
+    };
+    driver.flush(&mut app.client);
+
+    if let Screen::Plain(screen) = &mut app.screen {
+        let _ = screen.finish();
+    }
+    // Leaving while the reader is still inside the line editor (SIGTERM):
+    // give the terminal its modes back.
+    #[cfg(unix)]
+    if app.editing.load(Ordering::SeqCst) {
+        if let Some(saved) = &saved_terminal {
+            let _ = nix::sys::termios::tcsetattr(
+                io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+            let _ = writeln!(io::stdout().lock());
+        }
+    }
+    match outcome {
+        Some(Outcome::Done) => ExitCode::SUCCESS,
+        Some(Outcome::SignInFailed) => ExitCode::from(2),
+        Some(Outcome::Forced) => ExitCode::from(130),
+        None => ExitCode::FAILURE,
+    }
+}
