@@ -1,0 +1,282 @@
+//! Bad command lines, refused names and unusable ports: both binaries must
+//! say what is wrong, show the usage line where arguments are at fault, and
+//! exit non-zero, never panic. Every child runs under a deadline and is
+//! killed if it overstays.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_ChatServer");
+const CLIENT: &str = env!("CARGO_BIN_EXE_ChatClient");
+const SERVER_USAGE: &str = "Usage: ChatServer -sp PORT";
+const CLIENT_USAGE: &str = "Usage: ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT";
+
+/// A child that is killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `bin args` with empty standard input; fails the test if it is
+/// still running after `limit`.
+fn run(bin: &str, args: &[&str], limit: Duration) -> Ran {
+    let child = Command::new(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    let mut guard = Guard(child);
+    let mut out = guard.0.stdout.take().expect("piped");
+    let mut err = guard.0.stderr.take().expect("piped");
+    let out_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{bin} {args:?} still running after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    Ran {
+        code: status.code(),
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Asserts a clean refusal: non-zero exit, the usage line, no panic.
+fn assert_refused(bin: &str, args: &[&str], usage: &str) -> Ran {
+    let ran = run(bin, args, Duration::from_secs(10));
+    assert!(
+        matches!(ran.code, Some(c) if c != 0),
+        "{args:?} should fail: {ran:?}"
+    );
+    assert!(
+        ran.stderr.contains(usage),
+        "{args:?}: no usage line: {ran:?}"
+    );
+    assert!(
+        !ran.stderr.contains("panicked"),
+        "{args:?} panicked: {ran:?}"
+    );
+    assert!(ran.stdout.is_empty(), "{args:?} printed to stdout: {ran:?}");
+    ran
+}
+
+#[test]
+fn server_bad_arguments() {
+    for args in [
+        &[][..],
+        &["-sp"],
+        &["-sp", "abc"],
+        &["-sp", "70000"],
+        &["-sp", "-1"],
+        &["-sp", "9090", "extra"],
+        &["-sp", "9090", "--frobnicate"],
+        &["-sp", "9090", "-q", "-v"],
+        &["-sp", "9090", "--bind", "not-an-address"],
+        &["-u", "Alice"],
+    ] {
+        assert_refused(SERVER, args, SERVER_USAGE);
+    }
+}
+
+#[test]
+fn client_bad_arguments() {
+    for args in [
+        &[][..],
+        &["-u", "Alice"],
+        &["-u", "Alice", "-sip", "127.0.0.1"],
+        &["-u", "Alice", "-sp", "9090"],
+        &["-sip", "127.0.0.1", "-sp", "9090"],
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", "0"],
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", "port"],
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", "65536"],
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", "9090", "extra"],
+        &["-u", "Alice", "-sip", "", "-sp", "9090"],
+    ] {
+        assert_refused(CLIENT, args, CLIENT_USAGE);
+    }
+}
+
+#[test]
+fn invalid_names_are_refused_with_the_reason() {
+    let long = "x".repeat(33);
+    for (name, why) in [
+        ("Al ice", "cannot contain ' '"),
+        ("", "cannot be empty"),
+        ("a:b", "cannot contain ':'"),
+        ("a,b", "cannot contain ','"),
+        ("a>b", "cannot contain '>'"),
+        ("a\u{1b}b", "cannot contain '\\u{1b}'"),
+        (long.as_str(), "at most 32 characters"),
+    ] {
+        let ran = assert_refused(
+            CLIENT,
+            &["-u", name, "-sip", "127.0.0.1", "-sp", "9090"],
+            CLIENT_USAGE,
+        );
+        assert!(ran.stderr.contains(why), "{name:?}: {ran:?}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    for bin in [SERVER, CLIENT] {
+        let ran = run(bin, &["--help"], Duration::from_secs(10));
+        assert_eq!(ran.code, Some(0), "{ran:?}");
+        assert!(ran.stdout.contains("Usage: Chat"), "{ran:?}");
+        let ran = run(bin, &["--version"], Duration::from_secs(10));
+        assert_eq!(ran.code, Some(0), "{ran:?}");
+    }
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let holder = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    for args in [
+        &["-sp", port.as_str(), "--bind", "127.0.0.1"][..],
+        // All interfaces include 127.0.0.1.
+        &["-sp", port.as_str()],
+    ] {
+        let ran = run(SERVER, args, Duration::from_secs(10));
+        assert!(matches!(ran.code, Some(c) if c != 0), "{args:?}: {ran:?}");
+        assert!(
+            ran.stderr.contains("already in use"),
+            "{args:?}: unclear error: {ran:?}"
+        );
+        assert!(
+            !ran.stdout.contains("Server Initialized"),
+            "{args:?}: claimed success: {ran:?}"
+        );
+        assert!(!ran.stderr.contains("panicked"), "{ran:?}");
+    }
+}
+
+#[test]
+fn address_not_of_this_host_is_a_clear_error() {
+    // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+    let ran = run(
+        SERVER,
+        &["-sp", "0", "--bind", "192.0.2.1"],
+        Duration::from_secs(10),
+    );
+    assert!(matches!(ran.code, Some(c) if c != 0), "{ran:?}");
+    assert!(ran.stderr.contains("cannot listen on 192.0.2.1"), "{ran:?}");
+}
+
+#[test]
+fn unanswered_sign_in_says_so_and_exits_non_zero() {
+    // A bound socket that never answers: the sign-in times out.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port().to_string();
+    let ran = run(
+        CLIENT,
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", &port],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("<\u{2013} Sign-in failed: the server did not answer"),
+        "{ran:?}"
+    );
+    assert!(ran.stdout.is_empty(), "printed before signing in: {ran:?}");
+}
+
+/// Starts `ChatServer -sp 0 --bind 127.0.0.1` and returns it with its port,
+/// read from the `Listening on` line that follows `Server Initialized...`.
+fn start_server() -> (Guard, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(SERVER)
+        .args(["-sp", "0", "--bind", "127.0.0.1", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ChatServer");
+    let out = child.stdout.take().expect("piped");
+    let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server printed nothing");
+    assert_eq!(first, "Server Initialized...");
+    let second = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no Listening line");
+    let port = second
+        .strip_prefix("Listening on 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line {second:?}"));
+    (guard, port)
+}
+
+#[test]
+fn a_name_in_use_is_refused() {
+    let (_server, port) = start_server();
+    let port = port.to_string();
+    let mut holder = Command::new(CLIENT)
+        .args(["-u", "Alice", "-sip", "127.0.0.1", "-sp", &port])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start holder");
+    let mut out = holder.stdout.take().expect("piped");
+    let _holder = Guard(holder);
+    // Signed in once the first prompt shows.
+    let mut prompt = [0u8; 3];
+    out.read_exact(&mut prompt).expect("holder output");
+    assert_eq!(&prompt, b"+> ");
+    let ran = run(
+        CLIENT,
+        &["-u", "alice", "-sip", "127.0.0.1", "-sp", &port],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("<\u{2013} Sign-in failed: name alice is in use"),
+        "{ran:?}"
+    );
+}
