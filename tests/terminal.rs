@@ -1,0 +1,274 @@
+//! The client at a real terminal (issue 5, item 6), through tmux: Alice runs
+//! in a tmux pane, Bob is a piped client. Alice types half a line; Bob's
+//! message must appear above it while the half line stays on the input line;
+//! then Alice finishes the line and Bob must receive it whole.
+//!
+//! tmux is required (CI installs it): without it this test fails, it does
+//! not skip. Every wait polls with a bound; the server, Bob and the tmux
+//! server (with Alice in it) are killed by drop guards, pass or fail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_ChatServer");
+const CLIENT: &str = env!("CARGO_BIN_EXE_ChatClient");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A child process, killed on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private tmux server (its own socket file), killed and its socket
+/// removed on drop.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("udpchat-test-{}-{nanos}.sock", std::process::id());
+        Tmux {
+            socket: std::env::temp_dir().join(name),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("tmux {args:?}: {e}"))
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The visible pane, one string per row, trailing blanks trimmed.
+    fn screen(&self) -> Vec<String> {
+        let out = self.command(&["capture-pane", "-p", "-t", "chat"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect()
+    }
+
+    /// Polls the pane until `f` holds; fails with the screen after `WAIT`.
+    fn wait_screen(&self, what: &str, f: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if f(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT:?} for {what}; the pane shows:\n{}",
+                screen.join("\n")
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "chat", "-l", text]);
+    }
+
+    fn key(&self, key: &str) {
+        self.run(&["send-keys", "-t", "chat", key]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Everything a pipe has produced so far, collected by a thread.
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<String>>);
+
+impl Collected {
+    fn spawn(mut pipe: impl Read + Send + 'static) -> Collected {
+        let collected = Collected::default();
+        let shared = collected.clone();
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                shared
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        collected
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !f(&self.text()) {
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT:?} for {what}; got:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `ChatServer -sp 0 --bind 127.0.0.1` and its port.
+fn start_server() -> (Guard, u16) {
+    let mut child = Command::new(SERVER)
+        .args(["-sp", "0", "--bind", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ChatServer");
+    let out = child.stdout.take().expect("piped");
+    let guard = Guard(child);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = |rx: &Receiver<String>| rx.recv_timeout(WAIT).expect("server output");
+    assert_eq!(line(&rx), "Server Initialized...");
+    let listening = line(&rx);
+    let port = listening
+        .strip_prefix("Listening on 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {listening:?}"));
+    // Keep draining so the server never blocks on a full pipe.
+    thread::spawn(move || while rx.recv().is_ok() {});
+    (guard, port)
+}
+
+/// A piped client.
+fn start_piped_client(name: &str, port: u16) -> (Guard, ChildStdin, Collected) {
+    let mut child = Command::new(CLIENT)
+        .args(["-u", name, "-sip", "127.0.0.1", "-sp", &port.to_string()])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start ChatClient");
+    let stdin = child.stdin.take().expect("piped");
+    let out = Collected::spawn(child.stdout.take().expect("piped"));
+    (Guard(child), stdin, out)
+}
+
+#[test]
+fn incoming_message_keeps_the_half_typed_line() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!("this test needs tmux (apt-get install tmux); `tmux -V` gave {other:?}"),
+    }
+    let (_server, port) = start_server();
+    let (_bob, mut bob_in, bob_out) = start_piped_client("Bob", port);
+    bob_out.wait_for("Bob's first prompt", |t| t.starts_with("+> "));
+
+    let tmux = Tmux::new();
+    let port_arg = port.to_string();
+    // The shell reports the exit status and keeps the pane open to show it.
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        "\"$0\" \"$@\"; echo \"EXIT=$?\"; sleep 600",
+        CLIENT,
+        "-u",
+        "Alice",
+        "-sip",
+        "127.0.0.1",
+        "-sp",
+        &port_arg,
+    ]);
+    tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+
+    // Half a line, not yet entered.
+    tmux.type_text("send Bob half");
+    tmux.wait_screen("the half line", |s| {
+        s.iter().any(|l| l == "+> send Bob half")
+    });
+
+    // Bob's message arrives meanwhile.
+    writeln!(bob_in, "send Alice Hello from Bob, mid-edit").expect("write to Bob");
+    bob_in.flush().expect("flush Bob");
+    let screen = tmux.wait_screen("Bob's message above the input line", |s| {
+        let rows: Vec<&String> = s.iter().filter(|l| !l.is_empty()).collect();
+        let message = rows.iter().position(|l| {
+            l.starts_with("<\u{2013} <From 127.0.0.1:")
+                && l.ends_with(":Bob>: Hello from Bob, mid-edit")
+        });
+        matches!(message, Some(i) if rows.get(i + 1).map(|l| l.as_str()) == Some("+> send Bob half")
+            && i + 2 == rows.len())
+    });
+    // Nothing was written into the middle of the typed text.
+    for row in &screen {
+        assert!(
+            !row.contains("half<") && !row.contains("half+"),
+            "broken line {row:?} in:\n{}",
+            screen.join("\n")
+        );
+    }
+
+    // The half line is still there and still sendable.
+    tmux.type_text(" done");
+    tmux.key("Enter");
+    bob_out.wait_for("Alice's finished line at Bob", |t| {
+        t.lines().any(|l| {
+            let l = l.trim_start_matches("+> ");
+            l.starts_with("<\u{2013} <From 127.0.0.1:") && l.ends_with(":Alice>: half done")
+        })
+    });
+
+    // Ctrl-D signs Alice out and the client exits 0.
+    tmux.key("C-d");
+    tmux.wait_screen("Alice's exit", |s| s.iter().any(|l| l == "EXIT=0"));
+}
