@@ -129,18 +129,15 @@ impl Style {
     }
 
     /// `Signed In Users: A, B`: every name but `me` (compared as names
-    /// compare, ignoring case), in the order given.
+    /// compare, ignoring case), in the order given. Nobody else gives
+    /// `Signed In Users: ` and nothing after, as the template says.
     pub fn users(&self, me: &str, names: &[String]) -> String {
         let others: Vec<String> = names
             .iter()
             .filter(|n| !name::same(n, me))
             .map(|n| self.name(n))
             .collect();
-        if others.is_empty() {
-            "Signed In Users: (nobody else)".to_string()
-        } else {
-            format!("Signed In Users: {}", others.join(", "))
-        }
+        format!("Signed In Users: {}", others.join(", "))
     }
 
     /// `<From IP:PORT:NAME>: TEXT`, IP:PORT the sender's real address (IPv6
@@ -327,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             s.line(&s.users("Alice", &names[..1]), None),
-            "<– Signed In Users: (nobody else)"
+            "<– Signed In Users: "
         );
         let addr: SocketAddr = "127.0.0.1:51234".parse().unwrap();
         assert_eq!(
