@@ -244,6 +244,10 @@ pub struct Flow {
     pub max_unacked: usize,
     /// Distinct fragments ever emitted.
     pub fragments: u64,
+    /// The widest span of sequence numbers, in one stream, from the oldest
+    /// unacknowledged fragment to one just emitted (what the receiver must
+    /// buffer if the oldest is lost).
+    pub max_span: u32,
 }
 
 /// A datagram as the network saw it.
@@ -901,6 +905,10 @@ impl Sim {
                 flow.fragments += 1;
             }
             flow.max_unacked = flow.max_unacked.max(flow.unacked.len());
+            if let Some(&(_, oldest)) = flow.unacked.range((stream, 0)..=(stream, u32::MAX)).next()
+            {
+                flow.max_span = flow.max_span.max(seq.wrapping_sub(oldest).wrapping_add(1));
+            }
         }
         self.count_sent(from, to, &payload, false);
         let link = self.link_for(from, to);
