@@ -300,7 +300,7 @@ enum Outcome {
     Done,
     /// The sign-in was refused or unanswered.
     SignInFailed,
-    /// A second Ctrl-C while signing out.
+    /// A second Ctrl-C (or SIGTERM) while signing out.
     Forced,
 }
 
@@ -321,6 +321,8 @@ struct App {
     /// The reader thread is (or may be) inside the line editor.
     editing: Arc<AtomicBool>,
     quitting: bool,
+    /// Ctrl-C or SIGTERM came once; a second time leaves at once.
+    interrupted: bool,
 }
 
 impl App {
@@ -445,9 +447,10 @@ impl App {
                 }
                 Input::End => false,
                 Input::Interrupt => {
-                    if self.quitting {
+                    if self.interrupted {
                         return Some(Outcome::Forced);
                     }
+                    self.interrupted = true;
                     false
                 }
             };
@@ -588,6 +591,7 @@ fn main() -> ExitCode {
         silent_lists: Vec::new(),
         editing: Arc::new(AtomicBool::new(false)),
         quitting: false,
+        interrupted: false,
     };
 
     let outcome = loop {
