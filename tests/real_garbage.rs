@@ -390,13 +390,31 @@ fn garbage_leaves_server_and_client_working() {
         parse_message(r).is_some_and(|m| m.from == "Alice" && m.text == "after the garbage")
     });
     bob.send("send Carole still here");
-    carole.wait_reply(WAIT, 0, "message from Bob", |r| {
-        parse_message(r).is_some_and(|m| m.from == "Bob" && m.text == "still here")
+    let got = carole.out.wait_for(WAIT, |lines| {
+        common_proc::replies(lines)
+            .into_iter()
+            .filter_map(parse_message)
+            .find(|m| m.from == "Bob" && m.text == "still here")
     });
+    assert!(
+        got.is_some(),
+        "Carole was not shown Bob's message\n{}\n{}",
+        bob.transcript(),
+        carole.transcript()
+    );
     carole.send("send Alice me too");
-    alice.wait_reply(WAIT, 0, "message from Carole", |r| {
-        parse_message(r).is_some_and(|m| m.from == "Carole" && m.text == "me too")
+    let got = alice.out.wait_for(WAIT, |lines| {
+        common_proc::replies(lines)
+            .into_iter()
+            .filter_map(parse_message)
+            .find(|m| m.from == "Carole" && m.text == "me too")
     });
+    assert!(
+        got.is_some(),
+        "Alice was not shown Carole's message\n{}\n{}",
+        carole.transcript(),
+        alice.transcript()
+    );
 
     for client in [&mut alice, &mut bob, &mut carole] {
         client.close_stdin();

@@ -108,7 +108,8 @@ fn run_in_lossy_netns(messages: usize) -> Option<Outcome> {
         .out
         .lines()
         .into_iter()
-        .find(|l| l.starts_with(RESULT))
+        // libtest prints the test's name on the same line, before its output.
+        .find_map(|l| l.find(RESULT).map(|i| l[i..].to_string()))
         .unwrap_or_else(|| panic!("the scenario printed no {RESULT} line\n{transcript}"));
     let field = |key: &str| -> String {
         line.split(' ')
