@@ -352,6 +352,11 @@ impl App {
             match event {
                 ClientEvent::SignedIn => self.signed_in(),
                 ClientEvent::SignInFailed(why) => {
+                    // (Also after a lost server, if the name was taken
+                    // meanwhile.) End a pending prompt's line first.
+                    if let Screen::Plain(screen) = &mut self.screen {
+                        let _ = screen.finish();
+                    }
                     let _ = writeln!(io::stderr().lock(), "{}Sign-in failed: {why}", ui::MARKER);
                     return Some(Outcome::SignInFailed);
                 }
