@@ -409,6 +409,19 @@ mod tests {
         assert_eq!(complete("se", 99, "Alice", &names).1.len(), 1);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_and_completes_without_panic(line in "\\PC*", pos in 0usize..64) {
+            let names = ["Bob".to_string(), "Zoë".to_string()];
+            let _ = parse(&line);
+            let (start, candidates) = complete(&line, pos, "Alice", &names);
+            proptest::prop_assert!(start <= line.len().max(pos));
+            for c in candidates {
+                proptest::prop_assert!(c.ends_with(' '));
+            }
+        }
+    }
+
     fn written(screen: &PlainScreen<Vec<u8>>) -> String {
         String::from_utf8(screen.inner().clone()).unwrap()
     }
