@@ -315,7 +315,7 @@ struct Request {
 
 #[derive(Debug)]
 struct CacheEntry {
-    address: Option<SocketAddr>,
+    address: SocketAddr,
     at: Instant,
 }
 
@@ -599,11 +599,7 @@ impl ClientState {
             .insert(self.peers[&key].stream, key.clone());
         if self.peers[&key].route == Route::Unknown {
             match self.cached(now, &key) {
-                Some(Some(addr)) => self.set_route(&key, addr),
-                Some(None) => {
-                    self.fail_peer(now, &key, DeliveryFailure::NoSuchUser);
-                    return Ok(id);
-                }
+                Some(addr) => self.set_route(&key, addr),
                 None => self.lookup(now, to),
             }
         }
@@ -1087,8 +1083,8 @@ impl ClientState {
 
     // ---- the directory --------------------------------------------------
 
-    /// The cached directory answer for a folded name: `Some(None)` for "nobody".
-    fn cached(&self, now: Instant, key: &str) -> Option<Option<SocketAddr>> {
+    /// The cached address of a folded name, if a recent lookup gave one.
+    fn cached(&self, now: Instant, key: &str) -> Option<SocketAddr> {
         self.cache
             .get(key)
             .filter(|c| now.saturating_duration_since(c.at) < self.config.lookup_cache_ttl)
@@ -1116,12 +1112,16 @@ impl ClientState {
     fn on_lookup(&mut self, now: Instant, name: &str, answer: Option<Option<SocketAddr>>) {
         let key = name::fold(name);
         self.lookups.remove(&key);
-        if let Some(address) = answer {
+        // Only "X is at A" is worth remembering: "nobody" may change any
+        // moment, and a forged sender must not make a real user unreachable.
+        if let Some(Some(address)) = answer {
             if self.cache.len() >= self.config.max_cached_lookups {
                 self.cache.clear();
             }
             self.cache
                 .insert(key.clone(), CacheEntry { address, at: now });
+        } else {
+            self.cache.remove(&key);
         }
         // Outgoing messages waiting for this name.
         if let Some(peer) = self.peers.get(&key) {
@@ -1391,7 +1391,7 @@ impl ClientState {
             );
             // Decide trust from the cache, or ask.
             match self.cached(now, &name::fold(name)) {
-                Some(Some(addr)) if addr == from => self.set_trust(key, Trust::Verified),
+                Some(addr) if addr == from => self.set_trust(key, Trust::Verified),
                 _ => self.lookup(now, name),
             }
         }
@@ -1743,6 +1743,39 @@ mod tests {
             !net.log.iter().any(|(_, t, _)| *t == mallory),
             "nothing goes back to the forger"
         );
+    }
+
+    #[test]
+    fn a_forged_sender_does_not_poison_later_sends() {
+        // Bob gets a forgery claiming to be from Carole before Carole signs in:
+        // the directory says "nobody". Once Carole is in, Bob can reach her.
+        let mut net = Net::new(&["Alice", "Bob"]);
+        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        let forged = Packet::Message {
+            stream: 1,
+            seq: 0,
+            fragment: 0,
+            fragments: 1,
+            from: "Carole",
+            body: b"hi",
+        }
+        .to_bytes()
+        .unwrap();
+        let bob = net.addr(1);
+        net.deliver(mallory, bob, forged);
+        net.pump();
+        let carole_addr: SocketAddr = "127.0.0.1:5003".parse().unwrap();
+        let config = ClientConfig::new("Carole", SERVER.parse().unwrap());
+        let carole = ClientState::new(config, net.now, 5003).unwrap();
+        net.clients.push((carole_addr, carole));
+        net.pump();
+        let id = net.clients[1].1.send(net.now, "Carole", "real").unwrap();
+        net.pump();
+        assert!(net.events(1).contains(&ClientEvent::Delivered {
+            id,
+            to: "Carole".into()
+        }));
+        assert_eq!(received(&net.events(2)), vec!["real"]);
     }
 
     #[test]
