@@ -17,8 +17,8 @@
 //!   and is retransmitted on a timeout estimated from measured round trips
 //!   (RFC 6298). At most [`ClientConfig::window`] fragments per peer are
 //!   unacknowledged at once. A peer that stops answering is looked up again
-//!   once (it may have moved); if it still does not answer within
-//!   [`ClientConfig::message_timeout`], the message fails.
+//!   once (it may have moved); if it acknowledges nothing new for
+//!   [`ClientConfig::message_timeout`], its messages fail.
 //! * **Receiving**, each stream is delivered exactly once and in order,
 //!   fragments reassembled. A sender's claimed name is believed only when the
 //!   directory says that name is at the address the datagrams come from; until
@@ -67,8 +67,9 @@ pub struct ClientConfig {
     pub max_request_retry: Duration,
     /// How often to refresh the session at the server.
     pub keepalive_interval: Duration,
-    /// A message fragment unacknowledged for this long fails its message (the
-    /// peer is looked up again at half this time).
+    /// A peer that acknowledges nothing new for this long while fragments
+    /// to it are outstanding fails every message waiting for it (it is
+    /// looked up again at half this time, in case it moved).
     pub message_timeout: Duration,
     /// Retransmission timeout before any round trip is measured.
     pub initial_rto: Duration,
@@ -391,12 +392,19 @@ struct Peer {
     messages: VecDeque<OutMessage>,
     /// Fragments sent and not yet acknowledged, by seq.
     in_flight: BTreeMap<u32, InFlight>,
+    /// When the peer last acknowledged something new.
+    last_progress: Option<Instant>,
     rtt: Rtt,
 }
 
 impl Peer {
-    fn oldest_unacked(&self) -> Option<Instant> {
-        self.in_flight.values().map(|f| f.first_sent).min()
+    /// Since when the peer has been silent about what we sent it: the first
+    /// send of the oldest unacknowledged fragment, or the last acknowledgement
+    /// if later. `None` when nothing is unacknowledged. A peer that keeps
+    /// acknowledging is alive, however unlucky one fragment is.
+    fn silent_since(&self) -> Option<Instant> {
+        let oldest = self.in_flight.values().map(|f| f.first_sent).min()?;
+        Some(self.last_progress.map_or(oldest, |p| p.max(oldest)))
     }
 }
 
@@ -581,6 +589,7 @@ impl ClientState {
             next_seq: 0,
             messages: VecDeque::new(),
             in_flight: BTreeMap::new(),
+            last_progress: None,
             rtt: Rtt {
                 srtt: None,
                 rttvar: Duration::ZERO,
@@ -824,7 +833,7 @@ impl ClientState {
         });
         let peers = self.peers.values().flat_map(|p| {
             let retransmit = p.in_flight.values().map(|f| f.next_send).min();
-            let deadlines = p.oldest_unacked().map(|t| {
+            let deadlines = p.silent_since().map(|t| {
                 if p.relooked {
                     t + self.config.message_timeout
                 } else {
@@ -1178,6 +1187,7 @@ impl ClientState {
             peer.stream = new_stream;
             peer.next_seq = 0;
             peer.in_flight.clear();
+            peer.last_progress = None;
             peer.rtt = Rtt {
                 srtt: None,
                 rttvar: Duration::ZERO,
@@ -1264,6 +1274,7 @@ impl ClientState {
         }
         // Any answer shows the peer is alive where we think it is.
         peer.relooked = false;
+        peer.last_progress = Some(now);
         let Some(i) = peer.messages.iter().position(|m| m.id == f.message) else {
             return;
         };
@@ -1291,8 +1302,8 @@ impl ClientState {
         let Route::At(addr) = peer.route else {
             return;
         };
-        if let Some(oldest) = peer.oldest_unacked() {
-            let silent = now.saturating_duration_since(oldest);
+        if let Some(since) = peer.silent_since() {
+            let silent = now.saturating_duration_since(since);
             if silent >= timeout {
                 self.fail_peer(now, key, DeliveryFailure::NoAnswer);
                 return;
