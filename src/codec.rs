@@ -742,6 +742,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Bytes [`Packet::encode`] writes, whether or not the packet is valid.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             Packet::SignIn { name, cookie, .. } => 4 + 1 + name.len() + 1 + cookie.len(),
@@ -769,7 +770,13 @@ impl<'a> Packet<'a> {
         if len > MAX_DATAGRAM {
             return Err(EncodeError::TooLong { len });
         }
-        buf.reserve(len);
+        // Grow the buffer once, then write through a slice of exactly `len`
+        // bytes: the slice's fixed-size writes compile to plain stores, where
+        // `BytesMut`'s own `put_*` each make a capacity check and a call.
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        let mut out = &mut buf[start..];
+        let buf = &mut out;
         buf.put_u8(self.packet_type() as u8);
         match *self {
             Packet::SignIn {
@@ -867,6 +874,7 @@ impl<'a> Packet<'a> {
                 buf.put_u32(seq);
             }
         }
+        debug_assert!(buf.is_empty(), "encoded_len disagrees with encode");
         Ok(())
     }
 
@@ -877,6 +885,7 @@ impl<'a> Packet<'a> {
         Ok(buf.freeze())
     }
 
+    #[inline]
     fn validate(&self) -> Result<(), EncodeError> {
         match *self {
             Packet::SignIn { name, cookie, .. } => {
@@ -965,7 +974,8 @@ fn short(field: &'static str, len: usize) -> Result<(), EncodeError> {
 }
 
 /// Writes a `u8` length then the bytes; the caller has validated the length.
-fn put8(buf: &mut BytesMut, bytes: &[u8]) {
+#[inline]
+fn put8(buf: &mut impl BufMut, bytes: &[u8]) {
     buf.put_u8(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
     buf.put_slice(bytes);
 }
@@ -978,7 +988,8 @@ fn addr_len(addr: Option<&SocketAddr>) -> usize {
     }
 }
 
-fn put_addr(buf: &mut BytesMut, addr: Option<&SocketAddr>) {
+#[inline]
+fn put_addr(buf: &mut impl BufMut, addr: Option<&SocketAddr>) {
     match addr {
         None => buf.put_u8(0),
         Some(SocketAddr::V4(a)) => {
