@@ -80,7 +80,9 @@ pub struct ClientConfig {
     pub min_rto: Duration,
     /// Nor above this, backoff included.
     pub max_rto: Duration,
-    /// Unacknowledged fragments in flight to one peer at most.
+    /// Sequence numbers in flight to one peer at most, counted from the
+    /// oldest unacknowledged fragment (keep it within the receivers'
+    /// `receive_window`).
     pub window: usize,
     /// Fragments a receiver buffers ahead of the next one it expects.
     pub receive_window: u32,
@@ -115,7 +117,7 @@ impl ClientConfig {
             message_timeout: Duration::from_secs(10),
             initial_rto: Duration::from_millis(300),
             min_rto: Duration::from_millis(100),
-            max_rto: Duration::from_secs(2),
+            max_rto: Duration::from_secs(1),
             window: 32,
             receive_window: 128,
             max_queued_messages: 10_000,
@@ -401,6 +403,20 @@ struct Peer {
 }
 
 impl Peer {
+    /// Sequence numbers from the oldest unacknowledged fragment to the next
+    /// one to send: what the receiver may have to buffer. The window bounds
+    /// this, not the count of unacknowledged fragments, so one fragment lost
+    /// again and again cannot let the sender run past the receiver's window.
+    fn span(&self) -> usize {
+        let oldest = self
+            .in_flight
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_seq);
+        usize::try_from(self.next_seq.wrapping_sub(oldest)).unwrap_or(usize::MAX)
+    }
+
     /// Since when the peer has been silent about what we sent it: the first
     /// send of the oldest unacknowledged fragment, or the last acknowledgement
     /// if later. `None` when nothing is unacknowledged. A peer that keeps
@@ -1213,7 +1229,7 @@ impl ClientState {
         let Route::At(addr) = peer.route else {
             return;
         };
-        while peer.in_flight.len() < window {
+        while peer.span() < window {
             let Some(m) = peer.messages.iter_mut().find(|m| m.started < m.fragments) else {
                 break;
             };
