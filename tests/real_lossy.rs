@@ -38,8 +38,9 @@ struct Outcome {
     datagrams: u64,
     /// Datagrams Bob's socket sent to Alice's (acknowledgements).
     acks: u64,
-    /// What the client itself said about retransmissions, if anything.
-    client_stats: String,
+    /// "not delivered" reports for messages Bob did show (all their
+    /// acknowledgements lost).
+    false_failures: u64,
 }
 
 impl Outcome {
@@ -117,16 +118,12 @@ fn run_in_lossy_netns(messages: usize) -> Option<Outcome> {
             .unwrap_or_else(|| panic!("no {key} in {line:?}"))
             .to_string()
     };
-    let client_stats = line
-        .split_once(" client_stats=")
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_default();
     Some(Outcome {
         messages: field("messages").parse().expect("messages"),
         elapsed_ms: field("elapsed_ms").parse().expect("elapsed_ms"),
         datagrams: field("datagrams").parse().expect("datagrams"),
         acks: field("acks").parse().expect("acks"),
-        client_stats,
+        false_failures: field("false_failures").parse().expect("false_failures"),
     })
 }
 
@@ -139,10 +136,13 @@ fn report(outcome: &Outcome) -> String {
         outcome.datagrams,
         outcome.retransmissions(),
         outcome.acks,
-        if outcome.client_stats.is_empty() {
+        if outcome.false_failures == 0 {
             String::new()
         } else {
-            format!("; the client reported: {}", outcome.client_stats)
+            format!(
+                "; Alice was told {} of them were not delivered (every acknowledgement lost)",
+                outcome.false_failures
+            )
         }
     )
 }
@@ -295,23 +295,17 @@ fn inner_lossy_scenario() {
         "a message with the wrong sender\n{}",
         bob.transcript()
     );
-    assert!(
-        !alice.out.text().contains("not delivered"),
-        "{}",
-        alice.transcript()
-    );
-
-    let client_stats: Vec<String> = alice
-        .err
-        .text()
-        .lines()
-        .chain(alice.out.text().lines())
-        .filter(|l| l.to_lowercase().contains("retransmi"))
-        .map(str::to_string)
-        .collect();
+    // Every message reached Bob (checked above). The sender may still have
+    // been told one was not delivered: when every acknowledgement of it was
+    // lost until the message deadline, it cannot know better (the two
+    // generals). Counted and reported, not a failure.
+    let false_failures = alice
+        .replies()
+        .iter()
+        .filter(|r| r.contains("not delivered"))
+        .count();
     println!(
-        "{RESULT} messages={n} elapsed_ms={} datagrams={datagrams} acks={acks} client_stats={}",
+        "{RESULT} messages={n} elapsed_ms={} datagrams={datagrams} acks={acks} false_failures={false_failures}",
         elapsed.as_millis(),
-        client_stats.join(" | ")
     );
 }
