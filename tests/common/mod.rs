@@ -283,6 +283,44 @@ pub struct Timed<E> {
     pub event: E,
 }
 
+/// A client's events, indexed as they come so that queries stay cheap in
+/// long runs.
+#[derive(Debug, Default)]
+struct ClientLog {
+    events: Vec<Timed<ClientEvent>>,
+    /// The first outcome of each send: `None` delivered, `Some` failed.
+    outcomes: BTreeMap<CommandId, Option<DeliveryFailure>>,
+    /// Each list's answer: the index of its `UserList` event, or `None` failed.
+    lists: BTreeMap<CommandId, Option<usize>>,
+    received: usize,
+    signed_in: bool,
+    sign_in_failed: bool,
+}
+
+impl ClientLog {
+    fn push(&mut self, event: Timed<ClientEvent>) {
+        match &event.event {
+            ClientEvent::SignedIn => self.signed_in = true,
+            ClientEvent::SignInFailed(_) => self.sign_in_failed = true,
+            ClientEvent::MessageReceived { .. } => self.received += 1,
+            ClientEvent::Delivered { id, .. } => {
+                self.outcomes.entry(*id).or_insert(None);
+            }
+            ClientEvent::DeliveryFailed { id, reason, .. } => {
+                self.outcomes.entry(*id).or_insert(Some(*reason));
+            }
+            ClientEvent::UserList { id, .. } => {
+                self.lists.entry(*id).or_insert(Some(self.events.len()));
+            }
+            ClientEvent::ListFailed { id, .. } => {
+                self.lists.entry(*id).or_insert(None);
+            }
+            _ => {}
+        }
+        self.events.push(event);
+    }
+}
+
 // ---- nodes --------------------------------------------------------------
 
 /// What sits at an address.
@@ -371,7 +409,7 @@ pub struct Sim {
     /// The configuration the server was (re)started with last.
     pub server_config: ServerConfig,
     server_starts: u32,
-    client_logs: BTreeMap<String, Vec<Timed<ClientEvent>>>,
+    client_logs: BTreeMap<String, ClientLog>,
     server_log: Vec<Timed<ServerEvent>>,
     pairs: BTreeMap<(SocketAddr, SocketAddr), PairStats>,
     flows: BTreeMap<(SocketAddr, SocketAddr), Flow>,
@@ -1100,7 +1138,7 @@ impl Sim {
                 }
             }
             if let Some(log) = self.client_logs.get(label) {
-                for e in log.iter().rev().take(4).rev() {
+                for e in log.events.iter().rev().take(4).rev() {
                     let mut text = format!("{:?}", e.event);
                     if text.len() > 160 {
                         let mut cut = 160;
@@ -1121,7 +1159,9 @@ impl Sim {
 
     /// Everything client `label` has reported, in order.
     pub fn events(&self, label: &str) -> &[Timed<ClientEvent>] {
-        self.client_logs.get(label).map_or(&[], Vec::as_slice)
+        self.client_logs
+            .get(label)
+            .map_or(&[], |l| l.events.as_slice())
     }
 
     /// Everything the server (every incarnation) has reported, in order.
@@ -1145,8 +1185,14 @@ impl Sim {
 
     /// Whether `label` has reported `SignedIn`.
     pub fn has_signed_in(&self, label: &str) -> bool {
-        self.find(label, |e| matches!(e, ClientEvent::SignedIn))
-            .is_some()
+        self.client_logs.get(label).is_some_and(|l| l.signed_in)
+    }
+
+    /// Whether `label` has reported `SignInFailed`.
+    pub fn sign_in_failed(&self, label: &str) -> bool {
+        self.client_logs
+            .get(label)
+            .is_some_and(|l| l.sign_in_failed)
     }
 
     /// The messages `label` has shown: (from, address, text), in order.
@@ -1166,37 +1212,53 @@ impl Sim {
 
     /// How many messages `label` has shown.
     pub fn received_count(&self, label: &str) -> usize {
-        self.count(label, |e| matches!(e, ClientEvent::MessageReceived { .. }))
+        self.client_logs.get(label).map_or(0, |l| l.received)
     }
 
     /// The names of list `id`, once gathered.
     pub fn user_list(&self, label: &str, id: CommandId) -> Option<&[String]> {
-        self.events(label).iter().find_map(|e| match &e.event {
-            ClientEvent::UserList { id: i, names } if *i == id => Some(names.as_slice()),
+        let log = self.client_logs.get(label)?;
+        let index = (*log.lists.get(&id)?)?;
+        match &log.events[index].event {
+            ClientEvent::UserList { names, .. } => Some(names),
             _ => None,
-        })
+        }
     }
 
-    /// Whether send `id` was reported delivered.
+    /// Whether list `id` has an answer (a list, or a failure).
+    pub fn list_settled(&self, label: &str, id: CommandId) -> bool {
+        self.client_logs
+            .get(label)
+            .is_some_and(|l| l.lists.contains_key(&id))
+    }
+
+    /// Whether send `id` was reported delivered (first outcome).
     pub fn delivered(&self, label: &str, id: CommandId) -> bool {
-        self.find(
-            label,
-            |e| matches!(e, ClientEvent::Delivered { id: i, .. } if *i == id),
-        )
-        .is_some()
+        self.client_logs
+            .get(label)
+            .and_then(|l| l.outcomes.get(&id))
+            .is_some_and(Option::is_none)
     }
 
-    /// How send `id` failed, if it did.
+    /// How send `id` failed, if it did (first outcome).
     pub fn delivery_failure(&self, label: &str, id: CommandId) -> Option<DeliveryFailure> {
-        self.events(label).iter().find_map(|e| match &e.event {
-            ClientEvent::DeliveryFailed { id: i, reason, .. } if *i == id => Some(*reason),
-            _ => None,
-        })
+        self.client_logs
+            .get(label)
+            .and_then(|l| l.outcomes.get(&id))
+            .copied()
+            .flatten()
     }
 
     /// Whether send `id` has an outcome (delivered or failed).
     pub fn settled(&self, label: &str, id: CommandId) -> bool {
-        self.delivered(label, id) || self.delivery_failure(label, id).is_some()
+        self.client_logs
+            .get(label)
+            .is_some_and(|l| l.outcomes.contains_key(&id))
+    }
+
+    /// How many of `label`'s sends have an outcome.
+    pub fn settled_count(&self, label: &str) -> usize {
+        self.client_logs.get(label).map_or(0, |l| l.outcomes.len())
     }
 
     // ---- waiting helpers -------------------------------------------------
@@ -1208,7 +1270,7 @@ impl Sim {
         let took = self.run_until(&what, deadline, |s| {
             labels
                 .iter()
-                .all(|l| s.has_signed_in(l) || s.client_closed(l))
+                .all(|l| s.has_signed_in(l) || s.sign_in_failed(l))
         });
         for l in labels {
             if !self.has_signed_in(l) {
@@ -1218,21 +1280,11 @@ impl Sim {
         took
     }
 
-    fn client_closed(&self, label: &str) -> bool {
-        self.find(label, |e| matches!(e, ClientEvent::SignInFailed(_)))
-            .is_some()
-    }
-
     /// Runs until list `id` of `label` is answered; returns the names or
     /// fails if it failed.
     pub fn wait_list(&mut self, label: &str, id: CommandId, deadline: Duration) -> Vec<String> {
         self.run_until(&format!("{label}'s list {id} answered"), deadline, |s| {
-            s.user_list(label, id).is_some()
-                || s.find(
-                    label,
-                    |e| matches!(e, ClientEvent::ListFailed { id: i, .. } if *i == id),
-                )
-                .is_some()
+            s.list_settled(label, id)
         });
         match self.user_list(label, id) {
             Some(names) => names.to_vec(),
@@ -1323,7 +1375,7 @@ impl Sim {
             );
         }
         for (label, log) in &self.client_logs {
-            for e in log {
+            for e in &log.events {
                 let _ = write!(s, "{label}@{:?}:{:?};", e.at - self.start, e.event);
             }
         }
@@ -1337,9 +1389,12 @@ impl Sim {
 
 // ---- many seeds ---------------------------------------------------------
 
-/// Runs `scenario` for seeds `0..n`, or only for `$SEED` when set. On a
-/// failure prints `failing seed: N (replay with SEED=N)` and re-raises.
-pub fn for_seeds(n: u64, scenario: impl Fn(u64)) {
+/// Runs `scenario` for seeds `0..n`, or only for `$SEED` when set. Each
+/// failure prints `failing seed: N (replay with SEED=N)`; by default the
+/// first failure is re-raised at once, with `ALL_SEEDS=1` every seed runs
+/// first and the list of failing seeds is printed before the first failure is
+/// re-raised.
+pub fn for_seeds(n: u64, mut scenario: impl FnMut(u64)) {
     let seeds: Vec<u64> = match std::env::var("SEED") {
         Ok(s) => vec![
             s.trim()
@@ -1348,10 +1403,21 @@ pub fn for_seeds(n: u64, scenario: impl Fn(u64)) {
         ],
         Err(_) => (0..n).collect(),
     };
+    let keep_going = std::env::var_os("ALL_SEEDS").is_some();
+    let mut failed = Vec::new();
+    let mut first = None;
     for seed in seeds {
         if let Err(e) = catch_unwind(AssertUnwindSafe(|| scenario(seed))) {
             eprintln!("failing seed: {seed} (replay with SEED={seed})");
-            resume_unwind(e);
+            if !keep_going {
+                resume_unwind(e);
+            }
+            failed.push(seed);
+            first.get_or_insert(e);
         }
+    }
+    if let Some(e) = first {
+        eprintln!("failing seeds: {failed:?} of {n}");
+        resume_unwind(e);
     }
 }
