@@ -1,0 +1,116 @@
+//! Memory stays bounded under a flood of sign-ins from many (spoofed)
+//! addresses: cookies are stateless and the per-source rate-limit table is
+//! capped, so the server's heap stops growing however many addresses the
+//! flood claims, no session is created for an address that never echoed a
+//! cookie, and honest clients still sign in afterwards.
+//!
+//! This binary counts heap bytes in use with a global allocator; it holds
+//! one test so the count is the test's own.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use common::{Sim, for_seeds, secs};
+use udpchat::codec::Packet;
+
+struct Counting;
+
+static IN_USE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        IN_USE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn heap() -> isize {
+    IN_USE.load(Ordering::Relaxed)
+}
+
+/// Feeds the server `n` sign-ins, each from a new spoofed address, straight
+/// (the simulator's per-pair counters would otherwise be what grows), and
+/// throws its replies away: nobody is at those addresses.
+fn flood(sim: &mut Sim, from: u32, n: u32) {
+    let datagram = Packet::SignIn {
+        request: 7,
+        name: "Flood",
+        cookie: &[],
+    }
+    .to_bytes()
+    .expect("encodes");
+    let now = sim.now();
+    let server = sim.server_mut();
+    for i in from..from + n {
+        let [_, a, b, c] = i.to_be_bytes();
+        let addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(100, a, b, c)),
+            1024 + (i % 60_000) as u16,
+        );
+        server.handle_datagram(now, addr, &datagram);
+        while server.poll_transmit().is_some() {}
+    }
+}
+
+#[test]
+fn a_sign_in_flood_from_many_addresses_stays_bounded() {
+    for_seeds(3, |seed| {
+        // A small rate-limit table keeps the test fast; the default (16,384)
+        // behaves the same, only larger.
+        let mut sim = Sim::with_server(seed, |c| c.max_rate_sources = 1024);
+        sim.add_client("Alice");
+        sim.wait_signed_in(&["Alice"], secs(10));
+        let cap = sim.server_config.max_rate_sources as u32;
+
+        let before = heap();
+        flood(&mut sim, 0, 2 * cap);
+        let after_some = heap() - before;
+        flood(&mut sim, 2 * cap, 10 * cap);
+        let after_many = heap() - before;
+        eprintln!(
+            "seed {seed}: heap +{after_some} after {} spoofed sign-ins, +{after_many} after {}",
+            2 * cap,
+            12 * cap
+        );
+        // Six times the addresses, no more memory (a little slack for a
+        // table that happens to rehash).
+        assert!(
+            after_many <= after_some + after_some / 4 + 64 * 1024,
+            "seed {seed}: heap keeps growing with the number of spoofed addresses"
+        );
+        // About the rate-limit table's size, not the flood's.
+        assert!(
+            after_many <= 1024 * isize::try_from(cap).expect("small"),
+            "seed {seed}: {after_many} bytes for a capped table"
+        );
+        assert_eq!(sim.server().user_count(), 1, "no session without a cookie");
+        let stats = sim.server().stats();
+        assert!(stats.received >= u64::from(12 * cap), "{stats:?}");
+
+        // Honest clients still get in.
+        sim.add_client("Bob");
+        sim.wait_signed_in(&["Bob"], secs(10));
+        assert_eq!(sim.server().lookup("Alice"), Some(sim.addr("Alice")));
+    });
+}
