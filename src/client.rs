@@ -41,6 +41,10 @@ use crate::codec::{ErrorCode, MAX_DATAGRAM, Packet, RefuseReason};
 use crate::name::{self, NameError};
 use crate::secret::Rng;
 
+/// How long a stream whose claimed sender the directory did not know is
+/// dropped before the directory is asked again.
+const RECHECK_UNKNOWN_SENDER: Duration = Duration::from_secs(1);
+
 /// Identifies a command ([`ClientState::list`], [`ClientState::send`]); the
 /// events that answer it carry the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -431,7 +435,14 @@ impl Peer {
 enum Trust {
     /// Waiting for the directory to vouch for the sender.
     Unverified,
+    /// The directory knew nobody of the claimed name (the sender may not
+    /// have signed in again yet after a server restart): drop until this
+    /// time, then ask again.
+    Unknown {
+        recheck: Instant,
+    },
     Verified,
+    /// The directory gives the claimed name another address: dropped for good.
     Forged,
 }
 
@@ -1173,11 +1184,14 @@ impl ClientState {
             let waiting: Vec<(SocketAddr, u64)> = self
                 .streams
                 .iter()
-                .filter(|(_, s)| s.trust == Trust::Unverified && name::fold(&s.from) == key)
+                .filter(|(_, s)| {
+                    matches!(s.trust, Trust::Unverified | Trust::Unknown { .. })
+                        && name::fold(&s.from) == key
+                })
                 .map(|(k, _)| *k)
                 .collect();
             for stream_key in waiting {
-                self.verify(stream_key, address);
+                self.verify(now, stream_key, address);
             }
         }
     }
@@ -1439,6 +1453,15 @@ impl ClientState {
                 self.stats.forged += 1;
                 return;
             }
+            Trust::Unknown { recheck } if now < recheck => {
+                self.stats.forged += 1;
+                return;
+            }
+            Trust::Unknown { .. } => {
+                s.trust = Trust::Unverified;
+                let claimed = s.from.clone();
+                self.lookup(now, &claimed);
+            }
             Trust::Unverified => {
                 // The last lookup may have gone unanswered: ask again.
                 let claimed = s.from.clone();
@@ -1480,8 +1503,10 @@ impl ClientState {
         }
     }
 
-    /// The directory answered for the sender of stream `key`.
-    fn verify(&mut self, key: (SocketAddr, u64), address: Option<SocketAddr>) {
+    /// The directory answered for the sender of stream `key`: the same
+    /// address vouches for it; another address proves a forgery; nobody of
+    /// that name leaves it in doubt, to be asked again a second later.
+    fn verify(&mut self, now: Instant, key: (SocketAddr, u64), address: Option<SocketAddr>) {
         let Some(s) = self.streams.get_mut(&key) else {
             return;
         };
@@ -1493,15 +1518,24 @@ impl ClientState {
             }
             self.deliver(key);
         } else {
-            s.trust = Trust::Forged;
+            let first_doubt = s.trust == Trust::Unverified;
+            s.trust = match address {
+                Some(_) => Trust::Forged,
+                None => Trust::Unknown {
+                    recheck: now + RECHECK_UNKNOWN_SENDER,
+                },
+            };
             s.ahead.clear();
             s.partial.clear();
+            s.partial_next = 0;
             let claimed = s.from.clone();
             self.stats.forged += 1;
-            self.events.push_back(ClientEvent::ForgedMessage {
-                claimed,
-                address: key.0,
-            });
+            if first_doubt {
+                self.events.push_back(ClientEvent::ForgedMessage {
+                    claimed,
+                    address: key.0,
+                });
+            }
         }
     }
 

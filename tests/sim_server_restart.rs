@@ -67,9 +67,6 @@ fn clients_reconnect_after_a_server_restart() {
 /// A restart while a conversation is going on: nothing already shown is
 /// shown again, nothing sent is lost.
 #[test]
-#[ignore = "client bug, seed 19: a stream whose sender's lookup answers \"nobody\" (the sender \
-            has not signed in again yet after the restart) is condemned as forged for good; \
-            every message in it fails"]
 fn restart_mid_conversation() {
     for_seeds(50, |seed| {
         let mut sim = Sim::new(seed);
