@@ -83,8 +83,8 @@ impl ServerConfig {
             max_users: 100_000,
             session_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(1),
-            probe_timeout: Duration::from_secs(2),
-            probe_interval: Duration::from_millis(400),
+            probe_timeout: Duration::from_secs(3),
+            probe_interval: Duration::from_millis(250),
             max_probes: 1024,
             rate_per_second: 200.0,
             rate_burst: 400.0,
@@ -163,7 +163,12 @@ struct ProbeState {
     deadline: Instant,
     /// Set when the holder answered; the result stands until `deadline`.
     answered: bool,
+    /// Newcomers waiting for the outcome: (address, sign-in request id).
+    waiting: Vec<(SocketAddr, u32)>,
 }
+
+/// Newcomers one probe remembers, to refuse them the moment the holder answers.
+const MAX_WAITING_PER_PROBE: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -283,9 +288,6 @@ impl ServerState {
             }
             Packet::KeepAlive { request, token } => {
                 if self.authenticate(now, from, token, len, request) {
-                    if let Some(probe) = self.probes.get_mut(&from) {
-                        probe.answered = true;
-                    }
                     self.send(from, &Packet::KeepAliveAck { request }, None);
                 }
             }
@@ -537,16 +539,26 @@ impl ServerState {
     }
 
     /// `from` wants the name `holder` has. Refuse if the holder has proved
-    /// itself alive since asked; otherwise probe it and stay silent, so the
-    /// newcomer retries and learns the outcome.
+    /// itself alive since asked; otherwise probe it and stay silent: the
+    /// newcomer is refused the moment the holder answers, or gets the name on
+    /// its next retry once the probe has gone unanswered for
+    /// [`ServerConfig::probe_timeout`]. Any request from the holder counts as
+    /// an answer.
     fn on_conflict(&mut self, now: Instant, from: SocketAddr, request: u32, holder: SocketAddr) {
-        match self.probes.get(&holder) {
+        let probes_full = self.probes.len() >= self.config.max_probes;
+        match self.probes.get_mut(&holder) {
             Some(probe) if probe.answered => {
                 let reason = RefuseReason::NameInUse;
                 self.send(from, &Packet::SignInRefused { request, reason }, None);
             }
-            Some(_) => {}
-            None if self.probes.len() >= self.config.max_probes => {
+            Some(probe) => {
+                if let Some(w) = probe.waiting.iter_mut().find(|(a, _)| *a == from) {
+                    w.1 = request;
+                } else if probe.waiting.len() < MAX_WAITING_PER_PROBE {
+                    probe.waiting.push((from, request));
+                }
+            }
+            None if probes_full => {
                 let reason = RefuseReason::NameInUse;
                 self.send(from, &Packet::SignInRefused { request, reason }, None);
             }
@@ -560,6 +572,7 @@ impl ServerState {
                         next_send: now + self.config.probe_interval,
                         deadline: now + self.config.probe_timeout,
                         answered: false,
+                        waiting: vec![(from, request)],
                     },
                 );
                 let probe = Packet::Probe {
@@ -583,6 +596,7 @@ impl ServerState {
         match self.sessions.get_mut(&from) {
             Some(s) if constant_time_eq(&s.token, token) => {
                 s.last_heard = now;
+                self.holder_answered(from);
                 true
             }
             _ => {
@@ -591,6 +605,22 @@ impl ServerState {
                 self.send(from, &Packet::Error { request, code }, Some(len));
                 false
             }
+        }
+    }
+
+    /// The holder at `addr` was heard from: if it is being probed, it is
+    /// alive, and everyone waiting for its name is refused now.
+    fn holder_answered(&mut self, addr: SocketAddr) {
+        let Some(probe) = self.probes.get_mut(&addr) else {
+            return;
+        };
+        if probe.answered {
+            return;
+        }
+        probe.answered = true;
+        let reason = RefuseReason::NameInUse;
+        for (to, request) in std::mem::take(&mut probe.waiting) {
+            self.send(to, &Packet::SignInRefused { request, reason }, None);
         }
     }
 
@@ -742,6 +772,82 @@ mod tests {
             }
         );
         assert_eq!(s.user_count(), 1);
+    }
+
+    /// Mallory, validated, asks for Alice's name: silence, and a probe to Alice.
+    fn conflict(s: &mut ServerState, now: Instant, mallory: SocketAddr) -> Vec<Transmit> {
+        let first = Packet::SignIn {
+            request: 7,
+            name: "ALICE",
+            cookie: &[],
+        };
+        s.handle_datagram(now, mallory, &first.to_bytes().unwrap());
+        let cookie = match Packet::decode(&drain(s)[0].payload).unwrap() {
+            Packet::Retry { cookie, .. } => cookie.to_vec(),
+            other => panic!("expected Retry, got {other:?}"),
+        };
+        let second = Packet::SignIn {
+            request: 8,
+            name: "ALICE",
+            cookie: &cookie,
+        };
+        s.handle_datagram(now, mallory, &second.to_bytes().unwrap());
+        drain(s)
+    }
+
+    #[test]
+    fn live_holder_keeps_its_name_and_the_newcomer_is_refused_when_it_answers() {
+        let now = Instant::now();
+        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
+        let token = sign_in(&mut s, now, addr(1), "Alice");
+        let out = conflict(&mut s, now, addr(2));
+        assert_eq!(out.len(), 1, "only a probe, nothing to the newcomer yet");
+        assert_eq!(out[0].destination, addr(1));
+        let Ok(Packet::Probe { request }) = Packet::decode(&out[0].payload) else {
+            panic!("expected a probe");
+        };
+        let answer = Packet::KeepAlive {
+            request,
+            token: &token,
+        };
+        s.handle_datagram(now, addr(1), &answer.to_bytes().unwrap());
+        let out = drain(&mut s);
+        let refused = out.iter().find(|t| t.destination == addr(2)).unwrap();
+        assert_eq!(
+            Packet::decode(&refused.payload).unwrap(),
+            Packet::SignInRefused {
+                request: 8,
+                reason: RefuseReason::NameInUse
+            }
+        );
+        assert_eq!(s.lookup("alice"), Some(addr(1)));
+    }
+
+    #[test]
+    fn silent_holder_loses_its_name_after_the_probe_timeout() {
+        let now = Instant::now();
+        let config = ServerConfig::with_secret([1; 16]);
+        let probe_timeout = config.probe_timeout;
+        let mut s = ServerState::new(config, now);
+        let _ = sign_in(&mut s, now, addr(1), "Alice");
+        let _ = conflict(&mut s, now, addr(2));
+        let mut t = now;
+        let mut probes = 1;
+        while let Some(next) = s.poll_timeout().filter(|n| *n <= now + probe_timeout) {
+            t = next;
+            s.handle_timeout(t);
+            probes += drain(&mut s).len();
+        }
+        assert!(t >= now + probe_timeout);
+        assert!(probes >= 10, "{probes} probes");
+        assert_eq!(s.lookup("alice"), None);
+        assert!(std::iter::from_fn(|| s.poll_event()).any(|e| matches!(
+            e,
+            ServerEvent::SignedOut {
+                reason: SignOutReason::Unresponsive,
+                ..
+            }
+        )));
     }
 
     #[test]

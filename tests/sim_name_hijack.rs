@@ -63,9 +63,6 @@ fn a_live_name_cannot_be_taken() {
 
 /// The same at a steady 30 % loss, where a live holder can miss every probe.
 #[test]
-#[ignore = "server bug, seeds 10 and 33: all five probes of the live holder (2 s) go \
-            unanswered at 30% loss, the server gives the name to the newcomer and the real \
-            Alice is then refused her own name"]
 fn a_live_name_cannot_be_taken_at_30_percent_loss() {
     for_seeds(50, |seed| {
         let mut sim = Sim::empty(seed, Link::random_with_loss(&mut Rng::new(seed), 0.30));
