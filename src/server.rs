@@ -167,6 +167,9 @@ struct ProbeState {
     waiting: Vec<(SocketAddr, u32)>,
 }
 
+/// A full rate-limit table is scanned for idle sources at most this often.
+const PRUNE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Newcomers one probe remembers, to refuse them the moment the holder answers.
 const MAX_WAITING_PER_PROBE: usize = 8;
 
@@ -190,6 +193,7 @@ pub struct ServerState {
     probes: HashMap<SocketAddr, ProbeState>,
     buckets: HashMap<SocketAddr, Bucket>,
     overflow_bucket: Bucket,
+    last_prune: Instant,
     next_sweep: Instant,
     next_request: u32,
     issued: u64,
@@ -215,6 +219,7 @@ impl ServerState {
             probes: HashMap::new(),
             buckets: HashMap::new(),
             overflow_bucket,
+            last_prune: now,
             next_sweep: now + config.sweep_interval,
             next_request: 1,
             issued: 0,
@@ -384,7 +389,12 @@ impl ServerState {
     /// Token-bucket rate limit per source address.
     fn admit(&mut self, now: Instant, from: SocketAddr) -> bool {
         let (rate, burst) = (self.config.rate_per_second, self.config.rate_burst);
-        if !self.buckets.contains_key(&from) && self.buckets.len() >= self.config.max_rate_sources {
+        if !self.buckets.contains_key(&from)
+            && self.buckets.len() >= self.config.max_rate_sources
+            && now.saturating_duration_since(self.last_prune) >= PRUNE_INTERVAL
+        {
+            // A full table is scanned at most once per interval, so a flood
+            // of new addresses costs a lookup each, not a scan each.
             self.prune_buckets(now);
         }
         let bucket = if self.buckets.len() < self.config.max_rate_sources
@@ -410,6 +420,7 @@ impl ServerState {
 
     /// Forgets sources whose bucket has refilled: they are idle.
     fn prune_buckets(&mut self, now: Instant) {
+        self.last_prune = now;
         let (rate, burst) = (self.config.rate_per_second, self.config.rate_burst);
         self.buckets.retain(|_, b| {
             let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
