@@ -109,3 +109,8 @@ pub struct Transmit {
     /// The whole datagram (at most [`codec::MAX_DATAGRAM`] bytes).
     pub payload: Bytes,
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
