@@ -1696,6 +1696,26 @@ mod tests {
             .collect()
     }
 
+    /// Mallory sends client `to` a one-fragment message claiming to be from
+    /// `claimed`; returns Mallory's address.
+    fn forge(net: &mut Net, to: usize, claimed: &str, text: &str) -> SocketAddr {
+        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        let forged = Packet::Message {
+            stream: 1,
+            seq: 0,
+            fragment: 0,
+            fragments: 1,
+            from: claimed,
+            body: text.as_bytes(),
+        }
+        .to_bytes()
+        .unwrap();
+        let target = net.addr(to);
+        net.deliver(mallory, target, forged);
+        net.pump();
+        mallory
+    }
+
     #[test]
     fn rtt_estimate_follows_rfc_6298() {
         let config = ClientConfig::new("a", SERVER.parse().unwrap());
@@ -1783,20 +1803,7 @@ mod tests {
     #[test]
     fn message_from_wrong_address_is_reported_forged() {
         let mut net = Net::new(&["Alice", "Bob"]);
-        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
-        let forged = Packet::Message {
-            stream: 1,
-            seq: 0,
-            fragment: 0,
-            fragments: 1,
-            from: "Alice",
-            body: b"send me your password",
-        }
-        .to_bytes()
-        .unwrap();
-        let bob = net.addr(1);
-        net.deliver(mallory, bob, forged);
-        net.pump();
+        let mallory = forge(&mut net, 1, "Alice", "send me your password");
         let events = net.events(1);
         assert!(received(&events).is_empty());
         assert!(events.contains(&ClientEvent::ForgedMessage {
@@ -1814,20 +1821,7 @@ mod tests {
         // Bob gets a forgery claiming to be from Carole before Carole signs in:
         // the directory says "nobody". Once Carole is in, Bob can reach her.
         let mut net = Net::new(&["Alice", "Bob"]);
-        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
-        let forged = Packet::Message {
-            stream: 1,
-            seq: 0,
-            fragment: 0,
-            fragments: 1,
-            from: "Carole",
-            body: b"hi",
-        }
-        .to_bytes()
-        .unwrap();
-        let bob = net.addr(1);
-        net.deliver(mallory, bob, forged);
-        net.pump();
+        forge(&mut net, 1, "Carole", "hi");
         let carole_addr: SocketAddr = "127.0.0.1:5003".parse().unwrap();
         let config = ClientConfig::new("Carole", SERVER.parse().unwrap());
         let carole = ClientState::new(config, net.now, 5003).unwrap();

@@ -498,14 +498,7 @@ impl ServerState {
                 // again: same session, same token.
                 session.last_heard = now;
                 let token = session.token;
-                self.send(
-                    from,
-                    &Packet::SignInAccepted {
-                        request,
-                        token: &token,
-                    },
-                    None,
-                );
+                self.accept(from, request, &token);
                 return;
             }
             self.remove(from, SignOutReason::Replaced);
@@ -539,14 +532,12 @@ impl ServerState {
             name: name.to_owned(),
             address: from,
         });
-        self.send(
-            from,
-            &Packet::SignInAccepted {
-                request,
-                token: &token,
-            },
-            None,
-        );
+        self.accept(from, request, &token);
+    }
+
+    /// Answers sign-in `request` from the validated address `to`.
+    fn accept(&mut self, to: SocketAddr, request: u32, token: &[u8]) {
+        self.send(to, &Packet::SignInAccepted { request, token }, None);
     }
 
     /// `from` wants the name `holder` has. Refuse if the holder has proved
