@@ -41,6 +41,11 @@ use crate::codec::{ErrorCode, MAX_DATAGRAM, Packet, RefuseReason};
 use crate::name::{self, NameError};
 use crate::secret::Rng;
 
+/// Fragments buffered for a stream whose sender is not yet vouched for: an
+/// honest sender has no more than its window (32 by default) outstanding, so
+/// forged streams cannot make a receiver hold more than this each.
+const UNVERIFIED_BUFFER: usize = 32;
+
 /// How long a stream whose claimed sender the directory did not know is
 /// dropped before the directory is asked again.
 const RECHECK_UNKNOWN_SENDER: Duration = Duration::from_secs(1);
@@ -1481,7 +1486,9 @@ impl ClientState {
             }
             return;
         }
-        if offset >= receive_window {
+        if offset >= receive_window
+            || (s.trust != Trust::Verified && s.ahead.len() >= UNVERIFIED_BUFFER)
+        {
             self.stats.dropped += 1;
             return;
         }
@@ -1814,6 +1821,30 @@ mod tests {
             !net.log.iter().any(|(_, t, _)| *t == mallory),
             "nothing goes back to the forger"
         );
+    }
+
+    #[test]
+    fn an_unvouched_stream_buffers_at_most_a_window() {
+        let mut net = Net::new(&["Alice", "Bob"]);
+        // The server is gone: Bob can never vouch for "Mallory".
+        net.server = ServerState::new(ServerConfig::with_secret([4; 16]), net.now);
+        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        for seq in 0..100 {
+            let fragment = Packet::Message {
+                stream: 9,
+                seq,
+                fragment: 0,
+                fragments: 1,
+                from: "Mallory",
+                body: &[b'x'; 1000],
+            };
+            let bob = &mut net.clients[1].1;
+            bob.handle_datagram(net.now, mallory, &fragment.to_bytes().unwrap());
+        }
+        let bob = &net.clients[1].1;
+        let held: usize = bob.streams.values().map(|s| s.ahead.len()).sum();
+        assert_eq!(held, UNVERIFIED_BUFFER);
+        assert_eq!(bob.stats().dropped, 100 - UNVERIFIED_BUFFER as u64);
     }
 
     #[test]
