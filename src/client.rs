@@ -1486,9 +1486,10 @@ impl ClientState {
             }
             return;
         }
-        if offset >= receive_window
-            || (s.trust != Trust::Verified && s.ahead.len() >= UNVERIFIED_BUFFER)
-        {
+        let full = s.trust != Trust::Verified
+            && s.ahead.len() >= UNVERIFIED_BUFFER
+            && !s.ahead.contains_key(&seq);
+        if offset >= receive_window || full {
             self.stats.dropped += 1;
             return;
         }
