@@ -108,7 +108,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::ListRequest {
                 request: 2,
                 token: &d.token,
-                after: "",
+                cursor: 0,
             },
         ),
         (
@@ -117,7 +117,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::ListRequest {
                 request: 2,
                 token: &d.token,
-                after: long,
+                cursor: u32::MAX,
             },
         ),
         (
@@ -126,6 +126,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::ListReply {
                 request: 2,
                 more: false,
+                cursor: 0,
                 names: NameList::Names(&d.few_names),
             },
         ),
@@ -135,6 +136,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::ListReply {
                 request: 2,
                 more: true,
+                cursor: 1234,
                 names: NameList::Names(page),
             },
         ),

@@ -313,7 +313,7 @@ enum Phase {
 #[derive(Debug)]
 enum RequestKind {
     SignIn,
-    List { id: CommandId, after: String },
+    List { id: CommandId, cursor: u32 },
     Lookup { name: String },
     KeepAlive,
     SignOut,
@@ -581,13 +581,7 @@ impl ClientState {
             return id;
         }
         self.lists.insert(id, Vec::new());
-        self.start_request(
-            now,
-            RequestKind::List {
-                id,
-                after: String::new(),
-            },
-        );
+        self.start_request(now, RequestKind::List { id, cursor: 0 });
         id
     }
 
@@ -714,6 +708,7 @@ impl ClientState {
             Packet::ListReply {
                 request,
                 more,
+                cursor,
                 names,
             } => {
                 let Some(Request {
@@ -728,17 +723,17 @@ impl ClientState {
                 self.requests.remove(&request);
                 let gathered = self.lists.entry(id).or_default();
                 gathered.extend(names.iter().map(str::to_owned));
-                match gathered.last() {
-                    Some(last) if more => {
-                        let after = last.clone();
-                        self.start_request(now, RequestKind::List { id, after });
-                    }
-                    _ => {
-                        let names = self.lists.remove(&id).unwrap_or_default();
-                        self.known = names.clone();
-                        self.events.push_back(ClientEvent::UserList { id, names });
-                        self.maybe_finish(now);
-                    }
+                if more {
+                    self.start_request(now, RequestKind::List { id, cursor });
+                } else {
+                    // Pages come in the server's order, and a user who signed
+                    // out and in again during the walk can be on two pages.
+                    let mut names = self.lists.remove(&id).unwrap_or_default();
+                    names.sort_by_cached_key(|n| name::fold(n));
+                    names.dedup_by(|a, b| name::same(a, b));
+                    self.known = names.clone();
+                    self.events.push_back(ClientEvent::UserList { id, names });
+                    self.maybe_finish(now);
                 }
             }
             Packet::LookupReply {
@@ -957,10 +952,10 @@ impl ClientState {
                 name: &self.config.name,
                 cookie: &self.cookie,
             },
-            RequestKind::List { after, .. } => Packet::ListRequest {
+            RequestKind::List { cursor, .. } => Packet::ListRequest {
                 request: id,
                 token: &token,
-                after,
+                cursor: *cursor,
             },
             RequestKind::Lookup { name } => Packet::LookupRequest {
                 request: id,

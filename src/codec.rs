@@ -62,24 +62,27 @@
 //! | request | `u32` |
 //! | reason | `u8`: 1 name in use, 2 invalid name, 3 server full |
 //!
-//! **0x05 ListRequest** (client → server): the signed-in names that sort
-//! after `after` (case-insensitively); empty `after` starts at the beginning.
+//! **0x05 ListRequest** (client → server): a page of the signed-in names,
+//! from `cursor` on: 0 for the first page, then the `cursor` of the page
+//! before. The cursor is the server's; a name signed in throughout a walk is
+//! listed exactly once, in no particular order.
 //!
 //! | field | type |
 //! |---|---|
 //! | type | `u8` = 0x05 |
 //! | request | `u32` |
 //! | token | `bytes8` |
-//! | after | `str8` |
+//! | cursor | `u32` |
 //!
 //! **0x06 ListReply** (server → client): one page; `more` says whether
-//! another page follows the last name of this one.
+//! another page follows, to be asked for with `cursor`.
 //!
 //! | field | type |
 //! |---|---|
 //! | type | `u8` = 0x06 |
 //! | request | `u32` |
 //! | more | `bool` |
+//! | cursor | `u32` (0 when `more` is false) |
 //! | names | `names` |
 //!
 //! **0x07 LookupRequest** (client → server)
@@ -460,8 +463,8 @@ pub enum Packet<'a> {
         request: u32,
         /// Session token.
         token: &'a [u8],
-        /// Names that sort after this one; empty for the first page.
-        after: &'a str,
+        /// Where the page starts: 0 first, then the last reply's `cursor`.
+        cursor: u32,
     },
     /// A page of signed-in names.
     ListReply {
@@ -469,7 +472,9 @@ pub enum Packet<'a> {
         request: u32,
         /// Another page follows.
         more: bool,
-        /// This page's names, in case-insensitive order.
+        /// Where the next page starts (0 when there is none).
+        cursor: u32,
+        /// This page's names, in the server's order.
         names: NameList<'a>,
     },
     /// Client asks where `name` is.
@@ -672,11 +677,12 @@ impl<'a> Packet<'a> {
             PacketType::ListRequest => Packet::ListRequest {
                 request: r.u32("request")?,
                 token: r.bytes8("token")?,
-                after: r.str8("after")?,
+                cursor: r.u32("cursor")?,
             },
             PacketType::ListReply => Packet::ListReply {
                 request: r.u32("request")?,
                 more: r.bool("more")?,
+                cursor: r.u32("cursor")?,
                 names: r.names()?,
             },
             PacketType::LookupRequest => Packet::LookupRequest {
@@ -749,8 +755,8 @@ impl<'a> Packet<'a> {
             Packet::Retry { cookie, .. } => 4 + 1 + cookie.len(),
             Packet::SignInAccepted { token, .. } => 4 + 1 + token.len(),
             Packet::SignInRefused { .. } | Packet::Error { .. } => 4 + 1,
-            Packet::ListRequest { token, after, .. } => 4 + 1 + token.len() + 1 + after.len(),
-            Packet::ListReply { names, .. } => 4 + 1 + names.encoded_len(),
+            Packet::ListRequest { token, .. } => 4 + 1 + token.len() + 4,
+            Packet::ListReply { names, .. } => 4 + 1 + 4 + names.encoded_len(),
             Packet::LookupRequest { token, name, .. } => 4 + 1 + token.len() + 1 + name.len(),
             Packet::LookupReply { name, address, .. } => {
                 4 + 1 + name.len() + addr_len(address.as_ref())
@@ -803,19 +809,21 @@ impl<'a> Packet<'a> {
             Packet::ListRequest {
                 request,
                 token,
-                after,
+                cursor,
             } => {
                 buf.put_u32(request);
                 put8(buf, token);
-                put8(buf, after.as_bytes());
+                buf.put_u32(cursor);
             }
             Packet::ListReply {
                 request,
                 more,
+                cursor,
                 names,
             } => {
                 buf.put_u32(request);
                 buf.put_u8(u8::from(more));
+                buf.put_u32(cursor);
                 // `validate` checked the count fits in u16.
                 buf.put_u16(u16::try_from(names.len()).unwrap_or(u16::MAX));
                 match names {
@@ -896,10 +904,7 @@ impl<'a> Packet<'a> {
             Packet::SignInAccepted { token, .. }
             | Packet::KeepAlive { token, .. }
             | Packet::SignOut { token, .. } => short("token", token.len()),
-            Packet::ListRequest { token, after, .. } => {
-                short("token", token.len())?;
-                short("after", after.len())
-            }
+            Packet::ListRequest { token, .. } => short("token", token.len()),
             Packet::ListReply { names, .. } => {
                 if let NameList::Encoded { count, bytes } = names {
                     // A caller can build this variant by hand: check it holds
@@ -1268,12 +1273,12 @@ mod tests {
                     0x05, // type: ListRequest
                     0x00, 0x00, 0x00, 0x02, // request = 2
                     0x02, 0xab, 0xcd, // token: len 2, ab cd
-                    0x03, b'B', b'o', b'b', // after: len 3, "Bob"
+                    0x00, 0x00, 0x01, 0x2c, // cursor = 300
                 ],
                 Packet::ListRequest {
                     request: 2,
                     token: &[0xab, 0xcd],
-                    after: "Bob",
+                    cursor: 300,
                 },
             ),
             (
@@ -1281,12 +1286,12 @@ mod tests {
                     0x05, // type: ListRequest
                     0x00, 0x00, 0x00, 0x00, // request = 0
                     0x00, // token: len 0
-                    0x00, // after: len 0 (first page)
+                    0x00, 0x00, 0x00, 0x00, // cursor = 0 (first page)
                 ],
                 Packet::ListRequest {
                     request: 0,
                     token: b"",
-                    after: "",
+                    cursor: 0,
                 },
             ),
             (
@@ -1294,6 +1299,7 @@ mod tests {
                     0x06, // type: ListReply
                     0x00, 0x00, 0x00, 0x03, // request = 3
                     0x01, // more = true
+                    0x00, 0x00, 0x00, 0x07, // cursor = 7
                     0x00, 0x02, // names: count 2
                     0x03, b'B', b'o', b'b', // name 0: len 3, "Bob"
                     0x06, b'C', b'a', b'r', b'o', b'l', b'e', // name 1: len 6, "Carole"
@@ -1301,6 +1307,7 @@ mod tests {
                 Packet::ListReply {
                     request: 3,
                     more: true,
+                    cursor: 7,
                     names: NameList::Names(&["Bob", "Carole"]),
                 },
             ),
@@ -1309,11 +1316,13 @@ mod tests {
                     0x06, // type: ListReply
                     0x00, 0x00, 0x00, 0x04, // request = 4
                     0x00, // more = false
+                    0x00, 0x00, 0x00, 0x00, // cursor = 0
                     0x00, 0x00, // names: count 0
                 ],
                 Packet::ListReply {
                     request: 4,
                     more: false,
+                    cursor: 0,
                     names: NameList::Names(&[]),
                 },
             ),
@@ -1547,6 +1556,7 @@ mod tests {
             0x06, // type: ListReply
             0x00, 0x00, 0x00, 0x01, // request = 1
             0x00, // more = false
+            0x00, 0x00, 0x00, 0x00, // cursor = 0
             0x00, 0x03, // names: count 3
             0x01, b'A', // "A"
             0x00, // "" (the codec does not apply naming rules)
@@ -1559,11 +1569,11 @@ mod tests {
         assert_eq!(names.len(), 3);
         assert!(!names.is_empty());
         assert_eq!(names.iter().collect::<Vec<_>>(), ["A", "", "Zoë"]);
-        assert_eq!(names.encoded_len(), bytes.len() - 6);
+        assert_eq!(names.encoded_len(), bytes.len() - 10);
         assert_eq!(format!("{names:?}"), r#"["A", "", "Zoë"]"#);
         // The names point into the datagram: nothing was copied.
         let first = names.iter().next().map(str::as_ptr);
-        assert_eq!(first, Some(bytes[9..].as_ptr()));
+        assert_eq!(first, Some(bytes[13..].as_ptr()));
         assert_eq!(names, NameList::Names(&["A", "", "Zoë"]));
         assert_ne!(names, NameList::Names(&["A", "", "Zoe"]));
         assert_ne!(names, NameList::Names(&["A", ""]));
@@ -1649,8 +1659,8 @@ mod tests {
     #[test]
     fn truncated_list_request_and_lookup_request() {
         check_truncated(&[0x05, 0, 0, 0, 2, 0x02, 0xab], "token", 2, 1);
-        check_truncated(&[0x05, 0, 0, 0, 2, 0x00], "after", 1, 0);
-        check_truncated(&[0x05, 0, 0, 0, 2, 0x00, 0x03, b'B'], "after", 3, 1);
+        check_truncated(&[0x05, 0, 0, 0, 2, 0x00], "cursor", 4, 0);
+        check_truncated(&[0x05, 0, 0, 0, 2, 0x00, 0x00, 0x01], "cursor", 4, 2);
         check_truncated(&[0x07, 0, 0, 0, 5], "token", 1, 0);
         check_truncated(&[0x07, 0, 0, 0, 5, 0x00], "name", 1, 0);
         check_truncated(&[0x07, 0, 0, 0, 5, 0x00, 0x02, b'A'], "name", 2, 1);
@@ -1659,23 +1669,25 @@ mod tests {
     #[test]
     fn truncated_list_reply() {
         check_truncated(&[0x06, 0, 0, 0, 3], "more", 1, 0);
-        check_truncated(&[0x06, 0, 0, 0, 3, 0x01], "names", 2, 0);
-        check_truncated(&[0x06, 0, 0, 0, 3, 0x01, 0x00], "names", 2, 1);
+        check_truncated(&[0x06, 0, 0, 0, 3, 0x01, 0, 0], "cursor", 4, 2);
+        let head = [0x06, 0, 0, 0, 3, 0x01, 0, 0, 0, 9];
+        check_truncated(&head, "names", 2, 0);
+        check_truncated(&[&head[..], &[0x00]].concat(), "names", 2, 1);
         // Count 2, only one name present: the second length byte is missing.
         check_truncated(
-            &[0x06, 0, 0, 0, 3, 0x01, 0x00, 0x02, 0x01, b'B'],
+            &[&head[..], &[0x00, 0x02, 0x01, b'B']].concat(),
             "names",
             1,
             0,
         );
         check_truncated(
-            &[0x06, 0, 0, 0, 3, 0x01, 0x00, 0x01, 0x03, b'B'],
+            &[&head[..], &[0x00, 0x01, 0x03, b'B']].concat(),
             "names",
             3,
             1,
         );
         // A huge count with few bytes is truncated, not a long loop or allocation.
-        check_truncated(&[0x06, 0, 0, 0, 3, 0x01, 0xff, 0xff], "names", 1, 0);
+        check_truncated(&[&head[..], &[0xff, 0xff]].concat(), "names", 1, 0);
     }
 
     #[test]
@@ -1749,13 +1761,16 @@ mod tests {
         ] {
             let len = u8::try_from(bad.len()).unwrap();
             let str8 = [&[len], bad].concat();
-            let cases: [(Vec<u8>, &str); 6] = [
+            let cases: [(Vec<u8>, &str); 5] = [
                 ([&[0x01, 0, 0, 0, 1][..], &str8, &[0x00]].concat(), "name"),
-                ([&[0x05, 0, 0, 0, 1, 0x00][..], &str8].concat(), "after"),
                 ([&[0x07, 0, 0, 0, 1, 0x00][..], &str8].concat(), "name"),
                 ([&[0x08, 0, 0, 0, 1][..], &str8, &[0x00]].concat(), "name"),
                 (
-                    [&[0x06, 0, 0, 0, 1, 0x00, 0x00, 0x02, 0x01, b'A'][..], &str8].concat(),
+                    [
+                        &[0x06, 0, 0, 0, 1, 0x00, 0, 0, 0, 0, 0x00, 0x02, 0x01, b'A'][..],
+                        &str8,
+                    ]
+                    .concat(),
                     "names",
                 ),
                 (
@@ -1953,10 +1968,11 @@ mod tests {
             Packet::ListReply {
                 request: 1,
                 more: true,
+                cursor: 9,
                 names: NameList::Names(&names),
             },
             EncodeError::TooLong {
-                len: 1 + 4 + 1 + 2 + 5 * 256,
+                len: 1 + 4 + 1 + 4 + 2 + 5 * 256,
             },
         );
     }
@@ -2030,17 +2046,9 @@ mod tests {
                 Packet::ListRequest {
                     request: 1,
                     token: &b256,
-                    after: "",
+                    cursor: 0,
                 },
                 too_long("token", 256),
-            ),
-            (
-                Packet::ListRequest {
-                    request: 1,
-                    token: b"",
-                    after: &s256,
-                },
-                too_long("after", 256),
             ),
             (
                 Packet::LookupRequest {
@@ -2100,6 +2108,7 @@ mod tests {
             Packet::ListReply {
                 request: 1,
                 more: false,
+                cursor: 0,
                 names: NameList::Names(&names),
             },
             too_long("names", 256),
@@ -2138,6 +2147,7 @@ mod tests {
             Packet::ListReply {
                 request: 1,
                 more: false,
+                cursor: 0,
                 names: NameList::Names(&names),
             },
             EncodeError::FieldTooLong {
@@ -2154,6 +2164,7 @@ mod tests {
             0x06, // type: ListReply
             0x00, 0x00, 0x00, 0x09, // request = 9
             0x01, // more = true
+            0x00, 0x00, 0x00, 0x02, // cursor = 2
             0x00, 0x02, // names: count 2
             0x01, b'X', // "X"
             0x02, b'Y', b'Z', // "YZ"
@@ -2187,6 +2198,7 @@ mod tests {
                 Packet::ListReply {
                     request: 1,
                     more: false,
+                    cursor: 0,
                     names: NameList::Encoded { count, bytes },
                 },
                 EncodeError::InvalidValue {

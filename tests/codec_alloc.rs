@@ -92,16 +92,18 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8]) -> Vec<Packet<'a>> {
         Packet::ListRequest {
             request: 5,
             token,
-            after: "Bob",
+            cursor: 17,
         },
         Packet::ListReply {
             request: 6,
             more: false,
+            cursor: 0,
             names: NameList::Names(&["Bob", "Carole", "Dave"]),
         },
         Packet::ListReply {
             request: 6,
             more: true,
+            cursor: 3,
             names: NameList::Names(names),
         },
         Packet::LookupRequest {

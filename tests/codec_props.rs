@@ -19,8 +19,8 @@ enum Owned {
     Retry(u32, Vec<u8>),
     SignInAccepted(u32, Vec<u8>),
     SignInRefused(u32, RefuseReason),
-    ListRequest(u32, Vec<u8>, String),
-    ListReply(u32, bool, Vec<String>),
+    ListRequest(u32, Vec<u8>, u32),
+    ListReply(u32, bool, u32, Vec<String>),
     LookupRequest(u32, Vec<u8>, String),
     LookupReply(u32, String, Option<SocketAddr>),
     KeepAlive(u32, Vec<u8>),
@@ -45,7 +45,7 @@ impl Owned {
     /// of `&str` that lives as long as the call).
     fn with_packet<R>(&self, f: impl FnOnce(Packet<'_>) -> R) -> R {
         let names: Vec<&str> = match self {
-            Owned::ListReply(_, _, names) => names.iter().map(String::as_str).collect(),
+            Owned::ListReply(_, _, _, names) => names.iter().map(String::as_str).collect(),
             _ => Vec::new(),
         };
         let packet = match self {
@@ -66,14 +66,15 @@ impl Owned {
                 request: *request,
                 reason: *reason,
             },
-            Owned::ListRequest(request, token, after) => Packet::ListRequest {
+            Owned::ListRequest(request, token, cursor) => Packet::ListRequest {
                 request: *request,
                 token,
-                after,
+                cursor: *cursor,
             },
-            Owned::ListReply(request, more, _) => Packet::ListReply {
+            Owned::ListReply(request, more, cursor, _) => Packet::ListReply {
                 request: *request,
                 more: *more,
+                cursor: *cursor,
                 names: NameList::Names(&names),
             },
             Owned::LookupRequest(request, token, name) => Packet::LookupRequest {
@@ -194,17 +195,18 @@ fn any_packet() -> impl Strategy<Value = Owned> {
         (any::<u32>(), short_bytes()).prop_map(|(r, cookie)| Owned::Retry(r, cookie)),
         (any::<u32>(), short_bytes()).prop_map(|(r, token)| Owned::SignInAccepted(r, token)),
         (any::<u32>(), refuse_reason()).prop_map(|(r, reason)| Owned::SignInRefused(r, reason)),
-        (any::<u32>(), short_bytes(), short_string())
-            .prop_map(|(r, token, after)| Owned::ListRequest(r, token, after)),
+        (any::<u32>(), short_bytes(), any::<u32>())
+            .prop_map(|(r, token, cursor)| Owned::ListRequest(r, token, cursor)),
         (
             any::<u32>(),
             any::<bool>(),
+            any::<u32>(),
             prop_oneof![
                 3 => vec(string_upto(32), 0..40),
                 1 => vec(string_upto(MAX_SHORT_FIELD), 0..8),
             ]
         )
-            .prop_map(|(r, more, names)| Owned::ListReply(r, more, names)),
+            .prop_map(|(r, more, cursor, names)| Owned::ListReply(r, more, cursor, names)),
         (any::<u32>(), short_bytes(), short_string())
             .prop_map(|(r, token, name)| Owned::LookupRequest(r, token, name)),
         (any::<u32>(), short_string(), address())
@@ -405,7 +407,7 @@ proptest! {
             prop_assert_eq!(encode_checked(&p)?, None);
             Ok(())
         })?;
-        let list = Owned::ListReply(3, true, names);
+        let list = Owned::ListReply(3, true, 8, names);
         list.with_packet(|p| -> Result<(), TestCaseError> {
             let len = p.encoded_len();
             let encoded = encode_checked(&p)?;

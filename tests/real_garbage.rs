@@ -95,9 +95,9 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
             Packet::ListRequest {
                 request,
                 token: &token,
-                after: "",
+                cursor: rng.next_u64() as u32,
             },
-            vec![5, 22],
+            vec![5],
         ),
         6 => {
             let names = ["Eve", "Mallory", "Alice"];
@@ -105,9 +105,10 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
                 Packet::ListReply {
                     request,
                     more: rng.below(2) == 1,
+                    cursor: 1,
                     names: NameList::Names(&names),
                 },
-                vec![6, 8],
+                vec![10, 12],
             )
         }
         7 => encode(

@@ -39,12 +39,12 @@ fn forgeries(sim: &mut Sim, captured: &[Bytes]) -> Vec<Bytes> {
     push(Packet::ListRequest {
         request,
         token: &[],
-        after: "",
+        cursor: 0,
     });
     push(Packet::ListRequest {
         request,
         token: &token,
-        after: "",
+        cursor: 0,
     });
     push(Packet::KeepAlive {
         request,

@@ -29,7 +29,7 @@ fn the_others_are_served_during_a_flood() {
             Packet::ListRequest {
                 request: 2,
                 token: &token,
-                after: "",
+                cursor: 0,
             }
             .to_bytes()
             .expect("encodes"),

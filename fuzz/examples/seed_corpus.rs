@@ -40,16 +40,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Packet::ListRequest {
             request: 5,
             token,
-            after: "Bob",
+            cursor: 17,
         },
         Packet::ListReply {
             request: 6,
             more: true,
+            cursor: 3,
             names: NameList::Names(&["Bob", "Carole", "Dave"]),
         },
         Packet::ListReply {
             request: 6,
             more: false,
+            cursor: 0,
             names: NameList::Names(&[]),
         },
         Packet::LookupRequest {

@@ -21,11 +21,23 @@
 //!   per-source rate limiting keeps a table of bounded size; cookies need no
 //!   state at all.
 //!
-//! Time: sessions not heard from for [`ServerConfig::session_timeout`] are
-//! swept out once a [`ServerConfig::sweep_interval`]; `poll_timeout` returns
-//! the next sweep while anyone is signed in, or the next probe step.
+//! Time: a session not heard from for [`ServerConfig::session_timeout`] is
+//! forgotten within a [`ServerConfig::sweep_interval`] after that. The
+//! deadlines sit in a timing wheel, so `handle_timeout` costs what is due, not
+//! the number of users; `poll_timeout` is the earliest deadline or probe step.
+//!
+//! The parts, each with its own tests: [`directory`] (who is signed in, by
+//! name, address and id), [`expiry`] (the timing wheel), [`cookie`] (address
+//! validation), [`rate`] (per-source limits), [`probe`] (holder probes). This
+//! module turns their outcomes into replies and events.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod cookie;
+mod directory;
+mod expiry;
+mod probe;
+mod rate;
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -36,9 +48,14 @@ use crate::codec::{ErrorCode, MAX_DATAGRAM, NameList, Packet, RefuseReason};
 use crate::name;
 use crate::secret::{Key, addr_bytes, constant_time_eq};
 
+use cookie::Cookies;
+use directory::{Directory, User, UserId};
+use expiry::ExpiryWheel;
+use probe::{Conflict, ProbeStep, Probes};
+use rate::RateLimiter;
+
 /// Bytes in a session token and in a cookie.
 pub const TOKEN_LEN: usize = 16;
-
 /// A reply to an unvalidated address is at most this many times the size of
 /// the datagram it answers.
 pub const AMPLIFICATION_FACTOR: usize = 3;
@@ -149,36 +166,6 @@ pub struct ServerStats {
     pub sent: u64,
 }
 
-#[derive(Debug)]
-struct Session {
-    name: String,
-    token: [u8; TOKEN_LEN],
-    last_heard: Instant,
-}
-
-#[derive(Debug)]
-struct ProbeState {
-    request: u32,
-    next_send: Instant,
-    deadline: Instant,
-    /// Set when the holder answered; the result stands until `deadline`.
-    answered: bool,
-    /// Newcomers waiting for the outcome: (address, sign-in request id).
-    waiting: Vec<(SocketAddr, u32)>,
-}
-
-/// A full rate-limit table is scanned for idle sources at most this often.
-const PRUNE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Newcomers one probe remembers, to refuse them the moment the holder answers.
-const MAX_WAITING_PER_PROBE: usize = 8;
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// The directory server's state machine. See the [module docs](self) and the
 /// crate's sans-IO contract.
 #[derive(Debug)]
@@ -186,20 +173,17 @@ pub struct ServerState {
     config: ServerConfig,
     key: Key,
     start: Instant,
-    sessions: HashMap<SocketAddr, Session>,
-    /// Case-folded name to the address holding it, sorted for paging.
-    by_name: BTreeMap<String, SocketAddr>,
-    /// Running probes, keyed by the holder's address.
-    probes: HashMap<SocketAddr, ProbeState>,
-    buckets: HashMap<SocketAddr, Bucket>,
-    overflow_bucket: Bucket,
-    last_prune: Instant,
-    next_sweep: Instant,
-    next_request: u32,
+    cookies: Cookies,
+    directory: Directory,
+    expiry: ExpiryWheel<UserId>,
+    probes: Probes,
+    rate: RateLimiter,
     issued: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     buf: BytesMut,
+    /// Reused by `handle_timeout` for the entries the wheel hands back.
+    due: Vec<UserId>,
     stats: ServerStats,
 }
 
@@ -207,25 +191,30 @@ impl ServerState {
     /// An empty directory.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         let key = Key::new(config.secret);
-        let overflow_bucket = Bucket {
-            tokens: config.rate_burst,
-            last: now,
-        };
+        let cookies = Cookies::new(key.clone(), now, config.cookie_lifetime);
+        let directory = Directory::new(key.mac(&[b"directory hash key"]));
         ServerState {
             key,
             start: now,
-            sessions: HashMap::new(),
-            by_name: BTreeMap::new(),
-            probes: HashMap::new(),
-            buckets: HashMap::new(),
-            overflow_bucket,
-            last_prune: now,
-            next_sweep: now + config.sweep_interval,
-            next_request: 1,
+            cookies,
+            directory,
+            expiry: ExpiryWheel::new(now, config.sweep_interval),
+            probes: Probes::new(
+                config.probe_interval,
+                config.probe_timeout,
+                config.max_probes,
+            ),
+            rate: RateLimiter::new(
+                now,
+                config.rate_per_second,
+                config.rate_burst,
+                config.max_rate_sources,
+            ),
             issued: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(16 * MAX_DATAGRAM),
+            due: Vec::new(),
             stats: ServerStats::default(),
             config,
         }
@@ -238,18 +227,19 @@ impl ServerState {
 
     /// How many users are signed in.
     pub fn user_count(&self) -> usize {
-        self.sessions.len()
+        self.directory.len()
     }
 
     /// The address `name` is signed in from, if anyone of that name is.
     pub fn lookup(&self, name: &str) -> Option<SocketAddr> {
-        self.by_name.get(&name::fold(name)).copied()
+        let id = self.directory.by_name(name)?;
+        self.directory.get(id).map(|u| u.addr)
     }
 
     /// Takes one datagram from `from`. Bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.received += 1;
-        if !self.admit(now, from) {
+        if !self.rate.admit(now, from) {
             self.stats.rate_limited += 1;
             return;
         }
@@ -270,10 +260,10 @@ impl ServerState {
             Packet::ListRequest {
                 request,
                 token,
-                after,
+                cursor,
             } => {
-                if self.authenticate(now, from, token, len, request) {
-                    self.on_list(from, request, after);
+                if self.authenticate(now, from, token, len, request).is_some() {
+                    self.on_list(from, request, cursor);
                 }
             }
             Packet::LookupRequest {
@@ -281,7 +271,7 @@ impl ServerState {
                 token,
                 name,
             } => {
-                if self.authenticate(now, from, token, len, request) {
+                if self.authenticate(now, from, token, len, request).is_some() {
                     let address = self.lookup(name);
                     let reply = Packet::LookupReply {
                         request,
@@ -292,14 +282,14 @@ impl ServerState {
                 }
             }
             Packet::KeepAlive { request, token } => {
-                if self.authenticate(now, from, token, len, request) {
+                if self.authenticate(now, from, token, len, request).is_some() {
                     self.send(from, &Packet::KeepAliveAck { request }, None);
                 }
             }
             Packet::SignOut { request, token } => {
-                if self.sessions.contains_key(&from) {
-                    if self.authenticate(now, from, token, len, request) {
-                        self.remove(from, SignOutReason::Requested);
+                if self.directory.by_addr(&from).is_some() {
+                    if let Some(id) = self.authenticate(now, from, token, len, request) {
+                        self.remove(id, SignOutReason::Requested);
                         self.send(from, &Packet::SignOutAck { request }, None);
                     }
                 } else {
@@ -322,34 +312,32 @@ impl ServerState {
         }
     }
 
-    /// Sweeps out silent sessions and advances probes whose time has come.
-    /// Calling it early or twice is harmless.
+    /// Forgets silent sessions and advances probes whose time has come. Costs
+    /// what is due, not the number of users. Calling it early or twice is
+    /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_sweep {
-            self.sweep(now);
-            self.next_sweep = now + self.config.sweep_interval;
+        let mut due = std::mem::take(&mut self.due);
+        self.expiry.pop_due(now, &mut due);
+        for id in due.drain(..) {
+            let Some(user) = self.directory.get(id) else {
+                continue; // Left since it was scheduled.
+            };
+            let deadline = self.expires_at(user);
+            if deadline <= now {
+                self.remove(id, SignOutReason::TimedOut);
+            } else {
+                self.expiry.schedule(deadline, id);
+            }
         }
-        let mut due: Vec<SocketAddr> = self
-            .probes
-            .iter()
-            .filter(|(_, p)| now >= p.deadline || (!p.answered && now >= p.next_send))
-            .map(|(a, _)| *a)
-            .collect();
-        due.sort_unstable();
-        for holder in due {
-            let Some(probe) = self.probes.get_mut(&holder) else {
+        self.due = due;
+        for (holder, step) in self.probes.step(now) {
+            let Some(addr) = self.directory.get(holder).map(|u| u.addr) else {
                 continue;
             };
-            if now >= probe.deadline {
-                let answered = probe.answered;
-                self.probes.remove(&holder);
-                if !answered {
-                    self.remove(holder, SignOutReason::Unresponsive);
-                }
-            } else {
-                probe.next_send = now + self.config.probe_interval;
-                let request = probe.request;
-                self.send(holder, &Packet::Probe { request }, None);
+            match step {
+                ProbeStep::Resend(request) => self.send(addr, &Packet::Probe { request }, None),
+                ProbeStep::Unanswered => self.remove(holder, SignOutReason::Unresponsive),
+                ProbeStep::Done => {}
             }
         }
     }
@@ -359,23 +347,11 @@ impl ServerState {
         self.out.pop_front()
     }
 
-    /// When [`ServerState::handle_timeout`] should next be called: the next
-    /// sweep while anyone is signed in, or the next probe step. `None` when
-    /// the directory is empty and nothing is being probed.
+    /// When [`ServerState::handle_timeout`] should next be called: the
+    /// earliest session deadline or probe step; `None` when the directory is
+    /// empty and nothing is being probed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sweep = (!self.sessions.is_empty()).then_some(self.next_sweep);
-        let probe = self
-            .probes
-            .values()
-            .map(|p| {
-                if p.answered {
-                    p.deadline
-                } else {
-                    p.next_send.min(p.deadline)
-                }
-            })
-            .min();
-        match (sweep, probe) {
+        match (self.expiry.next_deadline(), self.probes.next_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -386,81 +362,15 @@ impl ServerState {
         self.events.pop_front()
     }
 
-    /// Token-bucket rate limit per source address.
-    fn admit(&mut self, now: Instant, from: SocketAddr) -> bool {
-        let (rate, burst) = (self.config.rate_per_second, self.config.rate_burst);
-        if !self.buckets.contains_key(&from)
-            && self.buckets.len() >= self.config.max_rate_sources
-            && now.saturating_duration_since(self.last_prune) >= PRUNE_INTERVAL
-        {
-            // A full table is scanned at most once per interval, so a flood
-            // of new addresses costs a lookup each, not a scan each.
-            self.prune_buckets(now);
-        }
-        let bucket = if self.buckets.len() < self.config.max_rate_sources
-            || self.buckets.contains_key(&from)
-        {
-            self.buckets.entry(from).or_insert(Bucket {
-                tokens: burst,
-                last: now,
-            })
-        } else {
-            &mut self.overflow_bucket
-        };
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// `now` in whole seconds since the server started, rounded up.
+    fn stamp(&self, now: Instant) -> u32 {
+        let nanos = now.saturating_duration_since(self.start).as_nanos();
+        u32::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
     }
 
-    /// Forgets sources whose bucket has refilled: they are idle.
-    fn prune_buckets(&mut self, now: Instant) {
-        self.last_prune = now;
-        let (rate, burst) = (self.config.rate_per_second, self.config.rate_burst);
-        self.buckets.retain(|_, b| {
-            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-            b.tokens + elapsed * rate < burst
-        });
-    }
-
-    fn sweep(&mut self, now: Instant) {
-        let timeout = self.config.session_timeout;
-        let mut expired: Vec<SocketAddr> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) >= timeout)
-            .map(|(a, _)| *a)
-            .collect();
-        expired.sort_unstable();
-        for addr in expired {
-            self.remove(addr, SignOutReason::TimedOut);
-        }
-        if self.buckets.len() > self.config.max_rate_sources / 2 {
-            self.prune_buckets(now);
-        }
-    }
-
-    /// The cookie for `addr` in time bucket `bucket`.
-    fn cookie(&self, addr: &SocketAddr, bucket: u64) -> [u8; TOKEN_LEN] {
-        self.key
-            .mac(&[b"cookie", &addr_bytes(addr), &bucket.to_be_bytes()])
-    }
-
-    fn cookie_bucket(&self, now: Instant) -> u64 {
-        let lifetime = self.config.cookie_lifetime.as_millis().max(1);
-        let age = now.saturating_duration_since(self.start).as_millis();
-        u64::try_from(age / lifetime).unwrap_or(u64::MAX)
-    }
-
-    fn cookie_valid(&self, now: Instant, addr: &SocketAddr, cookie: &[u8]) -> bool {
-        let bucket = self.cookie_bucket(now);
-        constant_time_eq(cookie, &self.cookie(addr, bucket))
-            || bucket > 0 && constant_time_eq(cookie, &self.cookie(addr, bucket - 1))
+    /// When `user`'s session runs out unless it is heard from again.
+    fn expires_at(&self, user: &User) -> Instant {
+        self.start + Duration::from_secs(u64::from(user.last_heard)) + self.config.session_timeout
     }
 
     fn on_sign_in(
@@ -472,17 +382,14 @@ impl ServerState {
         name: &str,
         cookie: &[u8],
     ) {
-        if !self.cookie_valid(now, &from, cookie) {
+        if !self.cookies.verify(now, &from, cookie) {
             self.stats.retries += 1;
-            let cookie = self.cookie(&from, self.cookie_bucket(now));
-            self.send(
-                from,
-                &Packet::Retry {
-                    request,
-                    cookie: &cookie,
-                },
-                Some(len),
-            );
+            let cookie = self.cookies.mint(now, &from);
+            let retry = Packet::Retry {
+                request,
+                cookie: &cookie,
+            };
+            self.send(from, &retry, Some(len));
             return;
         }
         // From here on the address is validated: it echoed our cookie.
@@ -491,23 +398,38 @@ impl ServerState {
             self.send(from, &Packet::SignInRefused { request, reason }, None);
             return;
         }
-        let key = name::fold(name);
-        if let Some(session) = self.sessions.get_mut(&from) {
-            if name::fold(&session.name) == key {
+        if let Some(id) = self.directory.by_addr(&from) {
+            let stamp = self.stamp(now);
+            if let Some(user) = self
+                .directory
+                .get_mut(id)
+                .filter(|u| name::same(&u.name, name))
+            {
                 // A retransmitted sign-in, or the same client signing in
                 // again: same session, same token.
-                session.last_heard = now;
-                let token = session.token;
+                user.last_heard = stamp;
+                let token = user.token;
                 self.accept(from, request, &token);
                 return;
             }
-            self.remove(from, SignOutReason::Replaced);
+            self.remove(id, SignOutReason::Replaced);
         }
-        if let Some(&holder) = self.by_name.get(&key) {
-            self.on_conflict(now, from, request, holder);
+        if let Some(holder) = self.directory.by_name(name) {
+            match self.probes.on_conflict(now, holder, from, request) {
+                Conflict::Refuse => {
+                    let reason = RefuseReason::NameInUse;
+                    self.send(from, &Packet::SignInRefused { request, reason }, None);
+                }
+                Conflict::Wait => {}
+                Conflict::Probe(probe) => {
+                    if let Some(addr) = self.directory.get(holder).map(|u| u.addr) {
+                        self.send(addr, &Packet::Probe { request: probe }, None);
+                    }
+                }
+            }
             return;
         }
-        if self.sessions.len() >= self.config.max_users {
+        if self.directory.len() >= self.config.max_users {
             let reason = RefuseReason::ServerFull;
             self.send(from, &Packet::SignInRefused { request, reason }, None);
             return;
@@ -515,19 +437,19 @@ impl ServerState {
         self.issued += 1;
         let token = self.key.mac(&[
             b"token",
-            key.as_bytes(),
+            name::fold(name).as_bytes(),
             &addr_bytes(&from),
             &self.issued.to_be_bytes(),
         ]);
-        self.sessions.insert(
-            from,
-            Session {
-                name: name.to_owned(),
-                token,
-                last_heard: now,
-            },
-        );
-        self.by_name.insert(key, from);
+        let user = User {
+            name: name.into(),
+            token,
+            addr: from,
+            last_heard: self.stamp(now),
+        };
+        let deadline = self.expires_at(&user);
+        let id = self.directory.insert(user);
+        self.expiry.schedule(deadline, id);
         self.events.push_back(ServerEvent::SignedIn {
             name: name.to_owned(),
             address: from,
@@ -540,53 +462,9 @@ impl ServerState {
         self.send(to, &Packet::SignInAccepted { request, token }, None);
     }
 
-    /// `from` wants the name `holder` has. Refuse if the holder has proved
-    /// itself alive since asked; otherwise probe it and stay silent: the
-    /// newcomer is refused the moment the holder answers, or gets the name on
-    /// its next retry once the probe has gone unanswered for
-    /// [`ServerConfig::probe_timeout`]. Any request from the holder counts as
-    /// an answer.
-    fn on_conflict(&mut self, now: Instant, from: SocketAddr, request: u32, holder: SocketAddr) {
-        let probes_full = self.probes.len() >= self.config.max_probes;
-        match self.probes.get_mut(&holder) {
-            Some(probe) if probe.answered => {
-                let reason = RefuseReason::NameInUse;
-                self.send(from, &Packet::SignInRefused { request, reason }, None);
-            }
-            Some(probe) => {
-                if let Some(w) = probe.waiting.iter_mut().find(|(a, _)| *a == from) {
-                    w.1 = request;
-                } else if probe.waiting.len() < MAX_WAITING_PER_PROBE {
-                    probe.waiting.push((from, request));
-                }
-            }
-            None if probes_full => {
-                let reason = RefuseReason::NameInUse;
-                self.send(from, &Packet::SignInRefused { request, reason }, None);
-            }
-            None => {
-                let probe_request = self.next_request;
-                self.next_request = self.next_request.wrapping_add(1);
-                self.probes.insert(
-                    holder,
-                    ProbeState {
-                        request: probe_request,
-                        next_send: now + self.config.probe_interval,
-                        deadline: now + self.config.probe_timeout,
-                        answered: false,
-                        waiting: vec![(from, request)],
-                    },
-                );
-                let probe = Packet::Probe {
-                    request: probe_request,
-                };
-                self.send(holder, &probe, None);
-            }
-        }
-    }
-
-    /// Whether `token` is the session token of `from`; if so the session is
-    /// refreshed, if not a small error goes back and the request stops here.
+    /// The user whose session token `token` is, at `from`; the session is
+    /// refreshed and counts as an answer to any probe of it. Otherwise a small
+    /// error goes back and the request stops here.
     fn authenticate(
         &mut self,
         now: Instant,
@@ -594,68 +472,47 @@ impl ServerState {
         token: &[u8],
         len: usize,
         request: u32,
-    ) -> bool {
-        match self.sessions.get_mut(&from) {
-            Some(s) if constant_time_eq(&s.token, token) => {
-                s.last_heard = now;
-                self.holder_answered(from);
-                true
+    ) -> Option<UserId> {
+        let stamp = self.stamp(now);
+        let id = self.directory.by_addr(&from);
+        match id.and_then(|id| self.directory.get_mut(id)) {
+            Some(user) if constant_time_eq(&user.token, token) => {
+                user.last_heard = stamp;
+                let id = id?;
+                for (to, request) in self.probes.answered(id) {
+                    let reason = RefuseReason::NameInUse;
+                    self.send(to, &Packet::SignInRefused { request, reason }, None);
+                }
+                Some(id)
             }
             _ => {
                 self.stats.unknown_session += 1;
                 let code = ErrorCode::UnknownSession;
                 self.send(from, &Packet::Error { request, code }, Some(len));
-                false
+                None
             }
         }
     }
 
-    /// The holder at `addr` was heard from: if it is being probed, it is
-    /// alive, and everyone waiting for its name is refused now.
-    fn holder_answered(&mut self, addr: SocketAddr) {
-        let Some(probe) = self.probes.get_mut(&addr) else {
-            return;
-        };
-        if probe.answered {
-            return;
-        }
-        probe.answered = true;
-        let reason = RefuseReason::NameInUse;
-        for (to, request) in std::mem::take(&mut probe.waiting) {
-            self.send(to, &Packet::SignInRefused { request, reason }, None);
-        }
-    }
-
-    fn on_list(&mut self, from: SocketAddr, request: u32, after: &str) {
-        use std::ops::Bound;
-        let after = name::fold(after);
-        let start = if after.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(after)
-        };
-        // Header: type, request, more, count.
-        let mut size = 1 + 4 + 1 + 2;
+    fn on_list(&mut self, from: SocketAddr, request: u32, cursor: u32) {
+        // Header: type, request, more, cursor, count.
+        let mut size = 1 + 4 + 1 + 4 + 2;
         let mut names: Vec<&str> = Vec::new();
-        let mut more = false;
-        for (_, addr) in self.by_name.range((start, Bound::Unbounded)) {
-            let Some(session) = self.sessions.get(addr) else {
-                continue;
-            };
-            if size + 1 + session.name.len() > MAX_DATAGRAM || names.len() == usize::from(u16::MAX)
-            {
-                more = true;
-                break;
+        let next = self.directory.page(cursor, |user| {
+            if size + 1 + user.name.len() > MAX_DATAGRAM || names.len() == usize::from(u16::MAX) {
+                return false;
             }
-            size += 1 + session.name.len();
-            names.push(&session.name);
-        }
+            size += 1 + user.name.len();
+            names.push(&user.name);
+            true
+        });
         let reply = Packet::ListReply {
             request,
-            more,
+            more: next.is_some(),
+            cursor: next.unwrap_or(0),
             names: NameList::Names(&names),
         };
-        // Encoding borrows `self.sessions` through `names`, so encode here
+        // Encoding borrows the directory through `names`, so encode here
         // rather than through `send`.
         let start_len = self.buf.len();
         if reply.encode(&mut self.buf).is_ok() {
@@ -664,13 +521,12 @@ impl ServerState {
         }
     }
 
-    fn remove(&mut self, addr: SocketAddr, reason: SignOutReason) {
-        self.probes.remove(&addr);
-        if let Some(session) = self.sessions.remove(&addr) {
-            self.by_name.remove(&name::fold(&session.name));
+    fn remove(&mut self, id: UserId, reason: SignOutReason) {
+        self.probes.remove(id);
+        if let Some(user) = self.directory.remove(id) {
             self.events.push_back(ServerEvent::SignedOut {
-                name: session.name,
-                address: addr,
+                name: user.name.into(),
+                address: user.addr,
                 reason,
             });
         }
@@ -857,8 +713,49 @@ mod tests {
         let now = Instant::now();
         let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
         let _ = sign_in(&mut s, now, addr(1), "Alice");
-        let t = s.poll_timeout().unwrap();
-        s.handle_timeout(t);
-        assert!(s.poll_timeout().unwrap() > t);
+        let _ = sign_in(&mut s, now + Duration::from_secs(5), addr(2), "Bob");
+        let mut t = now;
+        while let Some(next) = s.poll_timeout() {
+            assert!(next > t, "{next:?} not after {t:?}");
+            t = next;
+            s.handle_timeout(t);
+        }
+        assert_eq!(s.user_count(), 0);
+    }
+
+    #[test]
+    fn a_session_expires_a_timeout_after_it_was_last_heard_not_before() {
+        let now = Instant::now();
+        let config = ServerConfig::with_secret([1; 16]);
+        let timeout = config.session_timeout;
+        let mut s = ServerState::new(config, now);
+        let token = sign_in(&mut s, now, addr(1), "Alice");
+        // Keep-alives every 3 s for a minute keep the session.
+        let mut t = now;
+        for i in 0..20 {
+            t = now + Duration::from_secs(3 * i);
+            if let Some(due) = s.poll_timeout().filter(|d| *d <= t) {
+                s.handle_timeout(due);
+            }
+            s.handle_timeout(t);
+            let keep_alive = Packet::KeepAlive {
+                request: 100 + i as u32,
+                token: &token,
+            };
+            s.handle_datagram(t, addr(1), &keep_alive.to_bytes().unwrap());
+            drain(&mut s);
+            assert_eq!(s.user_count(), 1, "at {i}");
+        }
+        // Silence: gone no earlier than the timeout, and within a second of it.
+        let last = t;
+        while let Some(next) = s.poll_timeout() {
+            s.handle_timeout(next);
+            if s.user_count() == 0 {
+                assert!(next >= last + timeout, "expired early at {:?}", next - last);
+                assert!(next <= last + timeout + Duration::from_secs(2));
+                return;
+            }
+        }
+        panic!("never expired");
     }
 }

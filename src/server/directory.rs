@@ -1,0 +1,362 @@
+//! Who is signed in: a slab of users, found by name, by address or by id.
+//!
+//! Users live in a `Vec` of slots; a [`UserId`] is a slot index plus the
+//! slot's generation, so an id kept by a timer or a probe after its user left
+//! (and the slot was reused) finds nothing instead of the wrong user. Two hash
+//! tables of bare slot indices find a user by name (case-insensitively) and by
+//! address; they hash with SipHash-1-3 under a key from the server's secret,
+//! so nobody can choose names or addresses that collide.
+//!
+//! Memory per user: one slot (80 bytes: the name's pointer, token, address,
+//! generation, last-heard second and name hash), the name's bytes, and a
+//! `u32` plus a control byte in each table; no per-user allocation but the
+//! name. Lookups cost a hash, one table probe and one slot read, whatever the
+//! number of users.
+//!
+//! Paging walks the slab in slot order from a cursor: a user signed in for the
+//! whole walk is listed exactly once (its slot does not move); one who signs in
+//! or out during the walk may or may not be.
+
+use std::hash::Hasher;
+use std::net::SocketAddr;
+
+use hashbrown::HashTable;
+use siphasher::sip::SipHasher13;
+
+use crate::name;
+use crate::secret::addr_bytes;
+
+use super::TOKEN_LEN;
+
+/// A signed-in user's handle: stale once the user leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct UserId {
+    index: u32,
+    generation: u32,
+}
+
+/// A signed-in user.
+pub(crate) struct User {
+    /// The name as the user spelled it.
+    pub(crate) name: Box<str>,
+    /// The session token issued at sign-in.
+    pub(crate) token: [u8; TOKEN_LEN],
+    /// Where the user signed in from.
+    pub(crate) addr: SocketAddr,
+    /// When the user was last heard from, in whole seconds since the server
+    /// started, rounded up (so a timeout counted from it is never early).
+    pub(crate) last_heard: u32,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("token", &"..")
+            .field("addr", &self.addr)
+            .field("last_heard", &self.last_heard)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    /// Hash of the name's directory key (see [`Directory::name_hash`]).
+    name_hash: u64,
+    user: Option<User>,
+}
+
+/// The directory of signed-in users (see the module docs).
+pub(crate) struct Directory {
+    slots: Vec<Slot>,
+    /// Indices of empty slots, reused last-freed first.
+    free: Vec<u32>,
+    by_name: HashTable<u32>,
+    by_addr: HashTable<u32>,
+    hash_key: [u8; 16],
+    len: usize,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash key is derived from the server's secret: not shown.
+        f.debug_struct("Directory")
+            .field("users", &self.len)
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// An empty directory whose tables hash under `hash_key`.
+    pub(crate) fn new(hash_key: [u8; 16]) -> Self {
+        Directory {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_name: HashTable::new(),
+            by_addr: HashTable::new(),
+            hash_key,
+            len: 0,
+        }
+    }
+
+    /// Users signed in.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The hash of `name`'s directory key: names that are the same name
+    /// (see [`crate::name::same`]) hash alike.
+    fn name_hash(&self, name: &str) -> u64 {
+        let mut h = SipHasher13::new_with_key(&self.hash_key);
+        if name.is_ascii() {
+            for b in name.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+        } else {
+            h.write(name::fold(name).as_bytes());
+        }
+        h.finish()
+    }
+
+    fn addr_hash(hash_key: &[u8; 16], addr: &SocketAddr) -> u64 {
+        let mut h = SipHasher13::new_with_key(hash_key);
+        h.write(&addr_bytes(addr));
+        h.finish()
+    }
+
+    fn user_at(&self, index: u32) -> Option<&User> {
+        self.slots.get(usize::try_from(index).ok()?)?.user.as_ref()
+    }
+
+    fn id_of(&self, index: u32) -> UserId {
+        let generation = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .map_or(0, |s| s.generation);
+        UserId { index, generation }
+    }
+
+    /// The user holding `name` (or a name that is the same name).
+    pub(crate) fn by_name(&self, name: &str) -> Option<UserId> {
+        let hash = self.name_hash(name);
+        let found = self.by_name.find(hash, |&i| {
+            let slot = &self.slots[i as usize];
+            slot.name_hash == hash
+                && slot
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| name::same(&u.name, name))
+        })?;
+        Some(self.id_of(*found))
+    }
+
+    /// The user signed in from `addr`.
+    pub(crate) fn by_addr(&self, addr: &SocketAddr) -> Option<UserId> {
+        let hash = Self::addr_hash(&self.hash_key, addr);
+        let found = self
+            .by_addr
+            .find(hash, |&i| self.user_at(i).is_some_and(|u| u.addr == *addr))?;
+        Some(self.id_of(*found))
+    }
+
+    /// The user `id` names, if still signed in.
+    pub(crate) fn get(&self, id: UserId) -> Option<&User> {
+        let slot = self.slots.get(usize::try_from(id.index).ok()?)?;
+        (slot.generation == id.generation)
+            .then_some(slot.user.as_ref())
+            .flatten()
+    }
+
+    /// The user `id` names, if still signed in.
+    pub(crate) fn get_mut(&mut self, id: UserId) -> Option<&mut User> {
+        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
+        (slot.generation == id.generation)
+            .then_some(slot.user.as_mut())
+            .flatten()
+    }
+
+    /// Adds a user. The caller has checked that neither its name nor its
+    /// address is taken.
+    pub(crate) fn insert(&mut self, user: User) -> UserId {
+        debug_assert!(self.by_name(&user.name).is_none());
+        debug_assert!(self.by_addr(&user.addr).is_none());
+        let name_hash = self.name_hash(&user.name);
+        let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
+        let index = match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.name_hash = name_hash;
+                slot.user = Some(user);
+                index
+            }
+            None => {
+                // More than u32::MAX users would exhaust memory long before.
+                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot {
+                    generation: 0,
+                    name_hash,
+                    user: Some(user),
+                });
+                index
+            }
+        };
+        let slots = &self.slots;
+        self.by_name
+            .insert_unique(name_hash, index, |&i| slots[i as usize].name_hash);
+        let key = self.hash_key;
+        self.by_addr.insert_unique(addr_hash, index, |&i| {
+            slots[i as usize]
+                .user
+                .as_ref()
+                .map_or(0, |u| Self::addr_hash(&key, &u.addr))
+        });
+        self.len += 1;
+        self.id_of(index)
+    }
+
+    /// Removes the user `id` names; `None` if it had already left.
+    pub(crate) fn remove(&mut self, id: UserId) -> Option<User> {
+        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let user = slot.user.take()?;
+        let name_hash = slot.name_hash;
+        slot.generation = slot.generation.wrapping_add(1);
+        let index = id.index;
+        if let Ok(entry) = self.by_name.find_entry(name_hash, |&i| i == index) {
+            entry.remove();
+        }
+        let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
+        if let Ok(entry) = self.by_addr.find_entry(addr_hash, |&i| i == index) {
+            entry.remove();
+        }
+        self.free.push(index);
+        self.len -= 1;
+        Some(user)
+    }
+
+    /// Users in slot order from `cursor`, as long as `take` accepts them.
+    /// Returns the cursor to continue from, or `None` when the walk reached
+    /// the end.
+    pub(crate) fn page<'a>(
+        &'a self,
+        cursor: u32,
+        mut take: impl FnMut(&'a User) -> bool,
+    ) -> Option<u32> {
+        let start = usize::try_from(cursor).unwrap_or(usize::MAX);
+        for (i, slot) in self.slots.iter().enumerate().skip(start) {
+            if let Some(user) = &slot.user {
+                if !take(user) {
+                    return Some(u32::try_from(i).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn user(name: &str, port: u16) -> User {
+        User {
+            name: name.into(),
+            token: [port as u8; TOKEN_LEN],
+            addr: addr(port),
+            last_heard: 0,
+        }
+    }
+
+    #[test]
+    fn finds_by_name_case_insensitively_and_by_address() {
+        let mut d = Directory::new([3; 16]);
+        let alice = d.insert(user("Alice", 1));
+        let zoe = d.insert(user("Zoë", 2));
+        assert_eq!(d.by_name("aLICE"), Some(alice));
+        assert_eq!(d.by_name("ZOË"), Some(zoe));
+        assert_eq!(d.by_name("Bob"), None);
+        assert_eq!(d.by_addr(&addr(2)), Some(zoe));
+        assert_eq!(d.by_addr(&addr(3)), None);
+        assert_eq!(d.get(alice).map(|u| &*u.name), Some("Alice"));
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn a_stale_id_finds_nothing_after_its_slot_is_reused() {
+        let mut d = Directory::new([3; 16]);
+        let alice = d.insert(user("Alice", 1));
+        assert!(d.remove(alice).is_some());
+        assert!(d.remove(alice).is_none());
+        let bob = d.insert(user("Bob", 2));
+        assert_ne!(alice, bob);
+        assert!(d.get(alice).is_none());
+        assert!(d.get_mut(alice).is_none());
+        assert_eq!(d.get(bob).map(|u| &*u.name), Some("Bob"));
+        assert_eq!(d.by_name("alice"), None);
+        assert_eq!(d.by_addr(&addr(1)), None);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn pages_list_every_steady_user_once() {
+        let mut d = Directory::new([3; 16]);
+        let ids: Vec<UserId> = (0..100)
+            .map(|i| d.insert(user(&format!("u{i}"), i)))
+            .collect();
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            // Churn between pages: one user leaves, a new one arrives.
+            if round > 0 {
+                d.remove(ids[round * 7 % 100]);
+                d.insert(user(&format!("new{round}"), 1000 + round as u16));
+            }
+            round += 1;
+            let mut n = 0;
+            let next = d.page(cursor, |u| {
+                if n == 9 {
+                    return false;
+                }
+                n += 1;
+                seen.push(u.name.to_string());
+                true
+            });
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "a user listed twice");
+        for i in 0..100 {
+            let name = format!("u{i}");
+            if d.by_name(&name).is_some() {
+                assert!(seen.contains(&name), "{name} was signed in throughout");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let mut d = Directory::new([3; 16]);
+        d.insert(User {
+            token: [0xAB; TOKEN_LEN],
+            ..user("Alice", 1)
+        });
+        let id = d.by_name("Alice").unwrap();
+        let text = format!("{d:?} {:?}", d.get(id).unwrap());
+        assert!(text.contains("Alice"));
+        assert!(!text.contains("171") && !text.contains("[3, 3"), "{text}");
+    }
+}
