@@ -1,0 +1,109 @@
+//! What the directory said: a cache of "name is at address".
+//!
+//! Only positive answers are kept: "nobody" may change any moment, and a
+//! forged sender must not make a real user unreachable by provoking one. An
+//! entry is good for `ttl`; at most `max` are kept (a full cache is emptied
+//! rather than scanned for the oldest, which only costs a lookup each).
+//! Names are keys already folded by the caller.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Entry {
+    address: SocketAddr,
+    at: Instant,
+}
+
+/// The cache of directory answers (see the module docs).
+#[derive(Debug)]
+pub(crate) struct LookupCache {
+    entries: BTreeMap<String, Entry>,
+    ttl: Duration,
+    max: usize,
+}
+
+impl LookupCache {
+    /// An empty cache keeping answers for `ttl`, at most `max` of them.
+    pub(crate) fn new(ttl: Duration, max: usize) -> Self {
+        LookupCache {
+            entries: BTreeMap::new(),
+            ttl,
+            max,
+        }
+    }
+
+    /// Where `key` is, if a recent answer said so.
+    pub(crate) fn get(&self, now: Instant, key: &str) -> Option<SocketAddr> {
+        self.entries
+            .get(key)
+            .filter(|e| now.saturating_duration_since(e.at) < self.ttl)
+            .map(|e| e.address)
+    }
+
+    /// The directory said `key` is at `address`.
+    pub(crate) fn remember(&mut self, now: Instant, key: &str, address: SocketAddr) {
+        if self.entries.len() >= self.max && !self.entries.contains_key(key) {
+            self.entries.clear();
+        }
+        self.entries
+            .insert(key.to_owned(), Entry { address, at: now });
+    }
+
+    /// Drops what is known of `key`.
+    pub(crate) fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    /// Drops answers older than the ttl.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.at) < ttl);
+    }
+
+    /// Whether nothing is cached.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    #[test]
+    fn answers_last_for_the_ttl() {
+        let now = Instant::now();
+        let ttl = Duration::from_secs(300);
+        let mut c = LookupCache::new(ttl, 10);
+        c.remember(now, "bob", addr(1));
+        assert_eq!(
+            c.get(now + ttl - Duration::from_millis(1), "bob"),
+            Some(addr(1))
+        );
+        assert_eq!(c.get(now + ttl, "bob"), None);
+        c.expire(now + ttl);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_and_forget_forgets() {
+        let now = Instant::now();
+        let mut c = LookupCache::new(Duration::from_secs(300), 2);
+        c.remember(now, "a", addr(1));
+        c.remember(now, "b", addr(2));
+        c.remember(now, "b", addr(3));
+        assert_eq!(c.get(now, "a"), Some(addr(1)), "updating is not growing");
+        c.remember(now, "c", addr(4));
+        assert_eq!(c.get(now, "a"), None);
+        assert_eq!(c.get(now, "c"), Some(addr(4)));
+        c.forget("c");
+        assert!(c.is_empty());
+    }
+}
