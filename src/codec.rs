@@ -776,12 +776,20 @@ impl<'a> Packet<'a> {
         if len > MAX_DATAGRAM {
             return Err(EncodeError::TooLong { len });
         }
-        // Grow the buffer once, then write through a slice of exactly `len`
-        // bytes: the slice's fixed-size writes compile to plain stores, where
-        // `BytesMut`'s own `put_*` each make a capacity check and a call.
+        // Grow the buffer once, then write through a slice of exactly the
+        // bytes before the tail: the slice's fixed-size writes compile to
+        // plain stores, where `BytesMut`'s own `put_*` each make a capacity
+        // check and a call. A message's text, last on the wire, is appended
+        // after, so it is copied once and never zeroed first.
+        let tail: &[u8] = match self {
+            Packet::Message { body, .. } => body,
+            _ => &[],
+        };
         let start = buf.len();
-        buf.resize(start + len, 0);
-        let mut out = &mut buf[start..];
+        let whole = buf;
+        whole.reserve(len);
+        whole.resize(start + len - tail.len(), 0);
+        let mut out = &mut whole[start..];
         let buf = &mut out;
         buf.put_u8(self.packet_type() as u8);
         match *self {
@@ -873,9 +881,9 @@ impl<'a> Packet<'a> {
                 buf.put_u16(fragment);
                 buf.put_u16(fragments);
                 put8(buf, from.as_bytes());
-                // `validate` checked the body fits in u16.
+                // `validate` checked the body fits in u16; the body itself
+                // is the tail, appended below.
                 buf.put_u16(u16::try_from(body.len()).unwrap_or(u16::MAX));
-                buf.put_slice(body);
             }
             Packet::Ack { stream, seq } => {
                 buf.put_u64(stream);
@@ -883,6 +891,7 @@ impl<'a> Packet<'a> {
             }
         }
         debug_assert!(buf.is_empty(), "encoded_len disagrees with encode");
+        whole.extend_from_slice(tail);
         Ok(())
     }
 
