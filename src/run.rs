@@ -48,6 +48,9 @@
 //! on an IPv6 socket, so a machine sees one address per peer whichever socket
 //! family the process happens to use.
 
+#[cfg(unix)]
+pub mod keystore;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
