@@ -233,12 +233,12 @@ fn run_round(
                     continue;
                 }
                 let id = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                if let Some((expected, sent)) = outstanding[c] {
-                    if expected == id {
-                        outstanding[c] = None;
-                        count -= 1;
-                        latencies.push(sent.elapsed());
-                    }
+                if let Some((expected, sent)) = outstanding[c]
+                    && expected == id
+                {
+                    outstanding[c] = None;
+                    count -= 1;
+                    latencies.push(sent.elapsed());
                 }
             }
         }

@@ -15,7 +15,11 @@ fn hijack_attempt(mut sim: Sim) {
     sim.wait_signed_in(&["Alice"], secs(10));
     sim.run_for(secs(1));
 
-    let claimed = if seed % 2 == 0 { "alice" } else { "ALICE" };
+    let claimed = if seed.is_multiple_of(2) {
+        "alice"
+    } else {
+        "ALICE"
+    };
     sim.add_client_as("Mallory", claimed, |_| {});
     sim.run_until("Mallory's sign-in is answered", secs(12), |s| {
         !s.events("Mallory").is_empty()

@@ -465,10 +465,8 @@ impl App {
             if let Some(replies) = &self.replies {
                 let _ = replies.send(if more { Reply::More } else { Reply::Stop });
             }
-            if more {
-                if let Screen::Plain(screen) = &mut self.screen {
-                    let _ = screen.prompt();
-                }
+            if more && let Screen::Plain(screen) = &mut self.screen {
+                let _ = screen.prompt();
             }
         }
         None
@@ -619,15 +617,12 @@ fn main() -> ExitCode {
     // Leaving while the reader is still inside the line editor (SIGTERM):
     // give the terminal its modes back.
     #[cfg(unix)]
-    if app.editing.load(Ordering::SeqCst) {
-        if let Some(saved) = &saved_terminal {
-            let _ = nix::sys::termios::tcsetattr(
-                io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
-            let _ = writeln!(io::stdout().lock());
-        }
+    if app.editing.load(Ordering::SeqCst)
+        && let Some(saved) = &saved_terminal
+    {
+        let _ =
+            nix::sys::termios::tcsetattr(io::stdin(), nix::sys::termios::SetArg::TCSANOW, saved);
+        let _ = writeln!(io::stdout().lock());
     }
     match outcome {
         Some(Outcome::Done) => ExitCode::SUCCESS,

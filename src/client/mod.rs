@@ -756,12 +756,13 @@ impl ClientState {
             return;
         }
         self.flush_requests(now);
-        if let Some(at) = self.next_keepalive {
-            if now >= at && self.phase == Phase::SignedIn {
-                self.next_keepalive = Some(now + self.config.keepalive_interval);
-                if !self.requests.any(|k| *k == RequestKind::KeepAlive) {
-                    self.start_request(now, RequestKind::KeepAlive);
-                }
+        if let Some(at) = self.next_keepalive
+            && now >= at
+            && self.phase == Phase::SignedIn
+        {
+            self.next_keepalive = Some(now + self.config.keepalive_interval);
+            if !self.requests.any(|k| *k == RequestKind::KeepAlive) {
+                self.start_request(now, RequestKind::KeepAlive);
             }
         }
         let keys: Vec<String> = self.peers.keys().cloned().collect();
@@ -1201,13 +1202,13 @@ impl ClientState {
         };
         peer.messages[i].acked += 1;
         let m = &peer.messages[i];
-        if m.acked == m.fragments {
-            if let Some(m) = peer.messages.remove(i) {
-                self.queued = self.queued.saturating_sub(1);
-                self.stats.delivered += 1;
-                self.events
-                    .push_back(ClientEvent::Delivered { id: m.id, to: m.to });
-            }
+        if m.acked == m.fragments
+            && let Some(m) = peer.messages.remove(i)
+        {
+            self.queued = self.queued.saturating_sub(1);
+            self.stats.delivered += 1;
+            self.events
+                .push_back(ClientEvent::Delivered { id: m.id, to: m.to });
         }
         self.pump(now, &key);
         self.maybe_finish(now);

@@ -248,10 +248,10 @@ impl Directory {
     ) -> Option<u32> {
         let start = usize::try_from(cursor).unwrap_or(usize::MAX);
         for (i, slot) in self.slots.iter().enumerate().skip(start) {
-            if let Some(user) = &slot.user {
-                if !take(user) {
-                    return Some(u32::try_from(i).unwrap_or(u32::MAX));
-                }
+            if let Some(user) = &slot.user
+                && !take(user)
+            {
+                return Some(u32::try_from(i).unwrap_or(u32::MAX));
             }
         }
         None

@@ -536,11 +536,11 @@ impl ServerState {
     /// datagram being answered when `to` has not proved its address; the reply
     /// is then dropped if it would exceed [`AMPLIFICATION_FACTOR`] times that.
     fn send(&mut self, to: SocketAddr, packet: &Packet<'_>, unvalidated: Option<usize>) {
-        if let Some(received) = unvalidated {
-            if packet.encoded_len() > AMPLIFICATION_FACTOR * received {
-                self.stats.amplification_dropped += 1;
-                return;
-            }
+        if let Some(received) = unvalidated
+            && packet.encoded_len() > AMPLIFICATION_FACTOR * received
+        {
+            self.stats.amplification_dropped += 1;
+            return;
         }
         self.buf.clear();
         if packet.encode(&mut self.buf).is_ok() {

@@ -857,12 +857,13 @@ impl Sim {
         let stats = self.pairs.entry((d.from, d.to)).or_default();
         stats.delivered.add(len);
         stats.delivered_by_type.entry(ty).or_default().add(len);
-        if !d.injected && ty == PacketType::Ack as u8 {
-            if let Ok(Packet::Ack { stream, seq }) = Packet::decode(&d.payload) {
-                // An Ack from `from` acknowledges what `to` sent to `from`.
-                if let Some(flow) = self.flows.get_mut(&(d.to, d.from)) {
-                    flow.unacked.remove(&(stream, seq));
-                }
+        if !d.injected
+            && ty == PacketType::Ack as u8
+            && let Ok(Packet::Ack { stream, seq }) = Packet::decode(&d.payload)
+        {
+            // An Ack from `from` acknowledges what `to` sent to `from`.
+            if let Some(flow) = self.flows.get_mut(&(d.to, d.from)) {
+                flow.unacked.remove(&(stream, seq));
             }
         }
         match self.nodes.get_mut(&d.to) {
