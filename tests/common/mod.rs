@@ -26,6 +26,8 @@
 //! `SEED=N cargo test --test sim_...` replays just seed N.
 #![allow(dead_code)]
 
+pub mod nat;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt::Write as _;
@@ -37,6 +39,8 @@ use bytes::Bytes;
 use udpchat::client::{ClientConfig, ClientEvent, ClientState, CommandId, DeliveryFailure};
 use udpchat::codec::{MAX_DATAGRAM, Packet, PacketType};
 use udpchat::server::{ServerConfig, ServerEvent, ServerState};
+
+use nat::{Nat, NatPolicy};
 
 /// The directory server's address in every simulation.
 pub const SERVER_ADDR: SocketAddr =
@@ -418,7 +422,15 @@ pub struct Sim {
     /// Steps one `run_until` / `run_for` may take.
     pub max_steps: u64,
     next_host: u32,
+    /// Home routers; hosts behind `nats[i]` have addresses 172.16.i.N.
+    nats: Vec<Nat>,
+    /// Each host behind a NAT, and which.
+    behind: BTreeMap<SocketAddr, usize>,
 }
+
+/// A NAT in the simulation, from [`Sim::add_nat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatId(pub usize);
 
 impl Sim {
     /// A server on a bad network ([`Link::random`] from the seed).
@@ -470,6 +482,8 @@ impl Sim {
             steps: 0,
             max_steps: DEFAULT_MAX_STEPS,
             next_host: 10,
+            nats: Vec::new(),
+            behind: BTreeMap::new(),
         }
     }
 
@@ -593,6 +607,61 @@ impl Sim {
         self.labels.insert(label.to_owned(), addr);
         self.client_logs.entry(label.to_owned()).or_default();
         self.flush();
+    }
+
+    /// A home router with this policy, at public address 203.0.113.(100+i).
+    pub fn add_nat(&mut self, policy: NatPolicy) -> NatId {
+        let i = self.nats.len();
+        let octet = u8::try_from(100 + i).expect("at most 155 NATs");
+        let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, octet));
+        self.nats.push(Nat::new(public, policy));
+        NatId(i)
+    }
+
+    /// The NAT `id`, to inspect or rebind.
+    pub fn nat_mut(&mut self, id: NatId) -> &mut Nat {
+        &mut self.nats[id.0]
+    }
+
+    /// A client behind NAT `nat`, at the next private address of its home.
+    pub fn add_client_behind(&mut self, nat: NatId, label: &str, name: &str) -> SocketAddr {
+        let hosts = self.behind.values().filter(|n| **n == nat.0).count();
+        let host = u8::try_from(10 + hosts).expect("at most 245 hosts a home");
+        let home = u8::try_from(nat.0).expect("at most 255 homes");
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(172, 16, home, host)), 50_000);
+        self.behind.insert(addr, nat.0);
+        self.add_client_at(label, name, addr, |_| {});
+        addr
+    }
+
+    /// Where a datagram from `from` to `to` leaves from and goes to once
+    /// through `from`'s NAT, if any; `None` when it cannot get there.
+    fn translate_out(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        let Some(&home) = self.behind.get(&from) else {
+            // A public host cannot reach a private address.
+            return (!self.behind.contains_key(&to)).then_some((from, to));
+        };
+        let now = self.now;
+        match self.behind.get(&to) {
+            Some(&other) if other == home => return Some((from, to)),
+            Some(_) => return None,
+            None => {}
+        }
+        let nat = &mut self.nats[home];
+        if to.ip() == nat.public_ip {
+            if !nat.policy.hairpin {
+                nat.filtered += 1;
+                return None;
+            }
+            let external = nat.outbound(now, from, to);
+            let internal = nat.inbound(now, external, to)?;
+            return Some((external, internal));
+        }
+        Some((nat.outbound(now, from, to), to))
     }
 
     /// A node at `addr` that only records what reaches it.
@@ -866,7 +935,14 @@ impl Sim {
                 flow.unacked.remove(&(stream, seq));
             }
         }
-        match self.nodes.get_mut(&d.to) {
+        let to = match self.nats.iter_mut().find(|n| n.public_ip == d.to.ip()) {
+            Some(nat) => match nat.inbound(now, d.from, d.to) {
+                Some(internal) => internal,
+                None => return,
+            },
+            None => d.to,
+        };
+        match self.nodes.get_mut(&to) {
             Some(Node::Server(s)) => s.handle_datagram(now, d.from, &d.payload),
             Some(Node::Client { state, .. }) => state.handle_datagram(now, d.from, &d.payload),
             Some(Node::Raw { inbox, .. }) => inbox.push((now, d.from, d.payload)),
@@ -938,6 +1014,11 @@ impl Sim {
                 self.seed
             )
         });
+        // Through the sender's NAT, if it has one: the link and every
+        // counter below see the translated addresses, as the wire would.
+        let Some((from, to)) = self.translate_out(from, to) else {
+            return;
+        };
         if let Packet::Message { stream, seq, .. } = packet {
             let flow = self.flows.entry((from, to)).or_default();
             if flow.unacked.insert((stream, seq)) {
