@@ -27,6 +27,7 @@
 //! * **Bounds**: queued sends, receive streams, reassembly buffers and the
 //!   lookup cache are all capped; idle receive streams expire.
 
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -210,6 +211,15 @@ pub enum SignInError {
     /// A live client elsewhere holds the name.
     #[error("name {0} is in use")]
     NameInUse(String),
+    /// A live client elsewhere holds a name that looks like this one
+    /// (`Аlice` with a Cyrillic А while `Alice` is signed in).
+    #[error("name {name} is in use (it looks like {holder})")]
+    LooksLike {
+        /// The name asked for.
+        name: String,
+        /// The signed-in name it looks like, as its holder spells it.
+        holder: String,
+    },
     /// The server does not accept the name.
     #[error("name {0} is not allowed")]
     InvalidName(String),
@@ -500,7 +510,11 @@ impl ClientState {
     /// A client that starts signing in as `config.name` at once. `seed` makes
     /// its request ids and stream ids; give it randomness from the operating
     /// system in real use, a fixed number in tests.
-    pub fn new(config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+    /// The name is put in Unicode normal form C first (see [`name::normalize`]).
+    pub fn new(mut config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+        if let Cow::Owned(nfc) = name::normalize(&config.name) {
+            config.name = nfc;
+        }
         name::validate(&config.name)?;
         let mut rng = Rng::from_seed(seed);
         let next_request = rng.next_u32();
@@ -593,7 +607,9 @@ impl ClientState {
 
     /// Sends `text` to the user `to`. Answered by [`ClientEvent::Delivered`]
     /// or [`ClientEvent::DeliveryFailed`] with the returned id.
+    /// `to` is put in Unicode normal form C first.
     pub fn send(&mut self, now: Instant, to: &str, text: &str) -> Result<CommandId, SendError> {
+        let to = &*name::normalize(to);
         name::validate(to)?;
         if self.phase == Phase::Closed || self.closing {
             return Err(SendError::Closed);
@@ -700,10 +716,25 @@ impl ClientState {
                     self.on_signed_in(now, Bytes::copy_from_slice(token));
                 }
             }
-            Packet::SignInRefused { request, reason } => {
+            Packet::SignInRefused {
+                request,
+                reason,
+                holder,
+            } => {
                 if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
                     let name = self.config.name.clone();
                     let error = match reason {
+                        // Only a valid name is shown: it cannot hold anything
+                        // that would upset a terminal.
+                        RefuseReason::NameInUse
+                            if name::validate(holder).is_ok()
+                                && holder.to_lowercase() != name.to_lowercase() =>
+                        {
+                            SignInError::LooksLike {
+                                name,
+                                holder: holder.to_owned(),
+                            }
+                        }
                         RefuseReason::NameInUse => SignInError::NameInUse(name),
                         RefuseReason::InvalidName => SignInError::InvalidName(name),
                         RefuseReason::ServerFull => SignInError::ServerFull,

@@ -17,6 +17,9 @@
 //!   address. On a conflicting sign-in the server probes the holder; the
 //!   newcomer gets no answer until the probe settles (its sign-in is retried),
 //!   then `NameInUse` if the holder answered, or the name if it did not.
+//!   A name that looks like a signed-in one is the same name
+//!   ([`name::same`]: `aLICE`, `Аlice` with a Cyrillic А, `AIice` with a
+//!   capital I are all `Alice`); the refusal carries the holder's spelling.
 //! * **Bounded state.** Sessions are capped ([`ServerConfig::max_users`]);
 //!   per-source rate limiting keeps a table of bounded size; cookies need no
 //!   state at all.
@@ -33,7 +36,7 @@ use bytes::BytesMut;
 
 use crate::Transmit;
 use crate::codec::{ErrorCode, MAX_DATAGRAM, NameList, Packet, RefuseReason};
-use crate::name;
+use crate::name::{self, NameKey, Shape};
 use crate::secret::{Key, addr_bytes, constant_time_eq};
 
 /// Bytes in a session token and in a cookie.
@@ -152,6 +155,9 @@ pub struct ServerStats {
 #[derive(Debug)]
 struct Session {
     name: String,
+    /// `name`'s keys, computed once at sign-in.
+    key: NameKey,
+    shape: Shape,
     token: [u8; TOKEN_LEN],
     last_heard: Instant,
 }
@@ -187,8 +193,11 @@ pub struct ServerState {
     key: Key,
     start: Instant,
     sessions: HashMap<SocketAddr, Session>,
-    /// Case-folded name to the address holding it, sorted for paging.
-    by_name: BTreeMap<String, SocketAddr>,
+    /// Each signed-in name's key to the address holding it, sorted for paging.
+    by_name: BTreeMap<NameKey, SocketAddr>,
+    /// Each signed-in name's shape to the address holding it: no two
+    /// signed-in names share a key or a shape.
+    by_shape: HashMap<Shape, SocketAddr>,
     /// Running probes, keyed by the holder's address.
     probes: HashMap<SocketAddr, ProbeState>,
     buckets: HashMap<SocketAddr, Bucket>,
@@ -216,6 +225,7 @@ impl ServerState {
             start: now,
             sessions: HashMap::new(),
             by_name: BTreeMap::new(),
+            by_shape: HashMap::new(),
             probes: HashMap::new(),
             buckets: HashMap::new(),
             overflow_bucket,
@@ -243,7 +253,7 @@ impl ServerState {
 
     /// The address `name` is signed in from, if anyone of that name is.
     pub fn lookup(&self, name: &str) -> Option<SocketAddr> {
-        self.by_name.get(&name::fold(name)).copied()
+        self.by_name.get(&NameKey::new(name)).copied()
     }
 
     /// Takes one datagram from `from`. Bad input is counted and dropped.
@@ -488,12 +498,12 @@ impl ServerState {
         // From here on the address is validated: it echoed our cookie.
         if name::validate(name).is_err() {
             let reason = RefuseReason::InvalidName;
-            self.send(from, &Packet::SignInRefused { request, reason }, None);
+            self.refuse(from, request, reason, "");
             return;
         }
-        let key = name::fold(name);
+        let key = NameKey::new(name);
         if let Some(session) = self.sessions.get_mut(&from) {
-            if name::fold(&session.name) == key {
+            if session.key == key {
                 // A retransmitted sign-in, or the same client signing in
                 // again: same session, same token.
                 session.last_heard = now;
@@ -503,19 +513,19 @@ impl ServerState {
             }
             self.remove(from, SignOutReason::Replaced);
         }
-        if let Some(&holder) = self.by_name.get(&key) {
+        let shape = Shape::new(name);
+        if let Some(&holder) = self.by_name.get(&key).or_else(|| self.by_shape.get(&shape)) {
             self.on_conflict(now, from, request, holder);
             return;
         }
         if self.sessions.len() >= self.config.max_users {
-            let reason = RefuseReason::ServerFull;
-            self.send(from, &Packet::SignInRefused { request, reason }, None);
+            self.refuse(from, request, RefuseReason::ServerFull, "");
             return;
         }
         self.issued += 1;
         let token = self.key.mac(&[
             b"token",
-            key.as_bytes(),
+            key.as_str().as_bytes(),
             &addr_bytes(&from),
             &self.issued.to_be_bytes(),
         ]);
@@ -523,11 +533,14 @@ impl ServerState {
             from,
             Session {
                 name: name.to_owned(),
+                key: key.clone(),
+                shape: shape.clone(),
                 token,
                 last_heard: now,
             },
         );
         self.by_name.insert(key, from);
+        self.by_shape.insert(shape, from);
         self.events.push_back(ServerEvent::SignedIn {
             name: name.to_owned(),
             address: from,
@@ -540,6 +553,25 @@ impl ServerState {
         self.send(to, &Packet::SignInAccepted { request, token }, None);
     }
 
+    /// Refuses sign-in `request` from the validated address `to`; `holder`
+    /// is the clashing signed-in name for `NameInUse`, empty otherwise.
+    fn refuse(&mut self, to: SocketAddr, request: u32, reason: RefuseReason, holder: &str) {
+        let refusal = Packet::SignInRefused {
+            request,
+            reason,
+            holder,
+        };
+        self.send(to, &refusal, None);
+    }
+
+    /// The name signed in at `holder`, as its holder spells it.
+    fn holder_name(&self, holder: SocketAddr) -> String {
+        self.sessions
+            .get(&holder)
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    }
+
     /// `from` wants the name `holder` has. Refuse if the holder has proved
     /// itself alive since asked; otherwise probe it and stay silent: the
     /// newcomer is refused the moment the holder answers, or gets the name on
@@ -550,8 +582,8 @@ impl ServerState {
         let probes_full = self.probes.len() >= self.config.max_probes;
         match self.probes.get_mut(&holder) {
             Some(probe) if probe.answered => {
-                let reason = RefuseReason::NameInUse;
-                self.send(from, &Packet::SignInRefused { request, reason }, None);
+                let name = self.holder_name(holder);
+                self.refuse(from, request, RefuseReason::NameInUse, &name);
             }
             Some(probe) => {
                 if let Some(w) = probe.waiting.iter_mut().find(|(a, _)| *a == from) {
@@ -561,8 +593,8 @@ impl ServerState {
                 }
             }
             None if probes_full => {
-                let reason = RefuseReason::NameInUse;
-                self.send(from, &Packet::SignInRefused { request, reason }, None);
+                let name = self.holder_name(holder);
+                self.refuse(from, request, RefuseReason::NameInUse, &name);
             }
             None => {
                 let probe_request = self.next_request;
@@ -620,19 +652,19 @@ impl ServerState {
             return;
         }
         probe.answered = true;
-        let reason = RefuseReason::NameInUse;
-        for (to, request) in std::mem::take(&mut probe.waiting) {
-            self.send(to, &Packet::SignInRefused { request, reason }, None);
+        let waiting = std::mem::take(&mut probe.waiting);
+        let name = self.holder_name(addr);
+        for (to, request) in waiting {
+            self.refuse(to, request, RefuseReason::NameInUse, &name);
         }
     }
 
     fn on_list(&mut self, from: SocketAddr, request: u32, after: &str) {
         use std::ops::Bound;
-        let after = name::fold(after);
         let start = if after.is_empty() {
             Bound::Unbounded
         } else {
-            Bound::Excluded(after)
+            Bound::Excluded(NameKey::new(after))
         };
         // Header: type, request, more, count.
         let mut size = 1 + 4 + 1 + 2;
@@ -667,7 +699,8 @@ impl ServerState {
     fn remove(&mut self, addr: SocketAddr, reason: SignOutReason) {
         self.probes.remove(&addr);
         if let Some(session) = self.sessions.remove(&addr) {
-            self.by_name.remove(&name::fold(&session.name));
+            self.by_name.remove(&session.key);
+            self.by_shape.remove(&session.shape);
             self.events.push_back(ServerEvent::SignedOut {
                 name: session.name,
                 address: addr,
@@ -819,7 +852,8 @@ mod tests {
             Packet::decode(&refused.payload).unwrap(),
             Packet::SignInRefused {
                 request: 8,
-                reason: RefuseReason::NameInUse
+                reason: RefuseReason::NameInUse,
+                holder: "Alice",
             }
         );
         assert_eq!(s.lookup("alice"), Some(addr(1)));
