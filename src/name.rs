@@ -36,7 +36,7 @@
 //! Both keys are computed once, where a name enters (a sign-in, a lookup), and
 //! ASCII names take a fast path that allocates only the key itself.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 
 use thiserror::Error;
@@ -165,8 +165,16 @@ fn ascii_prototype(b: u8) -> Option<&'static str> {
 }
 
 /// The skeleton of an ASCII string, lower-cased first and after when `fold`.
+/// One allocation of the exact size, so boxing it does not reallocate.
 fn ascii_skeleton(name: &str, fold: bool) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
+    let len = name
+        .bytes()
+        .map(|b| {
+            let b = if fold { b.to_ascii_lowercase() } else { b };
+            ascii_prototype(b).map_or(1, str::len)
+        })
+        .sum();
+    let mut out = String::with_capacity(len);
     for &b in name.as_bytes() {
         let b = if fold { b.to_ascii_lowercase() } else { b };
         match ascii_prototype(b) {
@@ -209,8 +217,43 @@ impl NameKey {
         NameKey(key.into_boxed_str())
     }
 
+    /// Calls `f` with the key of `name` as a string, the key a map of
+    /// `NameKey`s can be searched by (a `NameKey` borrows as its string).
+    /// An ASCII name of up to 32 characters allocates nothing: this is the
+    /// path of a directory lookup.
+    pub fn with_str<R>(name: &str, f: impl FnOnce(&str) -> R) -> R {
+        let mut buf = [0u8; 4 * MAX_NAME_CHARS];
+        if name.is_ascii() {
+            let mut len = 0;
+            for b in name.bytes().map(|b| b.to_ascii_lowercase()) {
+                let one = [b];
+                let part = ascii_prototype(b).map_or(&one[..], str::as_bytes);
+                let Some(slot) = buf.get_mut(len..len + part.len()) else {
+                    return f(NameKey::new(name).as_str());
+                };
+                for (to, from) in slot.iter_mut().zip(part) {
+                    *to = from.to_ascii_lowercase();
+                }
+                len += part.len();
+            }
+            // ASCII and whole prototypes: always UTF-8.
+            if let Ok(key) = std::str::from_utf8(&buf[..len]) {
+                return f(key);
+            }
+        }
+        f(NameKey::new(name).as_str())
+    }
+
     /// The key as a string, for ordering and hashing; not for display.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// So a map keyed by `NameKey` can be searched with [`NameKey::with_str`]
+/// without allocating a key; the order is the string's.
+impl Borrow<str> for NameKey {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -425,6 +468,11 @@ mod tests {
             let slow = skeleton(&s.to_lowercase()).to_lowercase();
             assert_eq!(ascii_skeleton(&s, true), slow, "{s:?}");
         }
+        // Past the stack buffer (32 `%` are 192 bytes of key), and non-ASCII.
+        for s in ["%".repeat(32), "Mm%1I0".repeat(6), "\u{410}lice".into()] {
+            let key = NameKey::new(&s);
+            assert_eq!(NameKey::with_str(&s, str::to_owned), key.as_str(), "{s:?}");
+        }
     }
 
     proptest! {
@@ -435,7 +483,8 @@ mod tests {
             prop_assert_eq!(normalize(&n), n.clone());
             let key = NameKey::new(&s);
             prop_assert_eq!(NameKey::new(key.as_str()), key.clone());
-            prop_assert_eq!(NameKey::new(&n), key);
+            prop_assert_eq!(NameKey::new(&n), key.clone());
+            prop_assert_eq!(NameKey::with_str(&s, str::to_owned), key.as_str());
             let shape = Shape::new(&s);
             prop_assert_eq!(Shape::new(shape.as_str()), shape);
             prop_assert!(same(&s, &s));
@@ -451,7 +500,8 @@ mod tests {
                     k = next;
                 }
             };
-            prop_assert_eq!(NameKey::new(&s).as_str().to_owned(), slow_key);
+            prop_assert_eq!(NameKey::new(&s).as_str().to_owned(), slow_key.clone());
+            prop_assert_eq!(NameKey::with_str(&s, str::to_owned), slow_key);
             prop_assert_eq!(Shape::new(&s).as_str().to_owned(), skeleton(&s));
         }
 

@@ -253,7 +253,7 @@ impl ServerState {
 
     /// The address `name` is signed in from, if anyone of that name is.
     pub fn lookup(&self, name: &str) -> Option<SocketAddr> {
-        self.by_name.get(&NameKey::new(name)).copied()
+        NameKey::with_str(name, |key| self.by_name.get(key).copied())
     }
 
     /// Takes one datagram from `from`. Bad input is counted and dropped.
