@@ -222,12 +222,19 @@ impl NameKey {
     /// An ASCII name of up to 32 characters allocates nothing: this is the
     /// path of a directory lookup.
     pub fn with_str<R>(name: &str, f: impl FnOnce(&str) -> R) -> R {
-        let mut buf = [0u8; 4 * MAX_NAME_CHARS];
-        if name.is_ascii() {
+        // The longest prototype of an ASCII character has 6 bytes.
+        let mut buf = [0u8; 6 * MAX_NAME_CHARS];
+        if name.is_ascii() && name.len() <= MAX_NAME_CHARS {
             let mut len = 0;
             for b in name.bytes().map(|b| b.to_ascii_lowercase()) {
-                let one = [b];
-                let part = ascii_prototype(b).map_or(&one[..], str::as_bytes);
+                let (part, one);
+                match ascii_prototype(b) {
+                    Some(p) => part = p.as_bytes(),
+                    None => {
+                        one = [b];
+                        part = &one;
+                    }
+                }
                 let Some(slot) = buf.get_mut(len..len + part.len()) else {
                     return f(NameKey::new(name).as_str());
                 };

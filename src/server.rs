@@ -154,10 +154,10 @@ pub struct ServerStats {
 
 #[derive(Debug)]
 struct Session {
+    /// As its holder spells it; its `NameKey` and `Shape` file it in
+    /// `by_name` and `by_shape`. (Kept out of here: a lookup touches a
+    /// session, and a smaller one is faster to reach.)
     name: String,
-    /// `name`'s keys, computed once at sign-in.
-    key: NameKey,
-    shape: Shape,
     token: [u8; TOKEN_LEN],
     last_heard: Instant,
 }
@@ -503,7 +503,7 @@ impl ServerState {
         }
         let key = NameKey::new(name);
         if let Some(session) = self.sessions.get_mut(&from) {
-            if session.key == key {
+            if NameKey::new(&session.name) == key {
                 // A retransmitted sign-in, or the same client signing in
                 // again: same session, same token.
                 session.last_heard = now;
@@ -533,8 +533,6 @@ impl ServerState {
             from,
             Session {
                 name: name.to_owned(),
-                key: key.clone(),
-                shape: shape.clone(),
                 token,
                 last_heard: now,
             },
@@ -699,8 +697,8 @@ impl ServerState {
     fn remove(&mut self, addr: SocketAddr, reason: SignOutReason) {
         self.probes.remove(&addr);
         if let Some(session) = self.sessions.remove(&addr) {
-            self.by_name.remove(&session.key);
-            self.by_shape.remove(&session.shape);
+            self.by_name.remove(&NameKey::new(&session.name));
+            self.by_shape.remove(&Shape::new(&session.name));
             self.events.push_back(ServerEvent::SignedOut {
                 name: session.name,
                 address: addr,
@@ -884,6 +882,30 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_name_leaves_both_indexes_when_its_holder_signs_out() {
+        let now = Instant::now();
+        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
+        let token = sign_in(&mut s, now, addr(1), "Alice");
+        let out = Packet::SignOut {
+            request: 3,
+            token: &token,
+        };
+        s.handle_datagram(now, addr(1), &out.to_bytes().unwrap());
+        drain(&mut s);
+        // `AIice` (capital I) has Alice's shape: free now.
+        let _ = sign_in(&mut s, now, addr(2), "AIice");
+        assert_eq!(s.lookup("AIICE"), Some(addr(2)));
+        assert_eq!(s.lookup("Alice"), None, "a lookup goes by key");
+        // Signing in under another name replaces the session and frees the
+        // old name's key and shape.
+        let _ = sign_in(&mut s, now, addr(2), "Bob");
+        assert_eq!(s.lookup("AIice"), None);
+        let _ = sign_in(&mut s, now, addr(3), "Alice");
+        assert_eq!(s.user_count(), 2);
+        assert_eq!(s.lookup("alice"), Some(addr(3)));
     }
 
     #[test]
