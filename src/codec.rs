@@ -66,8 +66,9 @@
 //! | reason | `u8`: 1 name in use, 2 invalid name, 3 server full |
 //! | holder | `str8` |
 //!
-//! **0x05 ListRequest** (client → server): the signed-in names that sort
-//! after `after` (case-insensitively); empty `after` starts at the beginning.
+//! **0x05 ListRequest** (client → server): the signed-in names whose
+//! directory key (`name::NameKey`: case and look-alike characters ignored)
+//! sorts after `after`'s; empty `after` starts at the beginning.
 //!
 //! | field | type |
 //! |---|---|
