@@ -1811,6 +1811,42 @@ mod tests {
         );
     }
 
+    /// What a refusal says of the holder: its name when it only looks like
+    /// ours, nothing when it is ours in another case or not a valid name
+    /// (a hostile server must not put escape sequences on our terminal).
+    #[test]
+    fn a_refusal_names_the_holder_only_when_it_is_a_valid_look_alike() {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        for (holder, expected) in [
+            (
+                "Alice",
+                SignInError::LooksLike {
+                    name: "\u{410}lice".into(),
+                    holder: "Alice".into(),
+                },
+            ),
+            ("\u{410}LICE", SignInError::NameInUse("\u{410}lice".into())),
+            ("\u{1b}[2J", SignInError::NameInUse("\u{410}lice".into())),
+            ("", SignInError::NameInUse("\u{410}lice".into())),
+        ] {
+            let now = Instant::now();
+            let config = ClientConfig::new("\u{410}lice", server);
+            let mut c = ClientState::new(config, now, 1).unwrap();
+            let sign_in = c.poll_transmit().unwrap();
+            let Ok(Packet::SignIn { request, .. }) = Packet::decode(&sign_in.payload) else {
+                panic!("expected a SignIn");
+            };
+            let refusal = Packet::SignInRefused {
+                request,
+                reason: RefuseReason::NameInUse,
+                holder,
+            };
+            c.handle_datagram(now, server, &refusal.to_bytes().unwrap());
+            let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert_eq!(events, [ClientEvent::SignInFailed(expected)], "{holder:?}");
+        }
+    }
+
     #[test]
     fn duplicate_fragment_is_acked_again_and_shown_once() {
         let mut net = Net::new(&["Alice", "Bob"]);
