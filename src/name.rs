@@ -152,7 +152,7 @@ pub fn normalize(name: &str) -> Cow<'_, str> {
 /// What the ASCII character `b` becomes in a UTS #39 skeleton (the
 /// `confusables.txt` prototypes of the ASCII range), or `None` when it stays
 /// itself. The unit tests check this against `unicode-security`.
-fn ascii_prototype(b: u8) -> Option<&'static str> {
+const fn ascii_prototype(b: u8) -> Option<&'static str> {
     Some(match b {
         b'"' => "''",
         b'%' => "\u{b0}/\u{2080}",
@@ -163,6 +163,23 @@ fn ascii_prototype(b: u8) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Each ASCII byte's one-byte key (lower-cased, its prototype, lower-cased),
+/// or 0 where the key has more than one byte (`m` is `rn`) or is NUL.
+const ASCII_KEY: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b: u8 = 0;
+    while b < 128 {
+        let lower = b.to_ascii_lowercase();
+        table[b as usize] = match ascii_prototype(lower) {
+            None => lower,
+            Some(p) if p.len() == 1 => p.as_bytes()[0].to_ascii_lowercase(),
+            Some(_) => 0,
+        };
+        b += 1;
+    }
+    table
+};
 
 /// The skeleton of an ASCII string, lower-cased first and after when `fold`.
 /// One allocation of the exact size, so boxing it does not reallocate.
@@ -226,7 +243,16 @@ impl NameKey {
         let mut buf = [0u8; 6 * MAX_NAME_CHARS];
         if name.is_ascii() && name.len() <= MAX_NAME_CHARS {
             let mut len = 0;
-            for b in name.bytes().map(|b| b.to_ascii_lowercase()) {
+            for b in name.bytes() {
+                let one_byte = ASCII_KEY.get(usize::from(b)).copied().unwrap_or(0);
+                if one_byte != 0 {
+                    if let Some(slot) = buf.get_mut(len) {
+                        *slot = one_byte;
+                        len += 1;
+                        continue;
+                    }
+                }
+                let b = b.to_ascii_lowercase();
                 let (part, one);
                 match ascii_prototype(b) {
                     Some(p) => part = p.as_bytes(),
