@@ -33,8 +33,10 @@
 //! server indexes signed-in names by both. Lookups go by [`NameKey`] alone:
 //! `AIice` is not found while `Alice` is signed in, and cannot sign in then.
 //!
-//! Both keys are computed once, where a name enters (a sign-in, a lookup), and
-//! ASCII names take a fast path that allocates only the key itself.
+//! The server computes the keys where a name enters (a sign-in, a lookup) and
+//! again when it leaves, rather than keep them in every session. ASCII names
+//! take a fast path: a lookup ([`NameKey::with_str`]) allocates nothing, a
+//! sign-in only the keys it files.
 
 use std::borrow::{Borrow, Cow};
 use std::fmt;
@@ -220,9 +222,9 @@ impl NameKey {
         if name.is_ascii() {
             return NameKey(ascii_skeleton(name, true).into_boxed_str());
         }
-        // Lower-case before the skeleton (`Ⅰ` and `ⅰ` map to different
-        // prototypes) and after (prototypes may be capitals: `0` is `O`),
-        // until nothing changes, so a key is its own key.
+        // Lower-case before the skeleton (case is ignored) and after
+        // (prototypes may be capitals: `0` is `O`), until nothing changes,
+        // so a key is its own key.
         let mut key = name.to_lowercase();
         for _ in 0..4 {
             let next = skeleton(&key).to_lowercase();
