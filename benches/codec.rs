@@ -100,6 +100,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::SignInRefused {
                 request: 1,
                 reason: RefuseReason::NameInUse,
+                holder: "Alice",
             },
         ),
         (

@@ -54,13 +54,17 @@
 //! | request | `u32` |
 //! | token | `bytes8` |
 //!
-//! **0x04 SignInRefused** (server → client)
+//! **0x04 SignInRefused** (server → client). For "name in use", `holder` is
+//! the signed-in name the requested one clashes with, as its holder spells it
+//! (it may differ: `Аlice` with a Cyrillic А clashes with `Alice`); empty for
+//! the other reasons.
 //!
 //! | field | type |
 //! |---|---|
 //! | type | `u8` = 0x04 |
 //! | request | `u32` |
 //! | reason | `u8`: 1 name in use, 2 invalid name, 3 server full |
+//! | holder | `str8` |
 //!
 //! **0x05 ListRequest** (client → server): a page of the signed-in names,
 //! from `cursor` on: 0 for the first page, then the `cursor` of the page
@@ -456,6 +460,9 @@ pub enum Packet<'a> {
         request: u32,
         /// Why.
         reason: RefuseReason,
+        /// For [`RefuseReason::NameInUse`], the signed-in name that clashes
+        /// with the one asked for; empty otherwise.
+        holder: &'a str,
     },
     /// Client asks for a page of signed-in names.
     ListRequest {
@@ -673,6 +680,7 @@ impl<'a> Packet<'a> {
             PacketType::SignInRefused => Packet::SignInRefused {
                 request: r.u32("request")?,
                 reason: RefuseReason::from_byte(r.u8("reason")?)?,
+                holder: r.str8("holder")?,
             },
             PacketType::ListRequest => Packet::ListRequest {
                 request: r.u32("request")?,
@@ -754,7 +762,8 @@ impl<'a> Packet<'a> {
             Packet::SignIn { name, cookie, .. } => 4 + 1 + name.len() + 1 + cookie.len(),
             Packet::Retry { cookie, .. } => 4 + 1 + cookie.len(),
             Packet::SignInAccepted { token, .. } => 4 + 1 + token.len(),
-            Packet::SignInRefused { .. } | Packet::Error { .. } => 4 + 1,
+            Packet::SignInRefused { holder, .. } => 4 + 1 + 1 + holder.len(),
+            Packet::Error { .. } => 4 + 1,
             Packet::ListRequest { token, .. } => 4 + 1 + token.len() + 4,
             Packet::ListReply { names, .. } => 4 + 1 + 4 + names.encoded_len(),
             Packet::LookupRequest { token, name, .. } => 4 + 1 + token.len() + 1 + name.len(),
@@ -810,9 +819,14 @@ impl<'a> Packet<'a> {
                 buf.put_u32(request);
                 put8(buf, token);
             }
-            Packet::SignInRefused { request, reason } => {
+            Packet::SignInRefused {
+                request,
+                reason,
+                holder,
+            } => {
                 buf.put_u32(request);
                 buf.put_u8(reason as u8);
+                put8(buf, holder.as_bytes());
             }
             Packet::ListRequest {
                 request,
@@ -965,8 +979,8 @@ impl<'a> Packet<'a> {
                 }
                 Ok(())
             }
-            Packet::SignInRefused { .. }
-            | Packet::KeepAliveAck { .. }
+            Packet::SignInRefused { holder, .. } => short("holder", holder.len()),
+            Packet::KeepAliveAck { .. }
             | Packet::Probe { .. }
             | Packet::SignOutAck { .. }
             | Packet::Error { .. }
@@ -1249,10 +1263,13 @@ mod tests {
                     0x04, // type: SignInRefused
                     0x00, 0x00, 0x00, 0x01, // request = 1
                     0x01, // reason = 1, name in use
+                    0x06, 0xd0, 0x90, b'l', b'i', b'c',
+                    b'e', // holder: len 6, "Аlice" (Cyrillic А)
                 ],
                 Packet::SignInRefused {
                     request: 1,
                     reason: RefuseReason::NameInUse,
+                    holder: "\u{410}lice",
                 },
             ),
             (
@@ -1260,10 +1277,12 @@ mod tests {
                     0x04, // type: SignInRefused
                     0x00, 0x00, 0x00, 0x02, // request = 2
                     0x02, // reason = 2, invalid name
+                    0x00, // holder: len 0
                 ],
                 Packet::SignInRefused {
                     request: 2,
                     reason: RefuseReason::InvalidName,
+                    holder: "",
                 },
             ),
             (
@@ -1271,10 +1290,12 @@ mod tests {
                     0x04, // type: SignInRefused
                     0x00, 0x00, 0x00, 0x03, // request = 3
                     0x03, // reason = 3, server full
+                    0x00, // holder: len 0
                 ],
                 Packet::SignInRefused {
                     request: 3,
                     reason: RefuseReason::ServerFull,
+                    holder: "",
                 },
             ),
             (

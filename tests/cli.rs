@@ -250,12 +250,11 @@ fn start_server() -> (Guard, u16) {
     (guard, port)
 }
 
-#[test]
-fn a_name_in_use_is_refused() {
-    let (_server, port) = start_server();
-    let port = port.to_string();
+/// A client signed in as `name` at the server on `port`, its input held
+/// open; returned once it shows its first prompt.
+fn signed_in_client(port: &str, name: &str) -> Guard {
     let mut holder = Command::new(CLIENT)
-        .args(["-u", "Alice", "-sip", "127.0.0.1", "-sp", &port])
+        .args(["-u", name, "-sip", "127.0.0.1", "-sp", port])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -263,11 +262,19 @@ fn a_name_in_use_is_refused() {
         .spawn()
         .expect("start holder");
     let mut out = holder.stdout.take().expect("piped");
-    let _holder = Guard(holder);
+    let holder = Guard(holder);
     // Signed in once the first prompt shows.
     let mut prompt = [0u8; 3];
     out.read_exact(&mut prompt).expect("holder output");
     assert_eq!(&prompt, b"+> ");
+    holder
+}
+
+#[test]
+fn a_name_in_use_is_refused() {
+    let (_server, port) = start_server();
+    let port = port.to_string();
+    let _holder = signed_in_client(&port, "Alice");
     let ran = run(
         CLIENT,
         &["-u", "alice", "-sip", "127.0.0.1", "-sp", &port],
@@ -277,6 +284,54 @@ fn a_name_in_use_is_refused() {
     assert!(
         ran.stderr
             .contains("<\u{2013} Sign-in failed: name alice is in use"),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn invisible_characters_in_a_name_are_refused_at_the_command_line() {
+    for (name, code) in [
+        ("Alice\u{200b}", "U+200B"),
+        ("Alice\u{200d}", "U+200D"),
+        ("Alice\u{feff}", "U+FEFF"),
+        ("\u{2060}Alice", "U+2060"),
+    ] {
+        let ran = assert_refused(
+            CLIENT,
+            &["-u", name, "-sip", "127.0.0.1", "-sp", "9090"],
+            CLIENT_USAGE,
+        );
+        let why = format!("a name cannot contain {code} (an invisible character)");
+        assert!(ran.stderr.contains(&why), "{name:?}: {ran:?}");
+    }
+}
+
+#[test]
+fn a_look_alike_of_a_name_in_use_is_refused_naming_it() {
+    let (_server, port) = start_server();
+    let port = port.to_string();
+    let _holder = signed_in_client(&port, "Alice");
+    // `Аlice` with a Cyrillic А.
+    let ran = run(
+        CLIENT,
+        &["-u", "\u{410}lice", "-sip", "127.0.0.1", "-sp", &port],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    let why = "<\u{2013} Sign-in failed: name \u{410}lice is in use (it looks like Alice)";
+    assert!(ran.stderr.contains(why), "{ran:?}");
+    // A name typed decomposed (`e` + U+0308) signs in under its NFC spelling,
+    // which is then in use.
+    let _zoe = signed_in_client(&port, "Zoe\u{308}");
+    let ran = run(
+        CLIENT,
+        &["-u", "Zo\u{eb}", "-sip", "127.0.0.1", "-sp", &port],
+        Duration::from_secs(30),
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains("Sign-in failed: name Zo\u{eb} is in use"),
         "{ran:?}"
     );
 }

@@ -88,6 +88,7 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8]) -> Vec<Packet<'a>> {
         Packet::SignInRefused {
             request: 4,
             reason: RefuseReason::NameInUse,
+            holder: "Alice",
         },
         Packet::ListRequest {
             request: 5,

@@ -18,7 +18,7 @@ enum Owned {
     SignIn(u32, String, Vec<u8>),
     Retry(u32, Vec<u8>),
     SignInAccepted(u32, Vec<u8>),
-    SignInRefused(u32, RefuseReason),
+    SignInRefused(u32, RefuseReason, String),
     ListRequest(u32, Vec<u8>, u32),
     ListReply(u32, bool, u32, Vec<String>),
     LookupRequest(u32, Vec<u8>, String),
@@ -62,9 +62,10 @@ impl Owned {
                 request: *request,
                 token,
             },
-            Owned::SignInRefused(request, reason) => Packet::SignInRefused {
+            Owned::SignInRefused(request, reason, holder) => Packet::SignInRefused {
                 request: *request,
                 reason: *reason,
+                holder,
             },
             Owned::ListRequest(request, token, cursor) => Packet::ListRequest {
                 request: *request,
@@ -194,7 +195,8 @@ fn any_packet() -> impl Strategy<Value = Owned> {
             .prop_map(|(r, name, cookie)| Owned::SignIn(r, name, cookie)),
         (any::<u32>(), short_bytes()).prop_map(|(r, cookie)| Owned::Retry(r, cookie)),
         (any::<u32>(), short_bytes()).prop_map(|(r, token)| Owned::SignInAccepted(r, token)),
-        (any::<u32>(), refuse_reason()).prop_map(|(r, reason)| Owned::SignInRefused(r, reason)),
+        (any::<u32>(), refuse_reason(), short_string())
+            .prop_map(|(r, reason, holder)| Owned::SignInRefused(r, reason, holder)),
         (any::<u32>(), short_bytes(), any::<u32>())
             .prop_map(|(r, token, cursor)| Owned::ListRequest(r, token, cursor)),
         (

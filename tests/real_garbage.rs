@@ -88,6 +88,7 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
             Packet::SignInRefused {
                 request,
                 reason: RefuseReason::NameInUse,
+                holder: "Alice",
             },
             vec![],
         ),

@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Packet::SignInRefused {
             request: 4,
             reason: RefuseReason::ServerFull,
+            holder: "",
         },
         Packet::ListRequest {
             request: 5,

@@ -79,9 +79,10 @@ struct Args {
     timestamps: bool,
 }
 
-/// A valid user name (see `udpchat::name`).
+/// A valid user name (see `udpchat::name`), in NFC whatever the terminal sent.
 fn parse_name(s: &str) -> Result<String, udpchat::name::NameError> {
-    udpchat::name::validate(s).map(|()| s.to_string())
+    let name = udpchat::name::normalize(s).into_owned();
+    udpchat::name::validate(&name).map(|()| name)
 }
 
 /// The server's socket address: an IP address (IPv6 optionally in

@@ -32,6 +32,7 @@
 //! estimate). The send and receive streams are still part of this module:
 //! protocol v2 replaces them with sessions (see `docs/sessions.md`).
 
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -223,6 +224,15 @@ pub enum SignInError {
     /// A live client elsewhere holds the name.
     #[error("name {0} is in use")]
     NameInUse(String),
+    /// A live client elsewhere holds a name that looks like this one
+    /// (`Аlice` with a Cyrillic А while `Alice` is signed in).
+    #[error("name {name} is in use (it looks like {holder})")]
+    LooksLike {
+        /// The name asked for.
+        name: String,
+        /// The signed-in name it looks like, as its holder spells it.
+        holder: String,
+    },
     /// The server does not accept the name.
     #[error("name {0} is not allowed")]
     InvalidName(String),
@@ -458,7 +468,11 @@ impl ClientState {
     /// A client that starts signing in as `config.name` at once. `seed` makes
     /// its request ids and stream ids; give it randomness from the operating
     /// system in real use, a fixed number in tests.
-    pub fn new(config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+    /// The name is put in Unicode normal form C first (see [`name::normalize`]).
+    pub fn new(mut config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+        if let Cow::Owned(nfc) = name::normalize(&config.name) {
+            config.name = nfc;
+        }
         name::validate(&config.name)?;
         let mut rng = Rng::from_seed(seed);
         let cache = LookupCache::new(config.lookup_cache_ttl, config.max_cached_lookups);
@@ -550,7 +564,9 @@ impl ClientState {
 
     /// Sends `text` to the user `to`. Answered by [`ClientEvent::Delivered`]
     /// or [`ClientEvent::DeliveryFailed`] with the returned id.
+    /// `to` is put in Unicode normal form C first.
     pub fn send(&mut self, now: Instant, to: &str, text: &str) -> Result<CommandId, SendError> {
+        let to = &*name::normalize(to);
         name::validate(to)?;
         if self.phase == Phase::Closed || self.closing {
             return Err(SendError::Closed);
@@ -652,10 +668,25 @@ impl ClientState {
                     self.on_signed_in(now, Bytes::copy_from_slice(token));
                 }
             }
-            Packet::SignInRefused { request, reason } => {
+            Packet::SignInRefused {
+                request,
+                reason,
+                holder,
+            } => {
                 if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
                     let name = self.config.name.clone();
                     let error = match reason {
+                        // Only a valid name is shown: it cannot hold anything
+                        // that would upset a terminal.
+                        RefuseReason::NameInUse
+                            if name::validate(holder).is_ok()
+                                && holder.to_lowercase() != name.to_lowercase() =>
+                        {
+                            SignInError::LooksLike {
+                                name,
+                                holder: holder.to_owned(),
+                            }
+                        }
                         RefuseReason::NameInUse => SignInError::NameInUse(name),
                         RefuseReason::InvalidName => SignInError::InvalidName(name),
                         RefuseReason::ServerFull => SignInError::ServerFull,
@@ -1646,6 +1677,42 @@ mod tests {
                 max: 64 * 1024
             })
         );
+    }
+
+    /// What a refusal says of the holder: its name when it only looks like
+    /// ours, nothing when it is ours in another case or not a valid name
+    /// (a hostile server must not put escape sequences on our terminal).
+    #[test]
+    fn a_refusal_names_the_holder_only_when_it_is_a_valid_look_alike() {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        for (holder, expected) in [
+            (
+                "Alice",
+                SignInError::LooksLike {
+                    name: "\u{410}lice".into(),
+                    holder: "Alice".into(),
+                },
+            ),
+            ("\u{410}LICE", SignInError::NameInUse("\u{410}lice".into())),
+            ("\u{1b}[2J", SignInError::NameInUse("\u{410}lice".into())),
+            ("", SignInError::NameInUse("\u{410}lice".into())),
+        ] {
+            let now = Instant::now();
+            let config = ClientConfig::new("\u{410}lice", server);
+            let mut c = ClientState::new(config, now, 1).unwrap();
+            let sign_in = c.poll_transmit().unwrap();
+            let Ok(Packet::SignIn { request, .. }) = Packet::decode(&sign_in.payload) else {
+                panic!("expected a SignIn");
+            };
+            let refusal = Packet::SignInRefused {
+                request,
+                reason: RefuseReason::NameInUse,
+                holder,
+            };
+            c.handle_datagram(now, server, &refusal.to_bytes().unwrap());
+            let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert_eq!(events, [ClientEvent::SignInFailed(expected)], "{holder:?}");
+        }
     }
 
     #[test]

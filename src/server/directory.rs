@@ -2,14 +2,16 @@
 //!
 //! Users live in a `Vec` of slots; a [`UserId`] is a slot index plus the
 //! slot's generation, so an id kept by a timer or a probe after its user left
-//! (and the slot was reused) finds nothing instead of the wrong user. Two hash
-//! tables of bare slot indices find a user by name (case-insensitively) and by
-//! address; they hash with SipHash-1-3 under a key from the server's secret,
-//! so nobody can choose names or addresses that collide.
+//! (and the slot was reused) finds nothing instead of the wrong user. Three
+//! hash tables of bare slot indices find a user by name key ([`NameKey`]:
+//! case and look-alike characters ignored), by shape ([`Shape`]: the
+//! case-keeping skeleton, which catches `AIice` for `Alice`) and by address.
+//! They hash with SipHash-1-3 under a key from the server's secret, so nobody
+//! can choose names or addresses that collide.
 //!
-//! Memory per user: one slot (80 bytes: the name's pointer, token, address,
-//! generation, last-heard second and name hash), the name's bytes, and a
-//! `u32` plus a control byte in each table; no per-user allocation but the
+//! Memory per user: one slot (96 bytes: the name's pointer, token, address,
+//! generation, last-heard second and two name hashes), the name's bytes, and
+//! a `u32` plus a control byte in each table; no per-user allocation but the
 //! name. Lookups cost a hash, one table probe and one slot read, whatever the
 //! number of users.
 //!
@@ -23,7 +25,7 @@ use std::net::SocketAddr;
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 
-use crate::name;
+use crate::name::{NameKey, Shape};
 use crate::secret::addr_bytes;
 
 use super::TOKEN_LEN;
@@ -62,8 +64,10 @@ impl std::fmt::Debug for User {
 #[derive(Debug)]
 struct Slot {
     generation: u32,
-    /// Hash of the name's directory key (see [`Directory::name_hash`]).
+    /// Hash of the name's key (see [`Directory::name_hash`]).
     name_hash: u64,
+    /// Hash of the name's shape (see [`Directory::shape_hash`]).
+    shape_hash: u64,
     user: Option<User>,
 }
 
@@ -73,6 +77,7 @@ pub(crate) struct Directory {
     /// Indices of empty slots, reused last-freed first.
     free: Vec<u32>,
     by_name: HashTable<u32>,
+    by_shape: HashTable<u32>,
     by_addr: HashTable<u32>,
     hash_key: [u8; 16],
     len: usize,
@@ -95,6 +100,7 @@ impl Directory {
             slots: Vec::new(),
             free: Vec::new(),
             by_name: HashTable::new(),
+            by_shape: HashTable::new(),
             by_addr: HashTable::new(),
             hash_key,
             len: 0,
@@ -106,18 +112,20 @@ impl Directory {
         self.len
     }
 
-    /// The hash of `name`'s directory key: names that are the same name
-    /// (see [`crate::name::same`]) hash alike.
-    fn name_hash(&self, name: &str) -> u64 {
+    fn hash_str(&self, s: &str) -> u64 {
         let mut h = SipHasher13::new_with_key(&self.hash_key);
-        if name.is_ascii() {
-            for b in name.bytes() {
-                h.write_u8(b.to_ascii_lowercase());
-            }
-        } else {
-            h.write(name::fold(name).as_bytes());
-        }
+        h.write(s.as_bytes());
         h.finish()
+    }
+
+    /// The hash of `name`'s [`NameKey`] (no allocation for ASCII names).
+    fn name_hash(&self, name: &str) -> u64 {
+        NameKey::with_str(name, |key| self.hash_str(key))
+    }
+
+    /// The hash of `name`'s [`Shape`].
+    fn shape_hash(&self, name: &str) -> u64 {
+        self.hash_str(Shape::new(name).as_str())
     }
 
     fn addr_hash(hash_key: &[u8; 16], addr: &SocketAddr) -> u64 {
@@ -138,16 +146,30 @@ impl Directory {
         UserId { index, generation }
     }
 
-    /// The user holding `name` (or a name that is the same name).
+    /// The user holding a name with `name`'s key.
     pub(crate) fn by_name(&self, name: &str) -> Option<UserId> {
         let hash = self.name_hash(name);
         let found = self.by_name.find(hash, |&i| {
             let slot = &self.slots[i as usize];
             slot.name_hash == hash
+                && slot.user.as_ref().is_some_and(|u| {
+                    NameKey::with_str(&u.name, |a| NameKey::with_str(name, |b| a == b))
+                })
+        })?;
+        Some(self.id_of(*found))
+    }
+
+    /// The user holding a name with `name`'s shape.
+    pub(crate) fn by_shape(&self, name: &str) -> Option<UserId> {
+        let hash = self.shape_hash(name);
+        let shape = Shape::new(name);
+        let found = self.by_shape.find(hash, |&i| {
+            let slot = &self.slots[i as usize];
+            slot.shape_hash == hash
                 && slot
                     .user
                     .as_ref()
-                    .is_some_and(|u| name::same(&u.name, name))
+                    .is_some_and(|u| Shape::new(&u.name) == shape)
         })?;
         Some(self.id_of(*found))
     }
@@ -181,13 +203,16 @@ impl Directory {
     /// address is taken.
     pub(crate) fn insert(&mut self, user: User) -> UserId {
         debug_assert!(self.by_name(&user.name).is_none());
+        debug_assert!(self.by_shape(&user.name).is_none());
         debug_assert!(self.by_addr(&user.addr).is_none());
         let name_hash = self.name_hash(&user.name);
+        let shape_hash = self.shape_hash(&user.name);
         let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
         let index = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];
                 slot.name_hash = name_hash;
+                slot.shape_hash = shape_hash;
                 slot.user = Some(user);
                 index
             }
@@ -197,6 +222,7 @@ impl Directory {
                 self.slots.push(Slot {
                     generation: 0,
                     name_hash,
+                    shape_hash,
                     user: Some(user),
                 });
                 index
@@ -205,6 +231,8 @@ impl Directory {
         let slots = &self.slots;
         self.by_name
             .insert_unique(name_hash, index, |&i| slots[i as usize].name_hash);
+        self.by_shape
+            .insert_unique(shape_hash, index, |&i| slots[i as usize].shape_hash);
         let key = self.hash_key;
         self.by_addr.insert_unique(addr_hash, index, |&i| {
             slots[i as usize]
@@ -223,10 +251,13 @@ impl Directory {
             return None;
         }
         let user = slot.user.take()?;
-        let name_hash = slot.name_hash;
+        let (name_hash, shape_hash) = (slot.name_hash, slot.shape_hash);
         slot.generation = slot.generation.wrapping_add(1);
         let index = id.index;
         if let Ok(entry) = self.by_name.find_entry(name_hash, |&i| i == index) {
+            entry.remove();
+        }
+        if let Ok(entry) = self.by_shape.find_entry(shape_hash, |&i| i == index) {
             entry.remove();
         }
         let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
@@ -281,6 +312,9 @@ mod tests {
         let alice = d.insert(user("Alice", 1));
         let zoe = d.insert(user("Zoë", 2));
         assert_eq!(d.by_name("aLICE"), Some(alice));
+        assert_eq!(d.by_name("Аlice"), Some(alice), "Cyrillic А");
+        assert_eq!(d.by_name("AIice"), None, "capital I: another key");
+        assert_eq!(d.by_shape("AIice"), Some(alice), "... but Alice's shape");
         assert_eq!(d.by_name("ZOË"), Some(zoe));
         assert_eq!(d.by_name("Bob"), None);
         assert_eq!(d.by_addr(&addr(2)), Some(zoe));
@@ -301,6 +335,7 @@ mod tests {
         assert!(d.get_mut(alice).is_none());
         assert_eq!(d.get(bob).map(|u| &*u.name), Some("Bob"));
         assert_eq!(d.by_name("alice"), None);
+        assert_eq!(d.by_shape("Alice"), None);
         assert_eq!(d.by_addr(&addr(1)), None);
         assert_eq!(d.len(), 1);
     }

@@ -17,6 +17,9 @@
 //!   address. On a conflicting sign-in the server probes the holder; the
 //!   newcomer gets no answer until the probe settles (its sign-in is retried),
 //!   then `NameInUse` if the holder answered, or the name if it did not.
+//!   A name that looks like a signed-in one is the same name
+//!   ([`name::same`]: `aLICE`, `Аlice` with a Cyrillic А, `AIice` with a
+//!   capital I are all `Alice`); the refusal carries the holder's spelling.
 //! * **Bounded state.** Sessions are capped ([`ServerConfig::max_users`]);
 //!   per-source rate limiting keeps a table of bounded size; cookies need no
 //!   state at all.
@@ -394,8 +397,7 @@ impl ServerState {
         }
         // From here on the address is validated: it echoed our cookie.
         if name::validate(name).is_err() {
-            let reason = RefuseReason::InvalidName;
-            self.send(from, &Packet::SignInRefused { request, reason }, None);
+            self.refuse(from, request, RefuseReason::InvalidName, None);
             return;
         }
         if let Some(id) = self.directory.by_addr(&from) {
@@ -414,11 +416,14 @@ impl ServerState {
             }
             self.remove(id, SignOutReason::Replaced);
         }
-        if let Some(holder) = self.directory.by_name(name) {
+        let holder = self
+            .directory
+            .by_name(name)
+            .or_else(|| self.directory.by_shape(name));
+        if let Some(holder) = holder {
             match self.probes.on_conflict(now, holder, from, request) {
                 Conflict::Refuse => {
-                    let reason = RefuseReason::NameInUse;
-                    self.send(from, &Packet::SignInRefused { request, reason }, None);
+                    self.refuse(from, request, RefuseReason::NameInUse, Some(holder));
                 }
                 Conflict::Wait => {}
                 Conflict::Probe(probe) => {
@@ -430,8 +435,7 @@ impl ServerState {
             return;
         }
         if self.directory.len() >= self.config.max_users {
-            let reason = RefuseReason::ServerFull;
-            self.send(from, &Packet::SignInRefused { request, reason }, None);
+            self.refuse(from, request, RefuseReason::ServerFull, None);
             return;
         }
         self.issued += 1;
@@ -457,6 +461,28 @@ impl ServerState {
         self.accept(from, request, &token);
     }
 
+    /// Refuses sign-in `request` from the validated address `to`; for
+    /// `NameInUse`, `holder` is the user whose name it clashes with, whose
+    /// spelling the refusal carries.
+    fn refuse(
+        &mut self,
+        to: SocketAddr,
+        request: u32,
+        reason: RefuseReason,
+        holder: Option<UserId>,
+    ) {
+        let name = holder
+            .and_then(|id| self.directory.get(id))
+            .map(|u| u.name.to_string())
+            .unwrap_or_default();
+        let refusal = Packet::SignInRefused {
+            request,
+            reason,
+            holder: &name,
+        };
+        self.send(to, &refusal, None);
+    }
+
     /// Answers sign-in `request` from the validated address `to`.
     fn accept(&mut self, to: SocketAddr, request: u32, token: &[u8]) {
         self.send(to, &Packet::SignInAccepted { request, token }, None);
@@ -480,8 +506,7 @@ impl ServerState {
                 user.last_heard = stamp;
                 let id = id?;
                 for (to, request) in self.probes.answered(id) {
-                    let reason = RefuseReason::NameInUse;
-                    self.send(to, &Packet::SignInRefused { request, reason }, None);
+                    self.refuse(to, request, RefuseReason::NameInUse, Some(id));
                 }
                 Some(id)
             }
@@ -675,7 +700,8 @@ mod tests {
             Packet::decode(&refused.payload).unwrap(),
             Packet::SignInRefused {
                 request: 8,
-                reason: RefuseReason::NameInUse
+                reason: RefuseReason::NameInUse,
+                holder: "Alice",
             }
         );
         assert_eq!(s.lookup("alice"), Some(addr(1)));
@@ -706,6 +732,30 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_name_leaves_both_indexes_when_its_holder_signs_out() {
+        let now = Instant::now();
+        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
+        let token = sign_in(&mut s, now, addr(1), "Alice");
+        let out = Packet::SignOut {
+            request: 3,
+            token: &token,
+        };
+        s.handle_datagram(now, addr(1), &out.to_bytes().unwrap());
+        drain(&mut s);
+        // `AIice` (capital I) has Alice's shape: free now.
+        let _ = sign_in(&mut s, now, addr(2), "AIice");
+        assert_eq!(s.lookup("AIICE"), Some(addr(2)));
+        assert_eq!(s.lookup("Alice"), None, "a lookup goes by key");
+        // Signing in under another name replaces the session and frees the
+        // old name's key and shape.
+        let _ = sign_in(&mut s, now, addr(2), "Bob");
+        assert_eq!(s.lookup("AIice"), None);
+        let _ = sign_in(&mut s, now, addr(3), "Alice");
+        assert_eq!(s.user_count(), 2);
+        assert_eq!(s.lookup("alice"), Some(addr(3)));
     }
 
     #[test]
