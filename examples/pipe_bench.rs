@@ -81,17 +81,30 @@ fn wait_line<T>(rx: &Receiver<String>, what: &str, f: impl Fn(&str) -> Option<T>
                     return t;
                 }
             }
-            Err(_) => usage(&format!("gave up waiting for {what}")),
+            // A panic, not an exit: the children's guards must run.
+            Err(_) => panic!("gave up waiting for {what}"),
         }
     }
 }
 
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdin(Stdio::piped())
+/// A child process, killed when dropped (also when a round panics).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Guard {
+    let child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| usage(&format!("cannot start {cmd:?}: {e}")))
+        .unwrap_or_else(|e| usage(&format!("cannot start {cmd:?}: {e}")));
+    Guard(child)
 }
 
 /// Counts the message lines from `rx` until `n` have come or nothing new has
@@ -124,7 +137,7 @@ fn count_until(
 fn chat_round(n: usize, round: usize) -> f64 {
     let mut server =
         spawn(Command::new(beside_me("ChatServer")).args(["-sp", "0", "--bind", "127.0.0.1"]));
-    let server_out = lines_of(server.stdout.take().expect("server stdout"));
+    let server_out = lines_of(server.0.stdout.take().expect("server stdout"));
     let port = wait_line(&server_out, "the server's address", |l| {
         l.split_whitespace()
             .find_map(|w| w.parse::<std::net::SocketAddr>().ok())
@@ -143,7 +156,7 @@ fn chat_round(n: usize, round: usize) -> f64 {
         ]))
     };
     let mut bob = client(&bob_name);
-    let bob_out = lines_of(bob.stdout.take().expect("bob stdout"));
+    let bob_out = lines_of(bob.0.stdout.take().expect("bob stdout"));
     let mut alice = client(&alice_name);
     let mut waiting = vec![
         format!("{bob_name} signed in"),
@@ -156,7 +169,7 @@ fn chat_round(n: usize, round: usize) -> f64 {
         waiting.retain(|w| !line.starts_with(w.as_str()));
     }
     let lines: String = (0..n).map(|i| format!("send {bob_name} m{i}\n")).collect();
-    let mut stdin = alice.stdin.take().expect("alice stdin");
+    let mut stdin = alice.0.stdin.take().expect("alice stdin");
     let started = Instant::now();
     let writer = thread::spawn(move || {
         let _ = stdin.write_all(lines.as_bytes());
@@ -167,10 +180,7 @@ fn chat_round(n: usize, round: usize) -> f64 {
         l.split_once(&marker).map(|(_, text)| text.to_string())
     });
     let _ = writer.join();
-    for mut child in [alice, bob, server] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop((alice, bob, server));
     assert_eq!(
         shown, n,
         "round {round}: Bob showed {shown} of {n} messages"
@@ -182,13 +192,13 @@ fn chat_round(n: usize, round: usize) -> f64 {
 fn bare_round(n: usize) -> (f64, usize) {
     let me = std::env::current_exe().expect("own path");
     let mut recv = spawn(Command::new(&me).arg("--bare-recv"));
-    let recv_out = lines_of(recv.stdout.take().expect("stdout"));
+    let recv_out = lines_of(recv.0.stdout.take().expect("stdout"));
     let addr = wait_line(&recv_out, "the bare receiver's address", |l| {
         l.strip_prefix("listening ").map(str::to_string)
     });
     let mut send = spawn(Command::new(&me).args(["--bare-send", &addr]));
     let lines: String = (0..n).map(|i| format!("send Bob m{i}\n")).collect();
-    let mut stdin = send.stdin.take().expect("stdin");
+    let mut stdin = send.0.stdin.take().expect("stdin");
     let started = Instant::now();
     let writer = thread::spawn(move || {
         let _ = stdin.write_all(lines.as_bytes());
@@ -197,10 +207,7 @@ fn bare_round(n: usize) -> (f64, usize) {
         l.strip_prefix("<From ").map(str::to_string)
     });
     let _ = writer.join();
-    for mut child in [send, recv] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop((send, recv));
     (got as f64 / last.as_secs_f64().max(1e-9), got)
 }
 
