@@ -87,6 +87,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod crypto;
 pub mod name;
 pub mod run;
 pub mod secret;
