@@ -212,7 +212,12 @@ fn unanswered_sign_in_says_so_and_exits_non_zero() {
             .contains("<\u{2013} Sign-in failed: the server did not answer"),
         "{ran:?}"
     );
-    assert!(ran.stdout.is_empty(), "printed before signing in: {ran:?}");
+    // Only the line that says what it is doing, while it waits.
+    assert_eq!(
+        ran.stdout,
+        format!("<\u{2013} Signing in to 127.0.0.1:{port} as Alice...\n"),
+        "{ran:?}"
+    );
 }
 
 /// Starts `ChatServer -sp 0 --bind 127.0.0.1` and returns it with its port,
@@ -263,10 +268,22 @@ fn signed_in_client(port: &str, name: &str) -> Guard {
         .expect("start holder");
     let mut out = holder.stdout.take().expect("piped");
     let holder = Guard(holder);
-    // Signed in once the first prompt shows.
-    let mut prompt = [0u8; 3];
-    out.read_exact(&mut prompt).expect("holder output");
-    assert_eq!(&prompt, b"+> ");
+    // Signed in once the first prompt shows, after the two sign-in lines.
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"+> ") {
+        out.read_exact(&mut byte).expect("holder output");
+        seen.push(byte[0]);
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    // The client shows its name as it signs in: in NFC.
+    let name = udpchat::name::normalize(name);
+    assert_eq!(
+        seen,
+        format!(
+            "<\u{2013} Signing in to 127.0.0.1:{port} as {name}...\n<\u{2013} Signed in as {name}\n+> "
+        )
+    );
     holder
 }
 

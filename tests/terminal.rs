@@ -204,7 +204,10 @@ fn incoming_message_keeps_the_half_typed_line() {
     }
     let (_server, port) = start_server();
     let (_bob, mut bob_in, bob_out) = start_piped_client("Bob", port);
-    bob_out.wait_for("Bob's first prompt", |t| t.starts_with("+> "));
+    bob_out.wait_for("Bob's first prompt", |t| {
+        t.starts_with("<\u{2013} Signing in to 127.0.0.1:")
+            && t.ends_with("<\u{2013} Signed in as Bob\n+> ")
+    });
 
     let tmux = Tmux::new();
     let port_arg = port.to_string();
@@ -229,7 +232,15 @@ fn incoming_message_keeps_the_half_typed_line() {
         "-sp",
         &port_arg,
     ]);
-    tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+    let screen = tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+    // She was told what was happening while she waited.
+    let signing_in = format!("<\u{2013} Signing in to 127.0.0.1:{port} as Alice...");
+    assert!(screen.contains(&signing_in), "{}", screen.join("\n"));
+    assert!(
+        screen.iter().any(|l| l == "<\u{2013} Signed in as Alice"),
+        "{}",
+        screen.join("\n")
+    );
 
     // Half a line, not yet entered.
     tmux.type_text("send Bob half");

@@ -56,6 +56,14 @@ use ui::{Command, PlainScreen, Style};
 /// The usage line.
 const USAGE: &str = "ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT [--timestamps]";
 
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0    signed out; every command succeeded
+  1    signed out; some command failed (a message not delivered, no such
+       user, a list the server did not answer, an unknown command)
+  2    bad arguments, or the sign-in was refused or not answered
+  130  a second Ctrl-C (or SIGTERM) left at once";
+
 /// Longest input line read in plain mode; longer ones are refused whole.
 const MAX_LINE: usize = 1 << 20;
 
@@ -63,7 +71,7 @@ const MAX_LINE: usize = 1 << 20;
 ///
 /// Commands: list, send NAME TEXT, help, quit (or Ctrl-D).
 #[derive(Debug, Parser)]
-#[command(name = "ChatClient", version, override_usage = USAGE)]
+#[command(name = "ChatClient", version, override_usage = USAGE, after_help = EXIT_CODES)]
 struct Args {
     /// Your name: 1 to 32 characters, no spaces, control characters, ',', ':' or '>'.
     #[arg(short = 'u', value_name = "NAME", value_parser = parse_name)]
@@ -324,6 +332,8 @@ struct App {
     quitting: bool,
     /// Ctrl-C or SIGTERM came once; a second time leaves at once.
     interrupted: bool,
+    /// Some command failed: the exit code will say so.
+    failed: bool,
 }
 
 impl App {
@@ -351,7 +361,11 @@ impl App {
         while let Some(event) = self.client.poll_event() {
             any = true;
             match event {
-                ClientEvent::SignedIn => self.signed_in(),
+                ClientEvent::SignedIn => {
+                    let body = format!("Signed in as {}", self.style.name(self.client.name()));
+                    self.say(&body);
+                    self.signed_in();
+                }
                 ClientEvent::SignInFailed(why) => {
                     // (Also after a lost server, if the name was taken
                     // meanwhile.) End a pending prompt's line first.
@@ -379,6 +393,7 @@ impl App {
                     if let Some(i) = self.silent_lists.iter().position(|l| *l == id) {
                         self.silent_lists.swap_remove(i);
                     } else {
+                        self.failed = true;
                         self.say(&format!("List failed: {reason}"));
                     }
                 }
@@ -392,6 +407,7 @@ impl App {
                 }
                 ClientEvent::Delivered { .. } => {}
                 ClientEvent::DeliveryFailed { to, reason, .. } => {
+                    self.failed = true;
                     let body = match reason {
                         DeliveryFailure::NoSuchUser => self.style.no_such_user(&to),
                         other => self.style.not_delivered(&to, &other),
@@ -453,7 +469,9 @@ impl App {
                 }
                 Input::End => false,
                 Input::Interrupt => {
-                    if self.interrupted {
+                    // Already leaving (quit, end of input, or Ctrl-C before):
+                    // this one leaves at once.
+                    if self.interrupted || self.quitting {
                         return Some(Outcome::Forced);
                     }
                     self.interrupted = true;
@@ -483,6 +501,7 @@ impl App {
             }
             Command::Send { to, text } => {
                 if let Err(e) = self.client.send(now, to, text) {
+                    self.failed = true;
                     let body = match e {
                         SendError::InvalidName(_) => self.style.no_such_user(to),
                         other => format!("Message to {} not sent: {other}", self.style.name(to)),
@@ -490,10 +509,14 @@ impl App {
                     self.say(&body);
                 }
             }
-            Command::SendUsage => self.say(ui::SEND_USAGE),
+            Command::SendUsage => {
+                self.failed = true;
+                self.say(ui::SEND_USAGE);
+            }
             Command::Help => self.say_all(&ui::HELP),
             Command::Quit => return false,
             Command::Unknown(word) => {
+                self.failed = true;
                 let body = self.style.unknown(word);
                 self.say(&body);
             }
@@ -509,6 +532,23 @@ impl App {
                 screen.stop_prompting();
             }
             self.client.sign_out(Instant::now());
+            let pending = self.client.pending();
+            if !pending.is_empty() {
+                let count: usize = pending.iter().map(|(_, n)| n).sum();
+                let names: Vec<String> =
+                    pending.iter().map(|(to, _)| self.style.name(to)).collect();
+                let body = format!(
+                    "Waiting for {count} message{} to {} to be delivered ({} to leave now)",
+                    if count == 1 { "" } else { "s" },
+                    names.join(", "),
+                    if self.interrupted {
+                        "Ctrl-C again"
+                    } else {
+                        "Ctrl-C"
+                    }
+                );
+                self.say(&body);
+            }
         }
     }
 }
@@ -596,7 +636,13 @@ fn main() -> ExitCode {
         editing: Arc::new(AtomicBool::new(false)),
         quitting: false,
         interrupted: false,
+        failed: false,
     };
+    let body = format!(
+        "Signing in to {server} as {}...",
+        app.style.name(app.client.name())
+    );
+    app.say(&body);
 
     let outcome = loop {
         if let Err(e) = driver.step(&mut app.client) {
@@ -626,6 +672,7 @@ fn main() -> ExitCode {
         let _ = writeln!(io::stdout().lock());
     }
     match outcome {
+        Some(Outcome::Done) if app.failed => ExitCode::from(1),
         Some(Outcome::Done) => ExitCode::SUCCESS,
         Some(Outcome::SignInFailed) => ExitCode::from(2),
         Some(Outcome::Forced) => ExitCode::from(130),

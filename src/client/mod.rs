@@ -536,6 +536,16 @@ impl ClientState {
         self.stats
     }
 
+    /// The messages sent and not yet delivered or failed, as (recipient,
+    /// how many), recipients in name order.
+    pub fn pending(&self) -> Vec<(String, usize)> {
+        self.peers
+            .values()
+            .filter(|p| !p.messages.is_empty())
+            .map(|p| (p.name.clone(), p.messages.len()))
+            .collect()
+    }
+
     /// Names seen in the last user list and in conversations, for completion.
     pub fn known_users(&self) -> Vec<String> {
         let mut names = self.known.clone();
@@ -1817,8 +1827,11 @@ mod tests {
         let mut net = Net::new(&["Alice", "Bob"]);
         let now = net.now;
         let id = net.clients[0].1.send(now, "Bob", "last words").unwrap();
+        net.clients[0].1.send(now, "Bob", "and more").unwrap();
+        assert_eq!(net.clients[0].1.pending(), vec![("Bob".to_string(), 2)]);
         net.clients[0].1.sign_out(now);
         net.pump();
+        assert!(net.clients[0].1.pending().is_empty());
         let events = net.events(0);
         let delivered = events
             .iter()

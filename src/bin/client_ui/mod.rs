@@ -19,6 +19,13 @@ use udpchat::text::escape;
 pub const MARKER: &str = "<\u{2013} ";
 /// The input prompt.
 pub const PROMPT: &str = "+> ";
+/// Continuation lines of a multi-line message are indented this much, the
+/// width of [`MARKER`]: they line up with the text above them, and no
+/// received line can begin at the left edge to pass for a `<– ` line or the
+/// `+> ` prompt.
+pub const CONTINUATION: &str = "   ";
+/// A tab in received text is shown as this many spaces.
+const TAB: &str = "    ";
 /// The usage line of `send`.
 pub const SEND_USAGE: &str = "Usage: send NAME TEXT";
 /// The commands, for completion.
@@ -143,7 +150,11 @@ impl Style {
     /// `<From IP:PORT:NAME>: TEXT`, IP:PORT the sender's real address (IPv6
     /// in brackets).
     pub fn incoming(&self, from: &str, address: SocketAddr, text: &str) -> String {
-        format!("<From {address}:{}>: {}", self.name(from), escape(text))
+        format!(
+            "<From {address}:{}>: {}",
+            self.name(from),
+            display_text(text)
+        )
     }
 
     /// `No such user: NAME`
@@ -163,6 +174,26 @@ impl Style {
             escape(word)
         )
     }
+}
+
+/// Received text made safe to show: each line escaped (see [`escape`]),
+/// tabs as spaces, and every line after the first on a line of its own,
+/// indented by [`CONTINUATION`]. `\r\n` ends a line as `\n` does.
+pub fn display_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+        }
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.contains('\t') {
+            out.push_str(&escape(&line.replace('\t', TAB)));
+        } else {
+            out.push_str(&escape(line));
+        }
+    }
+    out
 }
 
 /// Tab completion: for the word ending at byte `pos` of `line`, the byte
@@ -279,6 +310,40 @@ impl<W: Write> PlainScreen<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_line_text_is_indented_and_cannot_fake_a_line() {
+        let style = Style { colour: false };
+        let from: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let body = style.incoming(
+            "Bob",
+            from,
+            "first\r\nsecond\n<– Fake reply\n+> fake prompt\n",
+        );
+        let shown = style.line(&body, None);
+        let lines: Vec<&str> = shown.split('\n').collect();
+        assert_eq!(
+            lines,
+            [
+                "<– <From 192.0.2.1:5000:Bob>: first",
+                "   second",
+                "   <– Fake reply",
+                "   +> fake prompt",
+                "   ",
+            ]
+        );
+        for line in &lines[1..] {
+            assert!(line.starts_with(CONTINUATION));
+        }
+    }
+
+    #[test]
+    fn tabs_become_spaces_and_other_controls_stay_escaped() {
+        assert_eq!(display_text("a\tb"), "a    b");
+        assert_eq!(display_text("bell\u{7}\u{1b}[2J"), "bell\\u{7}\\u{1b}[2J");
+        assert_eq!(display_text("lone\rcarriage"), "lone\\u{d}carriage");
+        assert_eq!(display_text("one line"), "one line");
+    }
 
     #[test]
     fn parses_commands() {
