@@ -60,7 +60,7 @@ fn every_command_succeeding_exits_0_and_any_failing_exits_1() {
 #[test]
 fn leaving_with_messages_in_flight_says_so_and_ctrl_c_leaves_at_once() {
     let (_server, port) = start_server();
-    let mut bob = start_client("Bob", port);
+    let bob = start_client("Bob", port);
     let mut alice = start_client("Alice", port);
     list_until(&mut alice, &["Bob"], WAIT);
     // Bob stops answering (but stays signed in for a while).
