@@ -352,3 +352,129 @@ fn a_look_alike_of_a_name_in_use_is_refused_naming_it() {
         "{ran:?}"
     );
 }
+
+#[test]
+fn errors_name_the_options_as_users_type_them() {
+    for args in [
+        &["-u", "Alice", "-sip", "127.0.0.1"][..],
+        &["-u", "Alice", "-sp", "9090"],
+        &["-u", "Alice", "-sip", "127.0.0.1", "-sp", "port"],
+    ] {
+        let ran = assert_refused(CLIENT, args, CLIENT_USAGE);
+        assert!(
+            !ran.stderr.contains("--sp") && !ran.stderr.contains("--sip"),
+            "{args:?}: {ran:?}"
+        );
+        assert!(
+            ran.stderr.contains("-sp") || ran.stderr.contains("-sip"),
+            "{ran:?}"
+        );
+    }
+    let ran = assert_refused(SERVER, &[], SERVER_USAGE);
+    assert!(
+        ran.stderr.contains("-sp <PORT>") && !ran.stderr.contains("--sp"),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn an_address_with_a_port_gets_a_hint_to_use_sp() {
+    for (args, hint) in [
+        (
+            &["-u", "Alice", "-sip", "127.0.0.1:9090"][..],
+            "-sip 127.0.0.1 -sp 9090",
+        ),
+        (
+            &["-u", "Alice", "-sip", "127.0.0.1:9090", "-sp", "9090"],
+            "-sip 127.0.0.1 -sp 9090",
+        ),
+        (
+            &["-u", "Alice", "-sip", "[::1]:7000", "-sp", "9090"],
+            "-sip ::1 -sp 7000",
+        ),
+    ] {
+        let ran = assert_refused(CLIENT, args, CLIENT_USAGE);
+        assert!(
+            ran.stderr.contains(&format!(
+                "-sip takes the address alone; give the port with -sp: {hint}"
+            )),
+            "{args:?}: {ran:?}"
+        );
+    }
+}
+
+#[test]
+fn a_name_may_start_with_a_dash_but_u_needs_a_name() {
+    let ran = assert_refused(
+        CLIENT,
+        &["-u", "-sip", "127.0.0.1", "-sp", "9090"],
+        CLIENT_USAGE,
+    );
+    assert!(
+        ran.stderr.contains("-u needs a name; -sip is an option"),
+        "{ran:?}"
+    );
+    let (_server, port) = start_server();
+    let port = port.to_string();
+    let _dash = signed_in_client(&port, "-dash");
+}
+
+#[test]
+fn the_server_resolves_bind_names_and_always_says_where_it_listens() {
+    let child = Command::new(SERVER)
+        .args(["-sp", "0", "--bind", "localhost", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ChatServer");
+    let mut guard = Guard(child);
+    let mut out = guard.0.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while seen.iter().filter(|b| **b == b'\n').count() < 2 {
+        out.read_exact(&mut byte).expect("server output");
+        seen.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Server Initialized..."));
+    let listening = lines.next().unwrap_or_default();
+    let addr: std::net::SocketAddr = listening
+        .strip_prefix("Listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(addr.ip().is_loopback(), "{addr}");
+    drop(guard);
+
+    // A port given explicitly is printed too.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(SERVER)
+        .args(["-sp", &port.to_string(), "--bind", "127.0.0.1", "-q"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ChatServer");
+    let mut guard = Guard(child);
+    let mut out = guard.0.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    while seen.iter().filter(|b| **b == b'\n').count() < 2 {
+        out.read_exact(&mut byte).expect("server output");
+        seen.push(byte[0]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        format!("Server Initialized...\nListening on 127.0.0.1:{port}\n")
+    );
+    let ran = run(
+        SERVER,
+        &["-sp", "0", "--bind", "no-such-host.invalid"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(ran.stderr.contains("cannot find the address"), "{ran:?}");
+}

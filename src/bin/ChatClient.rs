@@ -30,7 +30,7 @@ mod cli_common;
 mod ui;
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -74,7 +74,7 @@ const MAX_LINE: usize = 1 << 20;
 #[command(name = "ChatClient", version, override_usage = USAGE, after_help = EXIT_CODES)]
 struct Args {
     /// Your name: 1 to 32 characters, no spaces, control characters, ',', ':' or '>'.
-    #[arg(short = 'u', value_name = "NAME", value_parser = parse_name)]
+    #[arg(short = 'u', value_name = "NAME", value_parser = parse_name, allow_hyphen_values = true)]
     name: String,
     /// The server's IPv4 or IPv6 address, or host name (written -sip or --sip).
     #[arg(long = "sip", value_name = "SERVER_IP")]
@@ -87,26 +87,45 @@ struct Args {
     timestamps: bool,
 }
 
-/// A valid user name (see `udpchat::name`), in NFC whatever the terminal sent.
-fn parse_name(s: &str) -> Result<String, udpchat::name::NameError> {
+/// A valid user name (see `udpchat::name`), in NFC whatever the terminal
+/// sent. A name may start with `-` (`-u -dash`), but not with `--`: that is
+/// an option, and `-u` was given no name.
+fn parse_name(s: &str) -> Result<String, String> {
+    if let Some(option) = s.strip_prefix("--") {
+        return Err(format!(
+            "-u needs a name; -{option} is an option (a name may not start with --)"
+        ));
+    }
     let name = udpchat::name::normalize(s).into_owned();
-    udpchat::name::validate(&name).map(|()| name)
+    udpchat::name::validate(&name)
+        .map(|()| name)
+        .map_err(|e| e.to_string())
 }
 
-/// The server's socket address: an IP address (IPv6 optionally in
-/// brackets), else a host name resolved by the system.
-fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+/// Advice for `-sip ADDRESS:PORT`: the port goes with `-sp`.
+fn port_hint(sip: &str) -> Option<String> {
+    let addr: SocketAddr = sip.parse().ok()?;
+    let ip = match addr.ip() {
+        IpAddr::V6(ip) => format!("{ip}"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    Some(format!(
+        "-sip takes the address alone; give the port with -sp: -sip {ip} -sp {}",
+        addr.port()
+    ))
+}
+
+/// Advice for arguments clap refused: `-u` followed by an option instead of
+/// a name, or [`port_hint`].
+fn args_hint(args: &[std::ffi::OsString]) -> Option<String> {
+    let after_u = args
+        .windows(2)
+        .find(|w| w[0] == "-u")
+        .and_then(|w| w[1].to_str());
+    if let Some(option) = after_u.and_then(|v| v.strip_prefix("--")) {
+        return Some(format!("-u needs a name; -{option} is an option"));
     }
-    (bare, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address found"))
+    port_hint(&cli_common::value_of(args, "sip")?)
 }
 
 /// What the reader thread and the signal handler tell the loop.
@@ -560,8 +579,11 @@ fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = cli_common::parse::<Args>(&["sp", "sip"], USAGE);
-    let server = match resolve(&args.server_ip, args.server_port) {
+    let args = cli_common::parse::<Args>(&["sp", "sip"], USAGE, args_hint);
+    if let Some(hint) = port_hint(&args.server_ip) {
+        return fail(2, format_args!("{hint}\nUsage: {USAGE}"));
+    }
+    let server = match cli_common::resolve(&args.server_ip, args.server_port) {
         Ok(server) => server,
         Err(e) => {
             return fail(

@@ -3,8 +3,9 @@
 //! Binds the port (by default on every interface, IPv4 and IPv6 through one
 //! dual-stack socket), prints `Server Initialized...`, and runs a
 //! [`ServerState`] with [`udpchat::run::Driver`] until Ctrl-C or SIGTERM,
-//! then exits 0. With `-sp 0` the system picks a free port and a second line,
-//! `Listening on ADDR`, tells which.
+//! then exits 0. A second line, `Listening on ADDR`, tells where (with
+//! `-sp 0` the system picks a free port). `--bind` takes an address or a
+//! host name, resolved as the client resolves the server's.
 //!
 //! Output (standard output): one line per sign-in and sign-out
 //! (`Alice signed in from 127.0.0.1:5000`) unless `-q`; with `-v` also one
@@ -16,7 +17,7 @@
 mod cli_common;
 
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,25 +47,16 @@ struct Args {
     /// prints it.
     #[arg(long = "sp", value_name = "PORT")]
     port: u16,
-    /// Listen on this address only [default: every interface, IPv4 and IPv6].
-    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
-    bind: Option<IpAddr>,
+    /// Listen on this address or host name only [default: every interface,
+    /// IPv4 and IPv6].
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
     /// Do not print a line per sign-in and sign-out.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
     /// Also print a line per datagram received and sent.
     #[arg(short, long)]
     verbose: bool,
-}
-
-/// An IP address, IPv6 optionally in brackets (`[::1]`).
-fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    let bare = s
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(s);
-    bare.parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 or IPv6 address"))
 }
 
 /// Writes one line to standard output and flushes. A closed or full
@@ -142,7 +134,23 @@ fn report(event: ServerEvent) {
 }
 
 fn main() -> ExitCode {
-    let args = cli_common::parse::<Args>(&["sp"], USAGE);
+    let args = cli_common::parse::<Args>(&["sp"], USAGE, |_| None);
+    // The address to bind, resolved as the client resolves the server's.
+    let bind = match args
+        .bind
+        .as_deref()
+        .map(|host| cli_common::resolve(host, args.port))
+    {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(e)) => {
+            warn(format_args!(
+                "cannot find the address {:?}: {e}\nUsage: {USAGE}",
+                args.bind.as_deref().unwrap_or_default()
+            ));
+            return ExitCode::from(2);
+        }
+    };
 
     let mut secret = [0u8; 16];
     if let Err(e) = getrandom::fill(&mut secret) {
@@ -152,15 +160,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let bound = match args.bind {
-        Some(ip) => run::bind(SocketAddr::new(ip, args.port)),
+    let bound = match bind {
+        Some(addr) => run::bind(addr),
         None => run::bind_all(args.port),
     };
     let socket = match bound {
         Ok(socket) => socket,
         Err(e) => {
-            let place = match args.bind {
-                Some(ip) => SocketAddr::new(ip, args.port).to_string(),
+            let place = match bind {
+                Some(addr) => addr.to_string(),
                 None => format!("UDP port {}", args.port),
             };
             match e.kind() {
@@ -199,9 +207,7 @@ fn main() -> ExitCode {
     }
 
     say(format_args!("Server Initialized..."));
-    if args.port == 0 {
-        say(format_args!("Listening on {}", driver.local_addr()));
-    }
+    say(format_args!("Listening on {}", driver.local_addr()));
 
     let mut server = ServerState::new(ServerConfig::with_secret(secret), Instant::now());
     let quiet = args.quiet;
