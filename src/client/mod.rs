@@ -125,6 +125,11 @@ pub struct ClientConfig {
     /// Lookups under way at once at most; a message from a new sender that
     /// would need one more is dropped (its sender retransmits).
     pub max_pending_lookups: usize,
+    /// For this long after signing in again (the server had restarted or
+    /// forgotten us), a directory answer of "nobody" is asked again rather
+    /// than believed: other clients are still signing in again too. The
+    /// default covers a peer's keep-alive interval and a sign-in's retries.
+    pub settle_grace: Duration,
 }
 
 impl ClientConfig {
@@ -150,6 +155,7 @@ impl ClientConfig {
             lookup_cache_ttl: Duration::from_secs(300),
             max_cached_lookups: 4096,
             max_pending_lookups: 32,
+            settle_grace: Duration::from_secs(5),
         }
     }
 }
@@ -457,6 +463,9 @@ pub struct ClientState {
     queued: usize,
     known: Vec<String>,
     next_keepalive: Option<Instant>,
+    /// Until then the directory may still be filling up again (see
+    /// [`ClientConfig::settle_grace`]).
+    settling_until: Option<Instant>,
     next_housekeeping: Instant,
     out: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
@@ -501,6 +510,7 @@ impl ClientState {
             queued: 0,
             known: Vec::new(),
             next_keepalive: None,
+            settling_until: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(8 * MAX_DATAGRAM),
@@ -995,6 +1005,7 @@ impl ClientState {
         self.phase = Phase::SignedIn;
         self.next_keepalive = Some(now + self.config.keepalive_interval);
         self.events.push_back(if again {
+            self.settling_until = Some(now + self.config.settle_grace);
             ClientEvent::Reconnected
         } else {
             ClientEvent::SignedIn
@@ -1063,6 +1074,20 @@ impl ClientState {
 
     // ---- the directory --------------------------------------------------
 
+    /// Asks the server again, `delay` from now, where `name` is.
+    fn lookup_later(&mut self, now: Instant, name: &str, delay: Duration) {
+        let key = name::fold(name);
+        if self.lookups.contains_key(&key) {
+            return;
+        }
+        self.stats.lookups += 1;
+        let kind = RequestKind::Lookup {
+            name: name.to_owned(),
+        };
+        let id = self.requests.start_delayed(now, delay, kind);
+        self.lookups.insert(key, id);
+    }
+
     /// Asks the server where `name` is, unless that is already being asked.
     fn lookup(&mut self, now: Instant, name: &str) {
         let key = name::fold(name);
@@ -1100,6 +1125,10 @@ impl ClientState {
                         self.fail_peer(now, &key, DeliveryFailure::ServerUnreachable)
                     }
                     None => {}
+                    Some(None) if self.settling_until.is_some_and(|t| now < t) => {
+                        // Right after a restart: the peer may not be back yet.
+                        self.lookup_later(now, name, RECHECK_UNKNOWN_SENDER / 2);
+                    }
                     Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
                     Some(Some(addr)) => {
                         self.set_route(&key, addr);

@@ -88,6 +88,21 @@ impl Requests {
         id
     }
 
+    /// Starts a request due `delay` from now (its deadline counts from
+    /// then); returns its id.
+    pub(crate) fn start_delayed(
+        &mut self,
+        now: Instant,
+        delay: Duration,
+        kind: RequestKind,
+    ) -> u32 {
+        let id = self.start(now + delay, kind);
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.next_send = now + delay;
+        }
+        id
+    }
+
     /// What request `id` asks, if it is under way.
     pub(crate) fn kind(&self, id: u32) -> Option<&RequestKind> {
         self.requests.get(&id).map(|r| &r.kind)
