@@ -1,14 +1,15 @@
 //! The real binaries on a bad network: a server and two clients inside
-//! `../shared/tools/lossy-netns --loss 25 --dup 10`, a private network
+//! `tests/tools/lossy-netns --loss 25 --dup 10`, a private network
 //! namespace whose loopback drops a quarter of all UDP datagrams and
 //! duplicates a tenth. Every message must be shown exactly once, in order.
 //!
 //! The namespace holds only what is started inside it, so each test re-runs
 //! this test binary there (the ignored [`inner_lossy_scenario`], told what to
 //! do through `UDPCHAT_LOSSY_MESSAGES`), which starts the server and clients
-//! and prints one `LOSSY-RESULT` line. Needs root, `unshare` and `nft`: under
-//! CI (the `CI` variable set) their absence fails the test, elsewhere it is
-//! skipped with a note.
+//! and prints one `LOSSY-RESULT` line. Needs root, `unshare`, `ip` and `nft`,
+//! so a plain `cargo test` lists these tests as ignored, with the reason;
+//! `cargo test -- --ignored` (as `.ci/run` does) runs them, and then a missing
+//! tool fails them: they never pass without having run.
 //!
 //! Retransmissions are counted by the kernel, not by the client: the inner
 //! scenario adds an nftables counter on the output hook for datagrams from
@@ -25,7 +26,7 @@ use common_proc::{
     Proc, is_root, list_until, on_path, parse_message, start_client, start_server, wait_udp_port,
 };
 
-const LOSSY_NETNS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/lossy-netns");
+const LOSSY_NETNS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lossy-netns");
 const ENV_MESSAGES: &str = "UDPCHAT_LOSSY_MESSAGES";
 const RESULT: &str = "LOSSY-RESULT";
 
@@ -63,7 +64,7 @@ fn prerequisites() -> Result<(), String> {
         }
     }
     if !std::path::Path::new(LOSSY_NETNS).is_file() {
-        missing.push(format!("{LOSSY_NETNS} (../shared beside the repository)"));
+        missing.push(LOSSY_NETNS.to_string());
     }
     if missing.is_empty() {
         Ok(())
@@ -72,15 +73,10 @@ fn prerequisites() -> Result<(), String> {
     }
 }
 
-/// Runs the scenario with `messages` messages inside lossy-netns. `None` when
-/// skipped (prerequisites missing outside CI).
-fn run_in_lossy_netns(messages: usize) -> Option<Outcome> {
+/// Runs the scenario with `messages` messages inside lossy-netns.
+fn run_in_lossy_netns(messages: usize) -> Outcome {
     if let Err(missing) = prerequisites() {
-        if std::env::var_os("CI").is_some() {
-            panic!("real_lossy needs {missing}; CI must provide it (.ci/run installs nftables)");
-        }
-        eprintln!("skipped: real_lossy needs {missing}");
-        return None;
+        panic!("real_lossy needs {missing} (.ci/run installs them)");
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut inner = Proc::spawn(
@@ -118,13 +114,13 @@ fn run_in_lossy_netns(messages: usize) -> Option<Outcome> {
             .unwrap_or_else(|| panic!("no {key} in {line:?}"))
             .to_string()
     };
-    Some(Outcome {
+    Outcome {
         messages: field("messages").parse().expect("messages"),
         elapsed_ms: field("elapsed_ms").parse().expect("elapsed_ms"),
         datagrams: field("datagrams").parse().expect("datagrams"),
         acks: field("acks").parse().expect("acks"),
         false_failures: field("false_failures").parse().expect("false_failures"),
-    })
+    }
 }
 
 fn report(outcome: &Outcome) -> String {
@@ -148,23 +144,23 @@ fn report(outcome: &Outcome) -> String {
 }
 
 #[test]
+#[ignore = "needs root, nft, unshare and ip: run with cargo test -- --ignored"]
 fn lossy_50_messages_shown_exactly_once_in_order() {
-    if let Some(outcome) = run_in_lossy_netns(50) {
-        assert_eq!(outcome.messages, 50);
-        println!("{}", report(&outcome));
-    }
+    let outcome = run_in_lossy_netns(50);
+    assert_eq!(outcome.messages, 50);
+    println!("{}", report(&outcome));
 }
 
 #[test]
+#[ignore = "needs root, nft, unshare and ip: run with cargo test -- --ignored"]
 fn lossy_60_messages_timing() {
-    if let Some(outcome) = run_in_lossy_netns(60) {
-        assert_eq!(outcome.messages, 60);
-        let text = report(&outcome);
-        println!("{text}");
-        // The harness hides a passing test's output; .ci/run prints this file.
-        let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/real_lossy_60.txt");
-        std::fs::write(path, format!("{text}\n")).expect("write the timing report");
-    }
+    let outcome = run_in_lossy_netns(60);
+    assert_eq!(outcome.messages, 60);
+    let text = report(&outcome);
+    println!("{text}");
+    // The harness hides a passing test's output; .ci/run prints this file.
+    let path = concat!(env!("CARGO_TARGET_TMPDIR"), "/real_lossy_60.txt");
+    std::fs::write(path, format!("{text}\n")).expect("write the timing report");
 }
 
 /// Adds kernel counters for datagrams between two local ports, in the
