@@ -564,6 +564,7 @@ pub enum Packet<'a> {
 
 /// Why a datagram is not a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The datagram is empty.
     #[error("empty datagram")]
@@ -605,6 +606,7 @@ pub enum DecodeError {
 
 /// Why a packet cannot be encoded. The buffer is untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// A length-prefixed field is longer than its prefix can say.
     #[error("{field} is {len} bytes, more than the {max} its length prefix allows")]

@@ -26,6 +26,28 @@
 //! `poll_transmit` to the socket, waits for a datagram until `poll_timeout`,
 //! and feeds what happened back in.
 //!
+//! # Using it in a program
+//!
+//! * `udpchat = { version = "0.1", default-features = false }` gives the
+//!   protocol and the run loop without the programs' dependencies (the
+//!   default `cli` feature builds `ChatServer` and `ChatClient`).
+//! * Real programs take their randomness from the operating system:
+//!   `ServerConfig::from_os_entropy()` and [`run::os_seed`] (a fixed secret
+//!   or seed, as in the example below, is for tests that replay).
+//! * `examples/bot.rs`: a bot that signs in and answers every message, real
+//!   sockets and the run loop in under 80 lines
+//!   (`cargo run --example bot -- 127.0.0.1:9090 EchoBot 60`).
+//! * `examples/headless.rs`: a server and two clients in one process over
+//!   loopback, no terminal (`cargo run --example headless`).
+//! * `examples/server_scale.rs`, `examples/loadgen.rs`,
+//!   `examples/pipe_bench.rs`: the performance figures of the README.
+//!
+//! Errors, reasons and statistics are at the crate root
+//! ([`SignInError`], [`DeliveryFailure`], [`SendError`], [`ClientStats`],
+//! [`ServerStats`], ...); enums and statistics that will grow are
+//! `#[non_exhaustive]`, so match them with a `_` arm. No `Debug` shows a
+//! secret, a key or a session token.
+//!
 //! # Example: a server and two clients in memory
 //!
 //! ```
@@ -90,14 +112,19 @@ pub mod codec;
 pub mod crypto;
 pub mod name;
 pub mod run;
-pub mod secret;
+mod secret;
 pub mod server;
 pub mod text;
 
-pub use codec::{DecodeError, EncodeError, Packet, PacketType};
+pub use codec::{DecodeError, EncodeError, ErrorCode, Packet, PacketType, RefuseReason};
 
-pub use client::{ClientConfig, ClientEvent, ClientState, CommandId};
-pub use server::{ServerConfig, ServerEvent, ServerState};
+pub use client::{
+    ClientConfig, ClientEvent, ClientState, ClientStats, CommandId, DeliveryFailure, RequestError,
+    SendError, SignInError,
+};
+pub use crypto::{CryptoError, Fingerprint, PublicKey, StaticKeypair};
+pub use name::NameError;
+pub use server::{ServerConfig, ServerEvent, ServerState, ServerStats, SignOutReason};
 
 use bytes::Bytes;
 use std::net::SocketAddr;

@@ -49,6 +49,7 @@ pub const MAX_NAME_CHARS: usize = 32;
 
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("a name cannot be empty")]

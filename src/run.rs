@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use crate::Transmit;
 use crate::client::ClientState;
-use crate::server::ServerState;
+use crate::server::{ServerConfig, ServerState};
 
 /// The shortest read timeout the driver sets.
 pub const MIN_WAIT: Duration = Duration::from_millis(1);
@@ -117,6 +117,38 @@ impl Machine for ClientState {
     fn poll_timeout(&self) -> Option<Instant> {
         ClientState::poll_timeout(self)
     }
+}
+
+/// Fills `buf` from the operating system's random source.
+fn os_random(buf: &mut [u8]) -> io::Result<()> {
+    getrandom::fill(buf)
+        .map_err(|e| io::Error::other(format!("no randomness from the operating system: {e}")))
+}
+
+impl ServerConfig {
+    /// The defaults ([`ServerConfig::with_secret`]) with a secret from the
+    /// operating system's random source: what a real server should use.
+    pub fn from_os_entropy() -> io::Result<ServerConfig> {
+        let mut secret = [0u8; 16];
+        os_random(&mut secret)?;
+        Ok(ServerConfig::with_secret(secret))
+    }
+}
+
+/// A seed for [`ClientState::new`] from the operating system's random source:
+/// what a real client should use (tests pick theirs, for replay).
+pub fn os_seed() -> io::Result<u64> {
+    let mut seed = [0u8; 8];
+    os_random(&mut seed)?;
+    Ok(u64::from_le_bytes(seed))
+}
+
+/// 32 bytes from the operating system's random source: a seed for a key
+/// pair ([`crate::crypto::StaticKeypair::generate`]) or a handshake.
+pub fn os_seed32() -> io::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    os_random(&mut seed)?;
+    Ok(seed)
 }
 
 /// Binds a UDP socket to `addr`. For the IPv6 unspecified address (`[::]`)

@@ -437,6 +437,8 @@ impl App {
                 // could fill the screen with.
                 ClientEvent::ForgedMessage { .. } => {}
                 ClientEvent::SignedOut => outcome = Some(Outcome::Done),
+                // Events newer than this program: nothing to show.
+                _ => {}
             }
         }
         if any {
@@ -595,13 +597,10 @@ fn main() -> ExitCode {
             );
         }
     };
-    let mut seed = [0u8; 8];
-    if let Err(e) = getrandom::fill(&mut seed) {
-        return fail(
-            1,
-            format_args!("no randomness from the operating system: {e}"),
-        );
-    }
+    let seed = match run::os_seed() {
+        Ok(seed) => seed,
+        Err(e) => return fail(1, format_args!("{e}")),
+    };
     let local = match server {
         SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
         SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
@@ -619,7 +618,7 @@ fn main() -> ExitCode {
         }
     };
     let config = ClientConfig::new(args.name.clone(), server);
-    let client = match ClientState::new(config, Instant::now(), u64::from_le_bytes(seed)) {
+    let client = match ClientState::new(config, Instant::now(), seed) {
         Ok(client) => client,
         Err(e) => return fail(2, format_args!("invalid name {:?}: {e}", args.name)),
     };

@@ -124,12 +124,15 @@ fn report(event: ServerEvent) {
                 SignOutReason::TimedOut => " (timed out)",
                 SignOutReason::Unresponsive => " (did not answer when the name was claimed)",
                 SignOutReason::Replaced => " (the address signed in under another name)",
+                _ => " (for a reason this version does not know)",
             };
             say(format_args!(
                 "{} signed out from {address}{why}",
                 escape(&name)
             ));
         }
+        // Newer events are not worth a line to this version.
+        _ => {}
     }
 }
 
@@ -152,13 +155,13 @@ fn main() -> ExitCode {
         }
     };
 
-    let mut secret = [0u8; 16];
-    if let Err(e) = getrandom::fill(&mut secret) {
-        warn(format_args!(
-            "cannot get a random secret from the operating system: {e}"
-        ));
-        return ExitCode::FAILURE;
-    }
+    let config = match ServerConfig::from_os_entropy() {
+        Ok(config) => config,
+        Err(e) => {
+            warn(format_args!("cannot get a random secret: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
 
     let bound = match bind {
         Some(addr) => run::bind(addr),
@@ -209,7 +212,7 @@ fn main() -> ExitCode {
     say(format_args!("Server Initialized..."));
     say(format_args!("Listening on {}", driver.local_addr()));
 
-    let mut server = ServerState::new(ServerConfig::with_secret(secret), Instant::now());
+    let mut server = ServerState::new(config, Instant::now());
     let quiet = args.quiet;
     let result = driver.run(&mut server, |server, _| {
         while let Some(event) = server.poll_event() {

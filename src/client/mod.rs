@@ -162,6 +162,7 @@ impl ClientConfig {
 
 /// What the user should know of.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientEvent {
     /// The first sign-in was accepted.
     SignedIn,
@@ -226,6 +227,7 @@ pub enum ClientEvent {
 
 /// Why the first sign-in failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SignInError {
     /// A live client elsewhere holds the name.
     #[error("name {0} is in use")]
@@ -252,6 +254,7 @@ pub enum SignInError {
 
 /// Why a request to the server failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// No answer before the request timeout.
     #[error("the server did not answer")]
@@ -263,6 +266,7 @@ pub enum RequestError {
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum DeliveryFailure {
     /// Nobody of that name is signed in.
     #[error("no such user")]
@@ -277,6 +281,7 @@ pub enum DeliveryFailure {
 
 /// Why [`ClientState::send`] refused a message outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The recipient's name is not a valid name.
     #[error("invalid recipient: {0}")]
@@ -299,6 +304,7 @@ pub enum SendError {
 
 /// Counters of what the client did with what it got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientStats {
     /// Datagrams handed to `handle_datagram`.
     pub received: u64,
@@ -440,8 +446,8 @@ struct InStream {
     last_active: Instant,
 }
 
-/// The chat client's state machine. See the [module docs](self).
-#[derive(Debug)]
+/// The chat client's state machine. See the [module docs](self). `Debug`
+/// shows its state in outline, never its session token or cookie.
 pub struct ClientState {
     config: ClientConfig,
     rng: Rng,
@@ -471,6 +477,22 @@ pub struct ClientState {
     events: VecDeque<ClientEvent>,
     buf: BytesMut,
     stats: ClientStats,
+}
+
+impl fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientState")
+            .field("name", &self.config.name)
+            .field("server", &self.config.server)
+            .field("phase", &self.phase)
+            .field("closing", &self.closing)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("peers", &self.peers.len())
+            .field("streams", &self.streams.len())
+            .field("pending", &self.queued)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientState {

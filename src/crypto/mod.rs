@@ -35,6 +35,7 @@ pub use transport::{TAG_LEN, TransportKeys};
 /// Why a cryptographic step failed. Kept coarse on purpose: what failed is
 /// worth counting, why in detail is only worth something to an attacker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CryptoError {
     /// The input is shorter than the smallest valid one.
     #[error("too short")]

@@ -29,9 +29,9 @@
 //! deadlines sit in a timing wheel, so `handle_timeout` costs what is due, not
 //! the number of users; `poll_timeout` is the earliest deadline or probe step.
 //!
-//! The parts, each with its own tests: [`directory`] (who is signed in, by
-//! name, address and id), [`expiry`] (the timing wheel), [`cookie`] (address
-//! validation), [`rate`] (per-source limits), [`probe`] (holder probes). This
+//! The parts, each with its own tests: `directory` (who is signed in, by
+//! name, address and id), `expiry` (the timing wheel), `cookie` (address
+//! validation), `rate` (per-source limits), `probe` (holder probes). This
 //! module turns their outcomes into replies and events.
 
 mod cookie;
@@ -63,8 +63,10 @@ pub const TOKEN_LEN: usize = 16;
 /// the datagram it answers.
 pub const AMPLIFICATION_FACTOR: usize = 3;
 
-/// How the server behaves. [`ServerConfig::with_secret`] gives the defaults.
-#[derive(Debug, Clone)]
+/// How the server behaves. [`ServerConfig::with_secret`] gives the defaults
+/// (and `ServerConfig::from_os_entropy`, in [`crate::run`], a secret from the
+/// operating system). `Debug` never shows the secret.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Key for cookies and session tokens. Unpredictable tokens need an
     /// unpredictable secret: the binary takes it from the operating system.
@@ -95,12 +97,32 @@ pub struct ServerConfig {
     pub cookie_lifetime: Duration,
 }
 
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("secret", &"..")
+            .field("max_users", &self.max_users)
+            .field("session_timeout", &self.session_timeout)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("probe_interval", &self.probe_interval)
+            .field("max_probes", &self.max_probes)
+            .field("rate_per_second", &self.rate_per_second)
+            .field("rate_burst", &self.rate_burst)
+            .field("max_rate_sources", &self.max_rate_sources)
+            .field("cookie_lifetime", &self.cookie_lifetime)
+            .finish()
+    }
+}
+
 impl ServerConfig {
     /// The defaults, with this secret.
     pub fn with_secret(secret: [u8; 16]) -> Self {
         ServerConfig {
             secret,
-            max_users: 100_000,
+            // About 155 bytes a user: a million users is some 155 MB of
+            // directory (examples/server_scale measures it).
+            max_users: 1_000_000,
             session_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(3),
@@ -116,6 +138,7 @@ impl ServerConfig {
 
 /// Something an operator may want to see.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerEvent {
     /// `name` signed in from `address`.
     SignedIn {
@@ -137,6 +160,7 @@ pub enum ServerEvent {
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SignOutReason {
     /// The client signed out.
     Requested,
@@ -150,6 +174,7 @@ pub enum SignOutReason {
 
 /// Counters of what the server did with what it got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerStats {
     /// Datagrams handed to `handle_datagram`.
     pub received: u64,
@@ -170,8 +195,8 @@ pub struct ServerStats {
 }
 
 /// The directory server's state machine. See the [module docs](self) and the
-/// crate's sans-IO contract.
-#[derive(Debug)]
+/// crate's sans-IO contract. `Debug` shows it in outline: no keys, and not
+/// the datagrams waiting to go out (they carry session tokens).
 pub struct ServerState {
     config: ServerConfig,
     key: Key,
@@ -188,6 +213,17 @@ pub struct ServerState {
     /// Reused by `handle_timeout` for the entries the wheel hands back.
     due: Vec<UserId>,
     stats: ServerStats,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("config", &self.config)
+            .field("directory", &self.directory)
+            .field("queued", &self.out.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerState {
