@@ -144,13 +144,15 @@ fn report(event: ServerEvent) {
 fn main() -> ExitCode {
     let args = cli_common::parse::<Args>(&["sp"], USAGE);
 
-    let mut secret = [0u8; 16];
-    if let Err(e) = getrandom::fill(&mut secret) {
-        warn(format_args!(
-            "cannot get a random secret from the operating system: {e}"
-        ));
-        return ExitCode::FAILURE;
-    }
+    let secret = match run::os_secret() {
+        Ok(secret) => secret,
+        Err(e) => {
+            warn(format_args!(
+                "cannot get a random secret from the operating system: {e}"
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
 
     let bound = match args.bind {
         Some(ip) => run::bind(SocketAddr::new(ip, args.port)),
@@ -184,16 +186,13 @@ fn main() -> ExitCode {
     };
     driver.set_trace(tracer(args.verbose));
 
-    // Ctrl-C and SIGTERM set `stop` and wake the loop; without a waker the
-    // loop still notices within the driver's maximum wait.
+    // Ctrl-C and SIGTERM set `stop` and wake the loop.
     let stop = Arc::new(AtomicBool::new(false));
-    let waker = driver.waker().ok();
+    let handle = driver.handle();
     let handler_stop = Arc::clone(&stop);
     if let Err(e) = ctrlc::set_handler(move || {
         handler_stop.store(true, Ordering::SeqCst);
-        if let Some(waker) = &waker {
-            waker.wake();
-        }
+        handle.wake();
     }) {
         warn(format_args!("cannot catch Ctrl-C and SIGTERM: {e}"));
     }
