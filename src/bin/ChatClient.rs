@@ -31,6 +31,7 @@ mod cli_common;
 #[path = "client_ui/mod.rs"]
 mod ui;
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -346,6 +347,16 @@ enum Outcome {
     Forced,
 }
 
+/// What running one line did.
+enum Ran {
+    /// Done; go on.
+    More,
+    /// `quit`.
+    Quit,
+    /// A `send` found the client's send queue full: run it again later.
+    QueueFull,
+}
+
 /// Everything the loop thread owns besides the socket.
 struct App {
     client: ClientState,
@@ -360,6 +371,9 @@ struct App {
     reading: bool,
     /// Interrupts acted on so far.
     interrupts_seen: usize,
+    /// Lines received but not yet run, because the client's send queue is
+    /// full; no more input is taken until they have run.
+    held: VecDeque<String>,
     /// Lists run for tab completion only; not shown.
     silent_lists: Vec<CommandId>,
     /// The reader thread is (or may be) inside the line editor.
@@ -496,6 +510,10 @@ impl App {
             self.interrupted = true;
             self.quit();
         }
+        if !self.run_held() {
+            // Held back: the reader waits on the full channel meanwhile.
+            return None;
+        }
         // Batches queued now, not those that arrive meanwhile: the
         // network gets its turn between batches.
         let mut batches = 0;
@@ -504,13 +522,11 @@ impl App {
             batches += 1;
             let more = match input {
                 Input::Lines(lines) => {
-                    let mut more = true;
-                    for line in &lines {
-                        if !self.quitting && !self.command(line) {
-                            more = false;
-                        }
+                    self.held.extend(lines);
+                    if !self.run_held() {
+                        return None;
                     }
-                    more
+                    !self.quitting
                 }
                 Input::TooLong => {
                     self.say("Line too long; ignored");
@@ -530,8 +546,29 @@ impl App {
         None
     }
 
-    /// Acts on one line; false for `quit`.
-    fn command(&mut self, line: &str) -> bool {
+    /// Runs held lines in order until one must wait for room in the send
+    /// queue (false) or none is left (true). After `quit`, the rest are
+    /// dropped: they came after it.
+    fn run_held(&mut self) -> bool {
+        while let Some(line) = self.held.pop_front() {
+            if self.quitting {
+                self.held.clear();
+                break;
+            }
+            match self.command(&line) {
+                Ran::More => {}
+                Ran::Quit => self.quit(),
+                Ran::QueueFull => {
+                    self.held.push_front(line);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Acts on one line.
+    fn command(&mut self, line: &str) -> Ran {
         let now = Instant::now();
         match ui::parse(line) {
             Command::Empty => {}
@@ -540,6 +577,9 @@ impl App {
             }
             Command::Send { to, text } => {
                 if let Err(e) = self.client.send(now, to, text) {
+                    if matches!(e, SendError::QueueFull) {
+                        return Ran::QueueFull;
+                    }
                     let body = match e {
                         SendError::InvalidName(_) => self.style.no_such_user(to),
                         other => format!("Message to {} not sent: {other}", self.style.name(to)),
@@ -549,13 +589,13 @@ impl App {
             }
             Command::SendUsage => self.say(ui::SEND_USAGE),
             Command::Help => self.say_all(&ui::HELP),
-            Command::Quit => return false,
+            Command::Quit => return Ran::Quit,
             Command::Unknown(word) => {
                 let body = self.style.unknown(word);
                 self.say(&body);
             }
         }
-        true
+        Ran::More
     }
 
     /// Starts signing out (once); the loop runs on until `SignedOut`.
@@ -646,6 +686,7 @@ fn main() -> ExitCode {
         to_loop,
         reading: false,
         interrupts_seen: 0,
+        held: VecDeque::new(),
         silent_lists: Vec::new(),
         editing: Arc::new(AtomicBool::new(false)),
         quitting: false,
