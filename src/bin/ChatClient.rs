@@ -730,3 +730,64 @@ fn main() -> ExitCode {
         None => ExitCode::FAILURE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn to_loop() -> (ToLoop, Receiver<Input>) {
+        let driver = run::bind("127.0.0.1:0".parse().unwrap())
+            .and_then(Driver::new)
+            .unwrap();
+        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let to_loop = ToLoop {
+            tx,
+            waker: driver.handle(),
+            interrupts: Arc::new(AtomicUsize::new(0)),
+        };
+        (to_loop, rx)
+    }
+
+    #[test]
+    fn a_slow_loop_slows_the_reader_and_loses_no_line() {
+        let (to_loop, rx) = to_loop();
+        let handed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let handed = Arc::clone(&handed);
+            thread::spawn(move || {
+                for b in 0..100 {
+                    let mut batch: Vec<String> = (0..100)
+                        .map(|i| format!("send Bob {}", b * 100 + i))
+                        .collect();
+                    assert!(to_loop.lines(&mut batch));
+                    handed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        // The loop is busy: the reader stops once the queue is full.
+        thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(handed.load(Ordering::SeqCst), INPUT_QUEUE);
+        let mut lines = Vec::new();
+        while lines.len() < 10_000 {
+            match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+                Ok(Input::Lines(batch)) => lines.extend(batch),
+                other => panic!("{other:?} after {} lines", lines.len()),
+            }
+        }
+        reader.join().unwrap();
+        let expected: Vec<String> = (0..10_000).map(|i| format!("send Bob {i}")).collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn reading_stops_after_quit_and_lines_after_it_are_not_sent() {
+        let (to_loop, rx) = to_loop();
+        let mut batch = vec!["list".to_string(), "quit".to_string(), "list".to_string()];
+        assert!(!to_loop.lines(&mut batch));
+        match rx.try_recv() {
+            Ok(Input::Lines(sent)) => assert_eq!(sent, ["list", "quit"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
