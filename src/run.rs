@@ -9,36 +9,56 @@
 //!    buffer ...) is counted in [`DriverStats::send_errors`], reported to the
 //!    [trace hook](Driver::set_trace) and otherwise ignored: UDP may lose any
 //!    datagram, and the machines retransmit what matters.
-//! 2. **Wait**: the socket's read timeout is set from
-//!    [`Machine::poll_timeout`], at least [`MIN_WAIT`] and at most the
-//!    driver's maximum wait ([`DEFAULT_MAX_WAIT`] unless
-//!    [set](Driver::set_max_wait)), so a caller polling other inputs hears of
-//!    them within that bound even if nothing wakes it.
-//! 3. **Receive**: one `recv_from` into a reused [`RECV_BUFFER`]-byte buffer.
-//!    A datagram longer than [`MAX_DATAGRAM`](crate::codec::MAX_DATAGRAM) is
-//!    still handed in (the codec refuses it, and the machine counts it);
-//!    one longer than the buffer arrives truncated, which the codec refuses
+//! 2. **Drain**: the socket is non-blocking; `recv_from` runs until it
+//!    reports `WouldBlock`, but at most [`MAX_DRAIN`] datagrams a step, so
+//!    timers and the caller's other inputs still get their turn under a
+//!    flood. Each datagram goes to [`Machine::handle_datagram`] with the
+//!    time it was read, from a reused [`RECV_BUFFER`]-byte buffer: a datagram
+//!    longer than [`MAX_DATAGRAM`](crate::codec::MAX_DATAGRAM) is still
+//!    handed in (the codec refuses it, and the machine counts it); one
+//!    longer than the buffer arrives truncated, which the codec refuses
 //!    just the same.
-//! 4. **Feed**: the datagram goes to [`Machine::handle_datagram`] with
-//!    `Instant::now()`; whenever the deadline from step 2 has passed,
-//!    [`Machine::handle_timeout`] runs too (after the datagram), so timers
-//!    fire even under a flood. Then the transmits are flushed again.
+//! 3. **Wait**: only when the socket was drained empty, the driver blocks
+//!    in [`mio::Poll`] until the socket is readable, a [`LoopHandle`] wakes
+//!    it, or the machine's deadline ([`Machine::poll_timeout`]) comes, at
+//!    most the driver's maximum wait ([`DEFAULT_MAX_WAIT`] unless
+//!    [set](Driver::set_max_wait)). Then it drains again.
+//! 4. **Timers**: whenever the deadline has passed,
+//!    [`Machine::handle_timeout`] runs (after the datagrams), so timers fire
+//!    even under a flood. Then the transmits are flushed again.
 //!
 //! `step` then returns, and the caller drains the machine's events
 //! (`poll_event`) and acts on its other inputs (terminal lines, a stop flag)
 //! before calling `step` again; whatever those inputs made the machine want to
-//! send goes out at the start of the next step.
+//! send goes out at the start of the next step. A program's whole loop:
+//!
+//! ```no_run
+//! # use std::time::Instant;
+//! # use udpchat::run::{self, Driver};
+//! # use udpchat::server::{ServerConfig, ServerState};
+//! # fn main() -> std::io::Result<()> {
+//! let mut driver = Driver::new(run::bind_all(9090)?)?;
+//! let config = ServerConfig::with_secret(run::os_secret()?);
+//! let mut server = ServerState::new(config, Instant::now());
+//! loop {
+//!     driver.step(&mut server)?; // send, receive, wait, timers
+//!     while let Some(event) = server.poll_event() {
+//!         println!("{event:?}");
+//!     }
+//!     // Act on other inputs here: threads queue them and wake the loop
+//!     // with a `LoopHandle` from `driver.handle()`.
+//! }
+//! # }
+//! ```
 //!
 //! # Waking the loop
 //!
 //! A thread that hands the loop work (the client's terminal reader, a Ctrl-C
-//! handler) calls [`Waker::wake`] after queueing it. The waker is a second UDP
-//! socket on the loopback interface, connected to the driver's socket; its
-//! one-byte datagram ends the driver's wait at once. The driver knows the
-//! waker's exact source address, returns [`Step::Woken`] for such a datagram
-//! and never shows it to the machine. (A forged datagram with that source
-//! address can only cause a spurious wake-up, which is harmless.) At most
-//! one wake datagram is in flight between two steps.
+//! handler) queues it (a channel, a flag) and calls [`LoopHandle::wake`],
+//! which ends the driver's current (or next) wait at once. That is the
+//! operating system's mechanism made for it ([`mio::Waker`]: an eventfd on
+//! Linux), never the data socket, so a wake neither queues behind datagrams
+//! nor is lost when the socket's buffer is full.
 //!
 //! # Addresses
 //!
@@ -55,15 +75,17 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
 
 use crate::Transmit;
 use crate::client::ClientState;
 use crate::server::{ServerConfig, ServerState};
 
-/// The shortest read timeout the driver sets.
-pub const MIN_WAIT: Duration = Duration::from_millis(1);
+/// The most datagrams one [`Driver::step`] reads before it runs timers and
+/// returns to the caller.
+pub const MAX_DRAIN: usize = 256;
 
 /// The longest the driver waits for a datagram by default when the machine
 /// has no earlier deadline.
@@ -125,13 +147,20 @@ fn os_random(buf: &mut [u8]) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("no randomness from the operating system: {e}")))
 }
 
+/// A secret for [`ServerConfig::with_secret`] from the operating system's
+/// random source. Use this (or [`ServerConfig::from_os_entropy`]), never a
+/// constant.
+pub fn os_secret() -> io::Result<[u8; 16]> {
+    let mut secret = [0u8; 16];
+    os_random(&mut secret)?;
+    Ok(secret)
+}
+
 impl ServerConfig {
     /// The defaults ([`ServerConfig::with_secret`]) with a secret from the
     /// operating system's random source: what a real server should use.
     pub fn from_os_entropy() -> io::Result<ServerConfig> {
-        let mut secret = [0u8; 16];
-        os_random(&mut secret)?;
-        Ok(ServerConfig::with_secret(secret))
+        Ok(ServerConfig::with_secret(os_secret()?))
     }
 }
 
@@ -203,27 +232,20 @@ fn for_socket(addr: SocketAddr, socket_is_v6: bool) -> SocketAddr {
 }
 
 /// What one [`Driver::step`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// A datagram of `len` bytes from `from` was handed to the machine (a
-    /// timeout may have been handled too).
-    Datagram {
-        /// Its (canonical) source address.
-        from: SocketAddr,
-        /// Its length.
-        len: usize,
-    },
-    /// A [`Waker`] ended the wait: look at the other inputs.
-    Woken,
-    /// The machine's deadline came and `handle_timeout` ran.
-    Timeout,
-    /// The wait ended with nothing to do (the maximum wait, a signal, an
-    /// ignored receive error).
-    Idle,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Step {
+    /// Datagrams handed to the machine.
+    pub received: usize,
+    /// A [`LoopHandle`] ended the wait: look at the other inputs.
+    pub woken: bool,
+    /// The machine's deadline had passed and `handle_timeout` ran.
+    pub timeout: bool,
 }
 
 /// Something the driver did, for logging (see [`Driver::set_trace`]).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Trace<'a> {
     /// A datagram arrived and is about to be handed to the machine.
     Received {
@@ -250,6 +272,7 @@ pub enum Trace<'a> {
 
 /// Counters of the driver's socket work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DriverStats {
     /// Datagrams sent.
     pub sent: u64,
@@ -260,23 +283,29 @@ pub struct DriverStats {
     /// Receive errors ignored (connection refused or reset by an earlier
     /// ICMP error, interrupted calls).
     pub receive_errors: u64,
-    /// Wake-up datagrams received.
+    /// Waits ended by a [`LoopHandle`].
     pub wakes: u64,
 }
 
 /// The trace hook's type.
 type TraceHook = Box<dyn FnMut(Trace<'_>) + Send>;
 
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
 /// Runs a [`Machine`] on a UDP socket. See the [module docs](self).
 pub struct Driver {
-    socket: UdpSocket,
+    socket: mio::net::UdpSocket,
     socket_is_v6: bool,
     local: SocketAddr,
+    poll: Poll,
+    events: Events,
+    waker: Arc<mio::Waker>,
     buf: Vec<u8>,
     max_wait: Duration,
-    waker: Option<Waker>,
-    /// The waker socket's address, as datagrams from it arrive.
-    waker_from: Option<SocketAddr>,
+    /// The last drain stopped at `MAX_DRAIN`, not at `WouldBlock`: the
+    /// socket may hold more, and (edge-triggered) no event would say so.
+    more_queued: bool,
     stats: DriverStats,
     trace: Option<TraceHook>,
 }
@@ -286,25 +315,32 @@ impl std::fmt::Debug for Driver {
         f.debug_struct("Driver")
             .field("local", &self.local)
             .field("max_wait", &self.max_wait)
-            .field("waker_from", &self.waker_from)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
 impl Driver {
-    /// A driver for a bound `socket` (see [`bind`]). The socket's read
-    /// timeout is the driver's from now on.
+    /// A driver for a bound `socket` (see [`bind`]). The socket is made
+    /// non-blocking and belongs to the driver from now on.
     pub fn new(socket: UdpSocket) -> io::Result<Driver> {
         let local = socket.local_addr()?;
+        socket.set_nonblocking(true)?;
+        let mut socket = mio::net::UdpSocket::from_std(socket);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Driver {
             socket,
             socket_is_v6: local.is_ipv6(),
             local,
+            poll,
+            events: Events::with_capacity(8),
+            waker,
             buf: vec![0; RECV_BUFFER],
             max_wait: DEFAULT_MAX_WAIT,
-            waker: None,
-            waker_from: None,
+            more_queued: false,
             stats: DriverStats::default(),
             trace: None,
         })
@@ -320,11 +356,10 @@ impl Driver {
         self.stats
     }
 
-    /// Caps the wait of one step at `max_wait` (at least [`MIN_WAIT`]): the
-    /// longest a caller goes without a look at its other inputs when nothing
-    /// wakes it.
+    /// Caps the wait of one step at `max_wait`: the longest a caller goes
+    /// without a look at its other inputs when nothing wakes it.
     pub fn set_max_wait(&mut self, max_wait: Duration) {
-        self.max_wait = max_wait.max(MIN_WAIT);
+        self.max_wait = max_wait;
     }
 
     /// Calls `trace` for every datagram received and sent and every failed
@@ -333,58 +368,19 @@ impl Driver {
         self.trace = Some(Box::new(trace));
     }
 
-    /// A [`Waker`] for this driver (made on first call, then shared): a
-    /// loopback socket connected to the driver's socket.
-    ///
-    /// Fails if no loopback address can reach the driver's socket (it is
-    /// bound to an address the host cannot send to itself).
-    pub fn waker(&mut self) -> io::Result<Waker> {
-        if let Some(waker) = &self.waker {
-            return Ok(waker.clone());
+    /// A handle other threads use to end the driver's wait: queue work for
+    /// the loop, then call [`LoopHandle::wake`].
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            waker: Arc::clone(&self.waker),
         }
-        let ip = self.local.ip();
-        let targets: Vec<IpAddr> = if !ip.is_unspecified() {
-            vec![ip]
-        } else if ip.is_ipv6() {
-            // A dual-stack socket is reachable through either loopback.
-            vec![Ipv6Addr::LOCALHOST.into(), Ipv4Addr::LOCALHOST.into()]
-        } else {
-            vec![Ipv4Addr::LOCALHOST.into()]
-        };
-        let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, "no loopback");
-        for target in targets {
-            let unspecified: IpAddr = match target {
-                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-            };
-            let attempt = UdpSocket::bind(SocketAddr::new(unspecified, 0)).and_then(|socket| {
-                socket.connect(SocketAddr::new(target, self.local.port()))?;
-                // After connect, the local address is the concrete source
-                // the driver will see.
-                let from = canonical(socket.local_addr()?);
-                Ok((socket, from))
-            });
-            match attempt {
-                Ok((socket, from)) => {
-                    let waker = Waker {
-                        socket: Arc::new(socket),
-                        pending: Arc::new(AtomicBool::new(false)),
-                    };
-                    self.waker = Some(waker.clone());
-                    self.waker_from = Some(from);
-                    return Ok(waker);
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
     }
 
     /// Sends everything the machine has to send.
     pub fn flush<M: Machine + ?Sized>(&mut self, machine: &mut M) {
         while let Some(transmit) = machine.poll_transmit() {
             let to = for_socket(transmit.destination, self.socket_is_v6);
-            match self.socket.send_to(&transmit.payload, to) {
+            match send_to(&self.socket, &transmit.payload, to) {
                 Ok(_) => {
                     self.stats.sent += 1;
                     if let Some(trace) = &mut self.trace {
@@ -407,63 +403,86 @@ impl Driver {
         }
     }
 
-    /// One turn of the loop: flush, wait for a datagram until the machine's
-    /// deadline (bounded as the module docs say), hand in what came, handle
-    /// the deadline if it has passed, flush again.
+    /// Reads and hands in datagrams until the socket is empty or
+    /// [`MAX_DRAIN`] were read; how many were handed in.
+    fn drain<M: Machine + ?Sized>(&mut self, machine: &mut M) -> io::Result<usize> {
+        let mut count = 0;
+        self.more_queued = false;
+        while count < MAX_DRAIN {
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    let from = canonical(from);
+                    // `recv_from` never reports more than the buffer holds.
+                    let datagram = self.buf.get(..len).unwrap_or(&self.buf);
+                    self.stats.received += 1;
+                    if let Some(trace) = &mut self.trace {
+                        trace(Trace::Received { from, datagram });
+                    }
+                    machine.handle_datagram(Instant::now(), from, datagram);
+                    count += 1;
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(count),
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset => self.stats.receive_errors += 1,
+                    _ => return Err(e),
+                },
+            }
+        }
+        self.more_queued = true;
+        Ok(count)
+    }
+
+    /// One turn of the loop: flush, drain the socket (bounded), wait only if
+    /// nothing came and nothing is due (until a datagram, a wake, the
+    /// machine's deadline or the maximum wait), drain again, handle the
+    /// deadline if it has passed, flush again.
     ///
-    /// Errors are only those that make the socket unusable; the ordinary
-    /// failures of UDP are counted and survived.
+    /// Errors are only those that make the socket or the poller unusable;
+    /// the ordinary failures of UDP are counted and survived.
     pub fn step<M: Machine + ?Sized>(&mut self, machine: &mut M) -> io::Result<Step> {
         self.flush(machine);
-        let deadline = machine.poll_timeout();
-        let wait = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => self.max_wait,
-        }
-        .clamp(MIN_WAIT, self.max_wait);
-        self.socket.set_read_timeout(Some(wait))?;
-        let received = match self.socket.recv_from(&mut self.buf) {
-            Ok((len, from)) => Some((len, canonical(from))),
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => None,
-                io::ErrorKind::Interrupted
-                | io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::ConnectionReset => {
-                    self.stats.receive_errors += 1;
-                    None
-                }
-                _ => return Err(e),
-            },
+        let mut step = Step {
+            received: self.drain(machine)?,
+            ..Step::default()
         };
-        let now = Instant::now();
-        let mut step = Step::Idle;
-        if let Some((len, from)) = received {
-            if Some(from) == self.waker_from {
-                self.stats.wakes += 1;
-                step = Step::Woken;
-            } else {
-                // `recv_from` never reports more than the buffer holds.
-                let datagram = self.buf.get(..len).unwrap_or(&self.buf);
-                self.stats.received += 1;
-                if let Some(trace) = &mut self.trace {
-                    trace(Trace::Received { from, datagram });
-                }
-                machine.handle_datagram(now, from, datagram);
-                step = Step::Datagram { from, len };
+        let deadline = machine.poll_timeout();
+        // Blocking while the socket may hold more would stall: with
+        // edge-triggered readiness no new event comes for what is queued.
+        let wait = if step.received > 0 || self.more_queued {
+            Duration::ZERO
+        } else {
+            deadline
+                .map_or(self.max_wait, |d| {
+                    d.saturating_duration_since(Instant::now())
+                })
+                .min(self.max_wait)
+        };
+        match self.poll.poll(&mut self.events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let mut readable = false;
+        for event in &self.events {
+            match event.token() {
+                WAKER => step.woken = true,
+                _ => readable = true,
             }
         }
+        if step.woken {
+            self.stats.wakes += 1;
+        }
+        if readable && step.received == 0 {
+            step.received = self.drain(machine)?;
+        }
+        let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             machine.handle_timeout(now);
-            if step == Step::Idle {
-                step = Step::Timeout;
-            }
+            step.timeout = true;
         }
         self.flush(machine);
-        if let Some(waker) = &self.waker {
-            // The caller looks at its inputs after every step, so any wake
-            // requested before this point is served; later ones send anew.
-            waker.pending.store(false, Ordering::Release);
-        }
         Ok(step)
     }
 
@@ -486,23 +505,37 @@ impl Driver {
     }
 }
 
-/// Ends a [`Driver`]'s wait from another thread. Cheap to clone; `Send` and
-/// `Sync`.
-#[derive(Debug, Clone)]
-pub struct Waker {
-    socket: Arc<UdpSocket>,
-    /// A wake datagram was sent since the driver's last step ended.
-    pending: Arc<AtomicBool>,
+/// Sends one datagram. The socket is non-blocking for the sake of the
+/// drain; when its send buffer is full, this one send blocks (briefly
+/// switching the socket back), so a burst of transmits is slowed down, not
+/// dropped.
+fn send_to(socket: &mio::net::UdpSocket, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
+    match socket.send_to(payload, to) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let sock = socket2::SockRef::from(socket);
+            sock.set_nonblocking(false)?;
+            let sent = sock.send_to(payload, &to.into());
+            sock.set_nonblocking(true)?;
+            sent
+        }
+        other => other,
+    }
 }
 
-impl Waker {
-    /// Makes the driver's current (or next) wait end promptly. Queue the
-    /// work first, then wake. Never blocks; a failed send is ignored (the
-    /// driver still looks at its inputs within its maximum wait).
+/// Wakes a [`Driver`] from another thread (see [`Driver::handle`]). Cheap to
+/// clone; `Send` and `Sync`.
+#[derive(Debug, Clone)]
+pub struct LoopHandle {
+    waker: Arc<mio::Waker>,
+}
+
+impl LoopHandle {
+    /// Makes the driver's current (or next) wait end at once. Queue the
+    /// work first, then wake. Never blocks; wakes before the driver looks
+    /// may coalesce into one.
     pub fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) && self.socket.send(&[0]).is_err() {
-            self.pending.store(false, Ordering::Release);
-        }
+        // Fails only if the poller is gone, and then nobody is waiting.
+        let _ = self.waker.wake();
     }
 }
 
@@ -571,14 +604,8 @@ mod tests {
             payload: Bytes::from_static(b"hello"),
         });
         peer.send_to(&[7; 1500], driver.local_addr()).unwrap();
-        let step = step_until(&mut driver, &mut m, |s| matches!(s, Step::Datagram { .. }));
-        assert_eq!(
-            step,
-            Step::Datagram {
-                from: peer_addr,
-                len: 1500
-            }
-        );
+        let step = step_until(&mut driver, &mut m, |s| s.received > 0);
+        assert_eq!(step.received, 1);
         assert_eq!(m.datagrams, vec![(peer_addr, vec![7; 1500])]);
         let mut buf = [0; 16];
         let (n, from) = peer.recv_from(&mut buf).unwrap();
@@ -596,45 +623,105 @@ mod tests {
             deadline: Some(deadline),
             ..Probe::default()
         };
-        let step = step_until(&mut driver, &mut m, |s| s == Step::Timeout);
-        assert_eq!(step, Step::Timeout);
+        let step = step_until(&mut driver, &mut m, |s| s.timeout);
+        assert!(step.timeout);
         assert_eq!(m.timeouts.len(), 1);
         assert!(m.timeouts[0] >= deadline);
         assert!(m.timeouts[0] < start + Duration::from_secs(1));
     }
 
     #[test]
-    fn a_past_deadline_still_waits_at_least_min_wait_and_fires() {
+    fn a_past_deadline_fires_without_waiting() {
         let mut driver = loopback_driver();
+        driver.set_max_wait(Duration::from_secs(10));
         let mut m = Probe {
             deadline: Some(Instant::now()),
             ..Probe::default()
         };
-        assert_eq!(driver.step(&mut m).unwrap(), Step::Timeout);
+        let start = Instant::now();
+        assert!(driver.step(&mut m).unwrap().timeout);
+        assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(m.timeouts.len(), 1);
     }
 
     #[test]
-    fn waker_ends_the_wait_at_once_and_is_not_handed_in() {
+    fn a_wake_from_another_thread_ends_the_wait_at_once() {
         let mut driver = loopback_driver();
         driver.set_max_wait(Duration::from_secs(10));
-        let waker = driver.waker().unwrap();
+        let handle = driver.handle();
         let mut m = Probe::default();
         let start = Instant::now();
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            waker.wake();
-            waker.wake(); // coalesced: at most one in flight
+            handle.wake();
+            handle.wake(); // may coalesce
         });
-        assert_eq!(driver.step(&mut m).unwrap(), Step::Woken);
+        let step = driver.step(&mut m).unwrap();
+        assert!(step.woken, "{step:?}");
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(m.datagrams.is_empty());
         thread.join().unwrap();
-        // Woken again later, without a second datagram queued.
-        let waker = driver.waker().unwrap();
-        waker.wake();
-        assert_eq!(driver.step(&mut m).unwrap(), Step::Woken);
-        assert_eq!(driver.stats().wakes, 2);
+        // A wake before the driver waits ends the next wait just the same.
+        driver.handle().wake();
+        let start = Instant::now();
+        step_until(&mut driver, &mut m, |s| s.woken);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_burst_is_drained_in_one_step_and_a_flood_in_bounded_steps() {
+        let mut driver = loopback_driver();
+        driver.set_max_wait(Duration::from_secs(10));
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..50u8 {
+            peer.send_to(&[i], driver.local_addr()).unwrap();
+        }
+        let mut m = Probe::default();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(driver.step(&mut m).unwrap().received, 50);
+        let got: Vec<u8> = m.datagrams.iter().map(|(_, d)| d[0]).collect();
+        assert_eq!(got, (0..50).collect::<Vec<u8>>());
+        // More than one step's worth: the first step stops at MAX_DRAIN,
+        // the next one reads the rest without blocking. (A receive buffer
+        // big enough that the kernel drops none of them.)
+        socket2::SockRef::from(&driver.socket)
+            .set_recv_buffer_size(1 << 20)
+            .unwrap();
+        for _ in 0..MAX_DRAIN + 10 {
+            peer.send_to(b"x", driver.local_addr()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        m.datagrams.clear();
+        assert_eq!(driver.step(&mut m).unwrap().received, MAX_DRAIN);
+        let start = Instant::now();
+        assert_eq!(driver.step(&mut m).unwrap().received, 10);
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn timers_fire_under_a_flood() {
+        let mut driver = loopback_driver();
+        let local = driver.local_addr();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flooder = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = peer.send_to(&[1; 100], local);
+                }
+            })
+        };
+        let mut m = Probe::default();
+        let start = Instant::now();
+        for i in 1..=5u32 {
+            m.deadline = Some(start + Duration::from_millis(20) * i);
+            step_until(&mut driver, &mut m, |s| s.timeout);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flooder.join().unwrap();
+        assert_eq!(m.timeouts.len(), 5);
+        assert!(!m.datagrams.is_empty(), "the flood never arrived");
     }
 
     #[test]
@@ -643,28 +730,20 @@ mod tests {
             return; // No IPv6 on this host.
         };
         let mut driver = Driver::new(socket).unwrap();
-        let waker = driver.waker().unwrap();
         let port = driver.local_addr().port();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let peer_addr = peer.local_addr().unwrap();
         peer.send_to(b"x", ("127.0.0.1", port)).unwrap();
         let mut m = Probe::default();
-        let step = step_until(&mut driver, &mut m, |s| matches!(s, Step::Datagram { .. }));
-        assert_eq!(
-            step,
-            Step::Datagram {
-                from: peer_addr,
-                len: 1
-            }
-        );
+        step_until(&mut driver, &mut m, |s| s.received > 0);
+        assert_eq!(m.datagrams, vec![(peer_addr, b"x".to_vec())]);
         // And a reply to the plain IPv4 address reaches it.
         m.out.push_back(Transmit {
             destination: peer_addr,
             payload: Bytes::from_static(b"y"),
         });
-        waker.wake();
-        step_until(&mut driver, &mut m, |s| s == Step::Woken);
+        driver.flush(&mut m);
         let mut buf = [0; 4];
         assert_eq!(peer.recv_from(&mut buf).unwrap().0, 1);
     }
@@ -678,9 +757,15 @@ mod tests {
             destination: "[2001:db8::1]:9".parse().unwrap(),
             payload: Bytes::from_static(b"z"),
         });
-        driver.set_max_wait(MIN_WAIT);
+        driver.set_max_wait(Duration::ZERO);
         driver.step(&mut m).unwrap();
         assert_eq!(driver.stats().send_errors, 1);
+    }
+
+    #[test]
+    fn os_entropy_differs_between_calls() {
+        assert_ne!(os_secret().unwrap(), os_secret().unwrap());
+        assert_ne!(os_seed().unwrap(), os_seed().unwrap());
     }
 
     #[test]
@@ -699,9 +784,7 @@ mod tests {
         .to_bytes()
         .unwrap();
         client.send_to(&sign_in, driver.local_addr()).unwrap();
-        step_until(&mut driver, &mut server, |s| {
-            matches!(s, Step::Datagram { .. })
-        });
+        step_until(&mut driver, &mut server, |s| s.received > 0);
         let mut buf = [0; RECV_BUFFER];
         let (n, _) = client.recv_from(&mut buf).unwrap();
         assert!(matches!(

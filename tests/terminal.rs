@@ -285,3 +285,118 @@ fn incoming_message_keeps_the_half_typed_line() {
     tmux.key("C-d");
     tmux.wait_screen("Alice's exit", |s| s.iter().any(|l| l == "EXIT=0"));
 }
+
+/// Checks tmux is there (failing, not skipping, without it), starts a
+/// server, a piped Bob, and Alice in a tmux pane at her first prompt.
+fn alice_at_a_terminal() -> (Guard, Guard, ChildStdin, Collected, Tmux) {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!("this test needs tmux (apt-get install tmux); `tmux -V` gave {other:?}"),
+    }
+    let (server, port) = start_server();
+    let (bob, bob_in, bob_out) = start_piped_client("Bob", port);
+    bob_out.wait_for("Bob's first prompt", |t| {
+        t.ends_with("Signed in as Bob\n+> ")
+    });
+    let tmux = Tmux::new();
+    let port_arg = port.to_string();
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "chat",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        "\"$0\" \"$@\"; echo \"EXIT=$?\"; sleep 600",
+        CLIENT,
+        "-u",
+        "Alice",
+        "-sip",
+        "127.0.0.1",
+        "-sp",
+        &port_arg,
+    ]);
+    tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+    (server, bob, bob_in, bob_out, tmux)
+}
+
+/// The texts of Alice's messages Bob has shown, in order (the first line
+/// of each).
+fn from_alice(bob_out: &Collected) -> Vec<String> {
+    bob_out
+        .text()
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("+> ");
+            let rest = l.strip_prefix("<\u{2013} <From 127.0.0.1:")?;
+            Some(rest.split_once(":Alice>: ")?.1.to_string())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs tmux: run with cargo test -- --ignored"]
+fn five_lines_typed_ahead_in_one_burst_all_run_in_order() {
+    let (_server, _bob, _bob_in, bob_out, tmux) = alice_at_a_terminal();
+    // One send-keys: all five lines reach the terminal at once, before the
+    // client has read the first.
+    let mut keys = vec!["send-keys", "-t", "chat"];
+    let lines = ["one", "two", "three", "four", "five"].map(|w| format!("send Bob ahead {w}"));
+    for line in &lines {
+        keys.push(line);
+        keys.push("Enter");
+    }
+    tmux.run(&keys);
+    let expected: Vec<String> = ["one", "two", "three", "four", "five"]
+        .iter()
+        .map(|w| format!("ahead {w}"))
+        .collect();
+    bob_out.wait_for("all five lines at Bob", |_| from_alice(&bob_out).len() >= 5);
+    assert_eq!(from_alice(&bob_out), expected, "{}", bob_out.text());
+    tmux.key("C-d");
+    tmux.wait_screen("Alice's exit", |s| s.iter().any(|l| l == "EXIT=0"));
+}
+
+#[test]
+#[ignore = "needs tmux: run with cargo test -- --ignored"]
+fn a_multi_line_bracketed_paste_is_one_message() {
+    let (_server, _bob, _bob_in, bob_out, tmux) = alice_at_a_terminal();
+    tmux.run(&[
+        "set-buffer",
+        "-b",
+        "paste",
+        "send Bob pasted first\npasted second\npasted third",
+    ]);
+    // -p: as a bracketed paste (the client asked for it).
+    tmux.run(&["paste-buffer", "-p", "-b", "paste", "-t", "chat"]);
+    tmux.wait_screen("the paste on the input line", |s| {
+        s.iter().any(|l| l.contains("pasted third"))
+    });
+    tmux.key("Enter");
+    bob_out.wait_for("the pasted message at Bob", |t| t.contains("pasted third"));
+    // Give a wrongly split paste time to show its other parts.
+    thread::sleep(Duration::from_millis(300));
+    let shown = from_alice(&bob_out);
+    assert_eq!(shown.len(), 1, "not one message: {}", bob_out.text());
+    assert!(shown[0].starts_with("pasted first"), "{}", bob_out.text());
+    let text = bob_out.text();
+    let at = text.find("pasted first").unwrap_or(0);
+    let message = &text[at..];
+    let second = message.find("pasted second");
+    let third = message.find("pasted third");
+    assert!(
+        matches!((second, third), (Some(a), Some(b)) if a < b),
+        "the paste's lines are not all in the message, in order: {text}"
+    );
+    // Shown as continuation lines, indented under the first.
+    assert!(
+        message.starts_with("pasted first\n   pasted second\n   pasted third\n"),
+        "not shown as indented continuation lines: {text}"
+    );
+    tmux.key("C-d");
+    tmux.wait_screen("Alice's exit", |s| s.iter().any(|l| l == "EXIT=0"));
+}

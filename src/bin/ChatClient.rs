@@ -18,10 +18,12 @@
 //!
 //! Threads: the main thread runs the network loop ([`udpchat::run::Driver`])
 //! and owns the [`ClientState`] and all output. A reader thread (started
-//! once signed in) reads a line, sends it over a channel, wakes the loop with
-//! a [`Waker`] so it is acted on at once, and waits for the loop's answer
-//! before reading the next line (so it stops after `quit`). The Ctrl-C /
-//! SIGTERM handler sends on the same channel.
+//! once signed in) reads lines and hands them to the loop in batches over a
+//! bounded channel, waking it with a [`run::LoopHandle`]; when the loop is
+//! behind, the channel is full and reading waits (back-pressure), so no line
+//! is ever dropped, and lines run in the order they were typed. The reader
+//! stops after `quit`. The Ctrl-C / SIGTERM handler counts the interrupt
+//! and wakes the loop.
 #![allow(non_snake_case)] // The binary's name is fixed by DESIGN.md.
 
 #[path = "cli_common/mod.rs"]
@@ -29,14 +31,15 @@ mod cli_common;
 #[path = "client_ui/mod.rs"]
 mod ui;
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use rustyline::completion::Completer;
@@ -49,7 +52,7 @@ use rustyline::{CompletionType, Config, Context, EditMode, Editor, ExternalPrint
 use udpchat::client::{
     ClientConfig, ClientEvent, ClientState, CommandId, DeliveryFailure, SendError,
 };
-use udpchat::run::{self, Driver, Waker};
+use udpchat::run::{self, Driver};
 
 use ui::{Command, PlainScreen, Style};
 
@@ -128,41 +131,66 @@ fn args_hint(args: &[std::ffi::OsString]) -> Option<String> {
     port_hint(&cli_common::value_of(args, "sip")?)
 }
 
-/// What the reader thread and the signal handler tell the loop.
+/// What the reader thread tells the loop.
 #[derive(Debug)]
 enum Input {
-    /// A line the user entered.
-    Line(String),
+    /// Lines the user entered, in order (a batch: whatever was already
+    /// buffered when the first one was read).
+    Lines(Vec<String>),
     /// A line longer than [`MAX_LINE`] was skipped.
     TooLong,
-    /// End of input (Ctrl-D) or an unreadable terminal.
+    /// End of input (Ctrl-D), an unreadable terminal, or `quit`.
     End,
-    /// Ctrl-C or SIGTERM.
-    Interrupt,
 }
 
-/// The loop's answer to a line: read another, or stop reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reply {
-    More,
-    Stop,
-}
+/// Batches in flight between the reader and the loop. The channel is
+/// bounded: when the loop is behind, the reader blocks (back-pressure), so
+/// typed and piped lines are slowed down, never dropped.
+const INPUT_QUEUE: usize = 4;
 
-/// Sends an input to the loop and wakes it.
+/// Most lines in one batch.
+const MAX_BATCH: usize = 256;
+
+/// Sends input to the loop and wakes it.
 #[derive(Clone)]
 struct ToLoop {
-    tx: Sender<Input>,
-    waker: Option<Waker>,
+    tx: SyncSender<Input>,
+    waker: run::LoopHandle,
+    /// Ctrl-C and SIGTERM so far (not queued: a full queue must not
+    /// delay them).
+    interrupts: Arc<AtomicUsize>,
 }
 
 impl ToLoop {
-    /// False if the loop is gone.
+    /// Blocks while the queue is full; false if the loop is gone.
     fn send(&self, input: Input) -> bool {
         let ok = self.tx.send(input).is_ok();
-        if let Some(waker) = &self.waker {
-            waker.wake();
-        }
+        self.waker.wake();
         ok
+    }
+
+    /// Sends `lines` (if any) and ends reading after a `quit` among them:
+    /// false when the reader must stop.
+    fn lines(&self, lines: &mut Vec<String>) -> bool {
+        if lines.is_empty() {
+            return true;
+        }
+        let quit = lines
+            .iter()
+            .position(|l| matches!(ui::parse(l), Command::Quit));
+        if let Some(i) = quit {
+            lines.truncate(i + 1);
+        }
+        if !self.send(Input::Lines(std::mem::take(lines))) {
+            return false;
+        }
+        quit.is_none()
+    }
+
+    /// Ctrl-C or SIGTERM.
+    fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::SeqCst);
+        self.waker.wake();
     }
 }
 
@@ -225,19 +253,25 @@ fn terminal_editor(
 }
 
 /// The terminal reader thread's body.
-fn read_terminal(mut editor: ChatEditor, to_loop: ToLoop, replies: Receiver<Reply>) {
+///
+/// Lines typed ahead (or pasted without bracketed paste) are kept by
+/// rustyline between calls (its `buffer-redux` feature; without it the
+/// bytes read past the first line were dropped) and read one `readline`
+/// each. A bracketed paste of several lines is one line whose text holds
+/// the newlines, so it is sent as one message.
+fn read_terminal(mut editor: ChatEditor, to_loop: ToLoop) {
     loop {
         match editor.readline(ui::PROMPT) {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                if !to_loop.send(Input::Line(line)) || replies.recv() != Ok(Reply::More) {
+                if !to_loop.lines(&mut vec![line]) {
                     return;
                 }
             }
             Err(ReadlineError::Interrupted) => {
-                to_loop.send(Input::Interrupt);
+                to_loop.interrupt();
                 return;
             }
             Err(_) => {
@@ -251,18 +285,22 @@ fn read_terminal(mut editor: ChatEditor, to_loop: ToLoop, replies: Receiver<Repl
 // ---- plain mode ---------------------------------------------------------
 
 /// The plain reader thread's body: lines from standard input, invalid UTF-8
-/// replaced, at most [`MAX_LINE`] bytes each.
-fn read_plain(to_loop: ToLoop, replies: Receiver<Reply>) {
-    let mut stdin = io::stdin().lock();
+/// replaced, at most [`MAX_LINE`] bytes each. Lines already buffered when
+/// one is read go with it in one batch (up to [`MAX_BATCH`]).
+fn read_plain(to_loop: ToLoop) {
+    let mut stdin = io::BufReader::with_capacity(64 * 1024, io::stdin().lock());
     let mut buf = Vec::new();
+    let mut batch = Vec::new();
     loop {
         buf.clear();
         let read = (&mut stdin)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut buf);
-        let input = match read {
+        match read {
             Ok(0) | Err(_) => {
-                to_loop.send(Input::End);
+                if to_loop.lines(&mut batch) {
+                    to_loop.send(Input::End);
+                }
                 return;
             }
             Ok(_) if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') => {
@@ -276,17 +314,22 @@ fn read_plain(to_loop: ToLoop, replies: Receiver<Reply>) {
                         Ok(_) => {}
                     }
                 }
-                Input::TooLong
+                if !to_loop.lines(&mut batch) || !to_loop.send(Input::TooLong) {
+                    return;
+                }
             }
             Ok(_) => {
                 while matches!(buf.last(), Some(b'\n' | b'\r')) {
                     buf.pop();
                 }
-                Input::Line(String::from_utf8_lossy(&buf).into_owned())
+                batch.push(String::from_utf8_lossy(&buf).into_owned());
+                // Send when nothing more is buffered (the next read would
+                // wait for the writer) or the batch is full.
+                let more_buffered = stdin.buffer().contains(&b'\n');
+                if (!more_buffered || batch.len() >= MAX_BATCH) && !to_loop.lines(&mut batch) {
+                    return;
+                }
             }
-        };
-        if !to_loop.send(input) || replies.recv() != Ok(Reply::More) {
-            return;
         }
     }
 }
@@ -332,6 +375,16 @@ enum Outcome {
     Forced,
 }
 
+/// What running one line did.
+enum Ran {
+    /// Done; go on.
+    More,
+    /// `quit`.
+    Quit,
+    /// A `send` found the client's send queue full: run it again later.
+    QueueFull,
+}
+
 /// Everything the loop thread owns besides the socket.
 struct App {
     client: ClientState,
@@ -342,8 +395,13 @@ struct App {
     editor: Option<ChatEditor>,
     names: Arc<Mutex<Vec<String>>>,
     to_loop: ToLoop,
-    /// The reader thread's answers.
-    replies: Option<Sender<Reply>>,
+    /// The reader thread was started.
+    reading: bool,
+    /// Interrupts acted on so far.
+    interrupts_seen: usize,
+    /// Lines received but not yet run, because the client's send queue is
+    /// full; no more input is taken until they have run.
+    held: VecDeque<String>,
     /// Lists run for tab completion only; not shown.
     silent_lists: Vec<CommandId>,
     /// The reader thread is (or may be) inside the line editor.
@@ -452,11 +510,10 @@ impl App {
 
     /// The first sign-in: start reading input.
     fn signed_in(&mut self) {
-        if self.quitting || self.replies.is_some() {
+        if self.quitting || self.reading {
             return;
         }
-        let (reply_tx, reply_rx) = mpsc::channel();
-        self.replies = Some(reply_tx);
+        self.reading = true;
         let to_loop = self.to_loop.clone();
         match self.editor.take() {
             Some(editor) => {
@@ -466,7 +523,7 @@ impl App {
                 self.editing.store(true, Ordering::SeqCst);
                 let editing = Arc::clone(&self.editing);
                 thread::spawn(move || {
-                    read_terminal(editor, to_loop, reply_rx);
+                    read_terminal(editor, to_loop);
                     editing.store(false, Ordering::SeqCst);
                 });
             }
@@ -474,46 +531,85 @@ impl App {
                 if let Screen::Plain(screen) = &mut self.screen {
                     let _ = screen.start_prompting();
                 }
-                thread::spawn(move || read_plain(to_loop, reply_rx));
+                thread::spawn(move || read_plain(to_loop));
             }
         }
     }
 
     /// Handles every pending input; `Some` when the run must end at once.
     fn inputs(&mut self, inputs: &Receiver<Input>) -> Option<Outcome> {
-        while let Ok(input) = inputs.try_recv() {
+        let interrupts = self.to_loop.interrupts.load(Ordering::SeqCst);
+        if interrupts > self.interrupts_seen {
+            // Already leaving (quit, end of input, or a Ctrl-C before):
+            // this one leaves at once.
+            let again = self.interrupted || self.quitting || interrupts - self.interrupts_seen > 1;
+            self.interrupts_seen = interrupts;
+            if again {
+                return Some(Outcome::Forced);
+            }
+            self.interrupted = true;
+            self.quit();
+        }
+        if !self.run_held() {
+            // Held back: the reader waits on the full channel meanwhile.
+            return None;
+        }
+        // Batches queued now, not those that arrive meanwhile: the
+        // network gets its turn between batches.
+        let mut batches = 0;
+        while batches < INPUT_QUEUE {
+            let Ok(input) = inputs.try_recv() else { break };
+            batches += 1;
             let more = match input {
-                Input::Line(line) => self.command(&line),
+                Input::Lines(lines) => {
+                    self.held.extend(lines);
+                    if !self.run_held() {
+                        return None;
+                    }
+                    !self.quitting
+                }
                 Input::TooLong => {
                     self.say("Line too long; ignored");
                     true
                 }
                 Input::End => false,
-                Input::Interrupt => {
-                    // Already leaving (quit, end of input, or Ctrl-C before):
-                    // this one leaves at once.
-                    if self.interrupted || self.quitting {
-                        return Some(Outcome::Forced);
-                    }
-                    self.interrupted = true;
-                    false
-                }
             };
             if !more {
                 self.quit();
             }
-            if let Some(replies) = &self.replies {
-                let _ = replies.send(if more { Reply::More } else { Reply::Stop });
-            }
-            if more && let Screen::Plain(screen) = &mut self.screen {
+            if more
+                && !self.quitting
+                && let Screen::Plain(screen) = &mut self.screen
+            {
                 let _ = screen.prompt();
             }
         }
         None
     }
 
-    /// Acts on one line; false for `quit`.
-    fn command(&mut self, line: &str) -> bool {
+    /// Runs held lines in order until one must wait for room in the send
+    /// queue (false) or none is left (true). After `quit`, the rest are
+    /// dropped: they came after it.
+    fn run_held(&mut self) -> bool {
+        while let Some(line) = self.held.pop_front() {
+            if self.quitting {
+                self.held.clear();
+                break;
+            }
+            match self.command(&line) {
+                Ran::More => {}
+                Ran::Quit => self.quit(),
+                Ran::QueueFull => {
+                    self.held.push_front(line);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Acts on one line.
+    fn command(&mut self, line: &str) -> Ran {
         let now = Instant::now();
         match ui::parse(line) {
             Command::Empty => {}
@@ -522,6 +618,9 @@ impl App {
             }
             Command::Send { to, text } => {
                 if let Err(e) = self.client.send(now, to, text) {
+                    if matches!(e, SendError::QueueFull) {
+                        return Ran::QueueFull;
+                    }
                     self.failed = true;
                     let body = match e {
                         SendError::InvalidName(_) => self.style.no_such_user(to),
@@ -535,14 +634,14 @@ impl App {
                 self.say(ui::SEND_USAGE);
             }
             Command::Help => self.say_all(&ui::HELP),
-            Command::Quit => return false,
+            Command::Quit => return Ran::Quit,
             Command::Unknown(word) => {
                 self.failed = true;
                 let body = self.style.unknown(word);
                 self.say(&body);
             }
         }
-        true
+        Ran::More
     }
 
     /// Starts signing out (once); the loop runs on until `SignedOut`.
@@ -609,27 +708,21 @@ fn main() -> ExitCode {
         Ok(driver) => driver,
         Err(e) => return fail(1, format_args!("cannot open a UDP socket: {e}")),
     };
-    let waker = match driver.waker() {
-        Ok(waker) => Some(waker),
-        Err(_) => {
-            // Without a waker, look at the input often instead.
-            driver.set_max_wait(Duration::from_millis(20));
-            None
-        }
-    };
     let config = ClientConfig::new(args.name.clone(), server);
     let client = match ClientState::new(config, Instant::now(), seed) {
         Ok(client) => client,
         Err(e) => return fail(2, format_args!("invalid name {:?}: {e}", args.name)),
     };
 
-    let (tx, inputs) = mpsc::channel();
-    let to_loop = ToLoop { tx, waker };
+    let (tx, inputs) = mpsc::sync_channel(INPUT_QUEUE);
+    let to_loop = ToLoop {
+        tx,
+        waker: driver.handle(),
+        interrupts: Arc::new(AtomicUsize::new(0)),
+    };
     let signals = to_loop.clone();
     // Without the handler, Ctrl-C still ends the client (not signed out).
-    let _ = ctrlc::set_handler(move || {
-        signals.send(Input::Interrupt);
-    });
+    let _ = ctrlc::set_handler(move || signals.interrupt());
 
     let names = Arc::new(Mutex::new(Vec::new()));
     let (editor, screen, colour) = match terminal_editor(&args.name, &names) {
@@ -652,7 +745,9 @@ fn main() -> ExitCode {
         editor,
         names,
         to_loop,
-        replies: None,
+        reading: false,
+        interrupts_seen: 0,
+        held: VecDeque::new(),
         silent_lists: Vec::new(),
         editing: Arc::new(AtomicBool::new(false)),
         quitting: false,
@@ -698,5 +793,66 @@ fn main() -> ExitCode {
         Some(Outcome::SignInFailed) => ExitCode::from(2),
         Some(Outcome::Forced) => ExitCode::from(130),
         None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn to_loop() -> (ToLoop, Receiver<Input>) {
+        let driver = run::bind("127.0.0.1:0".parse().unwrap())
+            .and_then(Driver::new)
+            .unwrap();
+        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let to_loop = ToLoop {
+            tx,
+            waker: driver.handle(),
+            interrupts: Arc::new(AtomicUsize::new(0)),
+        };
+        (to_loop, rx)
+    }
+
+    #[test]
+    fn a_slow_loop_slows_the_reader_and_loses_no_line() {
+        let (to_loop, rx) = to_loop();
+        let handed = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let handed = Arc::clone(&handed);
+            thread::spawn(move || {
+                for b in 0..100 {
+                    let mut batch: Vec<String> = (0..100)
+                        .map(|i| format!("send Bob {}", b * 100 + i))
+                        .collect();
+                    assert!(to_loop.lines(&mut batch));
+                    handed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        // The loop is busy: the reader stops once the queue is full.
+        thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(handed.load(Ordering::SeqCst), INPUT_QUEUE);
+        let mut lines = Vec::new();
+        while lines.len() < 10_000 {
+            match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+                Ok(Input::Lines(batch)) => lines.extend(batch),
+                other => panic!("{other:?} after {} lines", lines.len()),
+            }
+        }
+        reader.join().unwrap();
+        let expected: Vec<String> = (0..10_000).map(|i| format!("send Bob {i}")).collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn reading_stops_after_quit_and_lines_after_it_are_not_sent() {
+        let (to_loop, rx) = to_loop();
+        let mut batch = vec!["list".to_string(), "quit".to_string(), "list".to_string()];
+        assert!(!to_loop.lines(&mut batch));
+        match rx.try_recv() {
+            Ok(Input::Lines(sent)) => assert_eq!(sent, ["list", "quit"]),
+            other => panic!("{other:?}"),
+        }
     }
 }

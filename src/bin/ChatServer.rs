@@ -195,16 +195,13 @@ fn main() -> ExitCode {
     };
     driver.set_trace(tracer(args.verbose));
 
-    // Ctrl-C and SIGTERM set `stop` and wake the loop; without a waker the
-    // loop still notices within the driver's maximum wait.
+    // Ctrl-C and SIGTERM set `stop` and wake the loop.
     let stop = Arc::new(AtomicBool::new(false));
-    let waker = driver.waker().ok();
+    let handle = driver.handle();
     let handler_stop = Arc::clone(&stop);
     if let Err(e) = ctrlc::set_handler(move || {
         handler_stop.store(true, Ordering::SeqCst);
-        if let Some(waker) = &waker {
-            waker.wake();
-        }
+        handle.wake();
     }) {
         warn(format_args!("cannot catch Ctrl-C and SIGTERM: {e}"));
     }
