@@ -180,6 +180,11 @@ pub fn os_seed32() -> io::Result<[u8; 32]> {
     Ok(seed)
 }
 
+/// The receive buffer [`bind`] asks for: room for a burst of 256 requests
+/// in flight and more (the kernel charges each datagram at the size of its
+/// buffer, a couple of KiB, not its length).
+pub const RECV_BUFFER_BYTES: usize = 1 << 20;
+
 /// Binds a UDP socket to `addr`. For the IPv6 unspecified address (`[::]`)
 /// the socket is made dual-stack (`IPV6_V6ONLY` off), so it serves IPv4 and
 /// IPv6 on one port; any other address binds as given.
@@ -193,6 +198,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
         socket.set_only_v6(false)?;
     }
+    // Best effort: the kernel may cap it (net.core.rmem_max), and a smaller
+    // buffer only means more loss under bursts.
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
     socket.bind(&SockAddr::from(addr))?;
     Ok(socket.into())
 }
@@ -666,6 +674,26 @@ mod tests {
         let start = Instant::now();
         step_until(&mut driver, &mut m, |s| s.woken);
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_bound_socket_holds_256_requests_in_flight() {
+        let socket = bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let to = socket.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Lookup-sized requests, all sent before any is read.
+        for i in 0..256u16 {
+            let mut request = [0u8; 40];
+            request[..2].copy_from_slice(&i.to_be_bytes());
+            peer.send_to(&request, to).unwrap();
+        }
+        socket.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while socket.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 256, "the kernel dropped {} of them", 256 - got);
     }
 
     #[test]
