@@ -10,43 +10,16 @@
 //! Everything runs in memory through `ServerState::handle_datagram` with real
 //! sign-ins (a Retry, then the sign-in with its cookie); no socket is opened.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use udpchat::{Packet, ServerConfig, ServerState};
 
-struct Counting;
-
-static IN_USE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        IN_USE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+// The counting allocator the memory tests use.
+#[path = "../tests/common/heap.rs"]
+mod heap;
 
 fn config() -> ServerConfig {
     let mut config = ServerConfig::with_secret([7; 16]);
@@ -82,7 +55,7 @@ fn one_reply(server: &mut ServerState, now: Instant, from: SocketAddr, datagram:
 
 /// A server with `n` users; the heap it holds; the first 1024 users' tokens.
 fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<Vec<u8>>) {
-    let before = IN_USE.load(Ordering::Relaxed);
+    let before = heap::in_use();
     let mut server = ServerState::new(config(), start);
     let mut tokens = Vec::new();
     for i in 0..n {
@@ -111,7 +84,7 @@ fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<Vec<u8>>) {
             tokens.push(token.to_vec());
         }
     }
-    let held = IN_USE.load(Ordering::Relaxed) - before;
+    let held = heap::in_use() - before;
     let tokens_heap: isize = tokens.iter().map(|t| t.capacity() as isize).sum::<isize>()
         + (tokens.capacity() * std::mem::size_of::<Vec<u8>>()) as isize;
     (server, held - tokens_heap, tokens)

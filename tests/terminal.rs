@@ -200,44 +200,17 @@ fn start_piped_client(name: &str, port: u16) -> (Guard, ChildStdin, Collected) {
 #[test]
 #[ignore = "needs tmux: run with cargo test -- --ignored"]
 fn incoming_message_keeps_the_half_typed_line() {
-    match Command::new("tmux").arg("-V").output() {
-        Ok(out) if out.status.success() => {}
-        other => panic!("this test needs tmux (apt-get install tmux); `tmux -V` gave {other:?}"),
-    }
-    let (_server, port) = start_server();
-    let (_bob, mut bob_in, bob_out) = start_piped_client("Bob", port);
-    bob_out.wait_for("Bob's first prompt", |t| {
-        t.starts_with("<\u{2013} Signing in to 127.0.0.1:")
-            && t.ends_with("<\u{2013} Signed in as Bob\n+> ")
-    });
-
-    let tmux = Tmux::new();
-    let port_arg = port.to_string();
-    // The shell reports the exit status and keeps the pane open to show it.
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "chat",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        "sh",
-        "-c",
-        "\"$0\" \"$@\"; echo \"EXIT=$?\"; sleep 600",
-        CLIENT,
-        "-u",
-        "Alice",
-        "-sip",
-        "127.0.0.1",
-        "-sp",
-        &port_arg,
-    ]);
-    let screen = tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+    let (_server, _bob, mut bob_in, bob_out, tmux) = alice_at_a_terminal();
+    let screen = tmux.screen();
     // She was told what was happening while she waited.
-    let signing_in = format!("<\u{2013} Signing in to 127.0.0.1:{port} as Alice...");
-    assert!(screen.contains(&signing_in), "{}", screen.join("\n"));
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.starts_with("<\u{2013} Signing in to 127.0.0.1:")
+                && l.ends_with(" as Alice...")),
+        "{}",
+        screen.join("\n")
+    );
     assert!(
         screen.iter().any(|l| l == "<\u{2013} Signed in as Alice"),
         "{}",
