@@ -21,6 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde::{Deserialize, Serialize};
 use udpchat::Packet;
 use udpchat::codec::{ErrorCode, MAX_DATAGRAM, MAX_SHORT_FIELD, NameList, RefuseReason};
+use udpchat::crypto::TransportKeys;
 
 /// Owned test data the packets borrow from.
 struct Data {
@@ -384,6 +385,31 @@ fn versus(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("decode/serde_json", size), |b| {
             b.iter(|| serde_json::from_slice::<ChatMessageRef<'_>>(black_box(&json)))
+        });
+
+        // What sessions will add: sealing the encoded message under a
+        // session's keys, and opening it, in place (a header of 13 bytes as
+        // associated data, as the transport packets will carry).
+        let keys = TransportKeys::from_raw(&[1; 32], &[2; 32]);
+        let peer = TransportKeys::from_raw(&[2; 32], &[1; 32]);
+        let header = [0x12u8; 13];
+        let mut sealing = ours.clone();
+        let mut counter = 0u64;
+        group.bench_function(BenchmarkId::new("seal/udpchat", size), |b| {
+            b.iter(|| {
+                counter += 1;
+                keys.seal(counter, &header, black_box(&mut sealing))
+            })
+        });
+        let mut sealed = Vec::new();
+        keys.seal_into(7, &header, &ours, &mut sealed);
+        let mut opening = sealed.clone();
+        group.bench_function(BenchmarkId::new("open/udpchat", size), |b| {
+            b.iter(|| {
+                opening.copy_from_slice(&sealed);
+                peer.open_in_place(7, &header, black_box(&mut opening))
+                    .map(|p| p.len())
+            })
         });
     }
     group.finish();
