@@ -60,9 +60,12 @@
 //! let alice_addr: SocketAddr = "127.0.0.1:5001".parse().unwrap();
 //! let bob_addr: SocketAddr = "127.0.0.1:5002".parse().unwrap();
 //!
-//! let mut server = ServerState::new(ServerConfig::with_secret([7; 16]), start);
-//! let mut alice = ClientState::new(ClientConfig::new("Alice", server_addr), start, 1).unwrap();
-//! let mut bob = ClientState::new(ClientConfig::new("Bob", server_addr), start, 2).unwrap();
+//! // Keys and randomness are fixed here so the example replays; real
+//! // programs keep identities in files and take seeds from the OS.
+//! let mut server = ServerState::new(ServerConfig::new([7; 32], [8; 32]), start);
+//! let alice_config = ClientConfig::new("Alice", server_addr, [1; 32]);
+//! let mut alice = ClientState::new(alice_config, start, [11; 32]).unwrap();
+//! let mut bob = ClientState::new(ClientConfig::new("Bob", server_addr, [2; 32]), start, [12; 32]).unwrap();
 //!
 //! // A perfect network: deliver every datagram at once, in order.
 //! fn pump(now: Instant, server: &mut ServerState, server_addr: SocketAddr,
@@ -98,7 +101,7 @@
 //! pump(now, &mut server, server_addr, &mut [(&mut alice, alice_addr), (&mut bob, bob_addr)]);
 //!
 //! let got = std::iter::from_fn(|| bob.poll_event()).find_map(|e| match e {
-//!     ClientEvent::MessageReceived { from, address, text } => Some((from, address, text)),
+//!     ClientEvent::MessageReceived { from, address, text, .. } => Some((from, address, text)),
 //!     _ => None,
 //! });
 //! assert_eq!(got, Some(("Alice".to_string(), alice_addr, "Hello Bob".to_string())));
@@ -113,6 +116,7 @@ pub mod crypto;
 pub mod name;
 pub mod run;
 mod secret;
+mod session;
 pub mod server;
 pub mod text;
 
@@ -124,7 +128,9 @@ pub use client::{
 };
 pub use crypto::{CryptoError, Fingerprint, PublicKey, StaticKeypair};
 pub use name::NameError;
-pub use server::{ServerConfig, ServerEvent, ServerState, ServerStats, SignOutReason};
+pub use server::{
+    BindingsError, ServerConfig, ServerEvent, ServerState, ServerStats, SignOutReason,
+};
 
 use bytes::Bytes;
 use std::net::SocketAddr;

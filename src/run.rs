@@ -38,7 +38,8 @@
 //! # use udpchat::server::{ServerConfig, ServerState};
 //! # fn main() -> std::io::Result<()> {
 //! let mut driver = Driver::new(run::bind_all(9090)?)?;
-//! let config = ServerConfig::with_secret(run::os_secret()?);
+//! let identity = run::os_seed()?; // a real server keeps its identity in a file
+//! let config = ServerConfig::from_os_entropy(identity)?;
 //! let mut server = ServerState::new(config, Instant::now());
 //! loop {
 //!     driver.step(&mut server)?; // send, receive, wait, timers
@@ -147,34 +148,20 @@ fn os_random(buf: &mut [u8]) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("no randomness from the operating system: {e}")))
 }
 
-/// A secret for [`ServerConfig::with_secret`] from the operating system's
-/// random source. Use this (or [`ServerConfig::from_os_entropy`]), never a
-/// constant.
-pub fn os_secret() -> io::Result<[u8; 16]> {
-    let mut secret = [0u8; 16];
-    os_random(&mut secret)?;
-    Ok(secret)
-}
-
 impl ServerConfig {
-    /// The defaults ([`ServerConfig::with_secret`]) with a secret from the
-    /// operating system's random source: what a real server should use.
-    pub fn from_os_entropy() -> io::Result<ServerConfig> {
-        Ok(ServerConfig::with_secret(os_secret()?))
+    /// The defaults ([`ServerConfig::new`]) for the static secret `identity`,
+    /// with the rest of the randomness fresh from the operating system:
+    /// what a real server should use.
+    pub fn from_os_entropy(identity: [u8; 32]) -> io::Result<ServerConfig> {
+        Ok(ServerConfig::new(identity, os_seed()?))
     }
 }
 
-/// A seed for [`ClientState::new`] from the operating system's random source:
-/// what a real client should use (tests pick theirs, for replay).
-pub fn os_seed() -> io::Result<u64> {
-    let mut seed = [0u8; 8];
-    os_random(&mut seed)?;
-    Ok(u64::from_le_bytes(seed))
-}
-
-/// 32 bytes from the operating system's random source: a seed for a key
-/// pair ([`crate::crypto::StaticKeypair::generate`]) or a handshake.
-pub fn os_seed32() -> io::Result<[u8; 32]> {
+/// 32 bytes from the operating system's random source: the seed for
+/// [`ClientState::new`], a new identity ([`crate::crypto::StaticKeypair`]'s
+/// secret), a server's entropy. What real programs use; tests pick theirs,
+/// for replay.
+pub fn os_seed() -> io::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     os_random(&mut seed)?;
     Ok(seed)
@@ -792,25 +779,18 @@ mod tests {
 
     #[test]
     fn os_entropy_differs_between_calls() {
-        assert_ne!(os_secret().unwrap(), os_secret().unwrap());
         assert_ne!(os_seed().unwrap(), os_seed().unwrap());
     }
 
     #[test]
     fn drives_a_real_server_state() {
         let mut driver = loopback_driver();
-        let mut server = ServerState::new(ServerConfig::with_secret([3; 16]), Instant::now());
+        let mut server = ServerState::new(ServerConfig::new([3; 32], [4; 32]), Instant::now());
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        let sign_in = Packet::SignIn {
-            request: 1,
-            name: "Alice",
-            cookie: &[],
-        }
-        .to_bytes()
-        .unwrap();
+        let sign_in = Packet::Hello { request: 1 }.to_bytes().unwrap();
         client.send_to(&sign_in, driver.local_addr()).unwrap();
         step_until(&mut driver, &mut server, |s| s.received > 0);
         let mut buf = [0; RECV_BUFFER];

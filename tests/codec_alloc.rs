@@ -1,6 +1,7 @@
-//! The codec allocates nothing: `Packet::decode` (of every packet type, and
+//! The codec allocates nothing: `Packet::decode` (of every packet type, clear
+//! and sealed, of a sealed packet's plaintext inside a decoded Sealed, and
 //! iterating a decoded name list), and `Packet::encode` into a buffer that
-//! already has room.
+//! already has room, or refused.
 //!
 //! A counting global allocator counts the allocations of the current thread
 //! only (a thread-local counter), so the test harness's other threads do not
@@ -12,7 +13,10 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::BytesMut;
-use udpchat::codec::{ErrorCode, MAX_DATAGRAM, NameList, RefuseReason};
+use udpchat::codec::{
+    ErrorCode, MAX_DATAGRAM, MAX_FRAGMENT_BODY, MAX_SEALED_PLAINTEXT, NameList, RefuseReason,
+    SEALED_HEADER_LEN, SEALED_TAG_LEN,
+};
 use udpchat::{Packet, PacketType};
 
 struct CountingAllocator;
@@ -63,28 +67,76 @@ fn allocations_in<R>(f: impl FnOnce() -> R) -> u64 {
     ALLOCATIONS.with(Cell::get) - before
 }
 
-/// One packet of every type (two for those with several shapes), borrowing
-/// from `names` and `body`.
-fn samples<'a>(names: &'a [&'a str], body: &'a [u8]) -> Vec<Packet<'a>> {
+/// One packet of every type (two or more for those with several shapes),
+/// borrowing from `names`, `body` and `sealed`.
+fn samples<'a>(names: &'a [&'a str], body: &'a [u8], sealed: &'a [u8]) -> Vec<Packet<'a>> {
     let v4 = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 4242));
     let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 9090, 0, 0));
-    let token = &[0x5a; 16];
+    let key = &[0x4b; 32];
+    let cookie = &[7; 32];
+    let handshake = &[0x6e; 96];
     vec![
-        Packet::SignIn {
-            request: 1,
-            name: "Alice",
-            cookie: b"",
-        },
-        Packet::SignIn {
-            request: 2,
-            name: "Alice",
-            cookie: &[7; 32],
-        },
+        Packet::Hello { request: 1 },
         Packet::Retry {
-            request: 2,
-            cookie: &[7; 32],
+            request: 1,
+            cookie,
+            key,
         },
-        Packet::SignInAccepted { request: 3, token },
+        Packet::ServerInit {
+            cookie,
+            sender: 21,
+            handshake,
+        },
+        Packet::ServerResp {
+            sender: 22,
+            receiver: 21,
+            handshake: &handshake[..48],
+        },
+        Packet::Sealed {
+            receiver: 22,
+            counter: 0,
+            sealed: &[0x5e; SEALED_TAG_LEN],
+        },
+        Packet::Sealed {
+            receiver: 22,
+            counter: u64::MAX - 1,
+            sealed,
+        },
+        Packet::PeerInit {
+            sender: 31,
+            handshake,
+        },
+        Packet::PeerResp {
+            sender: 32,
+            receiver: 31,
+            handshake: &handshake[..48],
+        },
+        Packet::Error {
+            request: 12,
+            code: ErrorCode::UnknownSession,
+        },
+        Packet::SignIn {
+            request: 2,
+            name: "Alice",
+            replaces: 0,
+        },
+        Packet::SignIn {
+            request: 2,
+            name: "Alice",
+            replaces: 22,
+        },
+        Packet::SignInAccepted {
+            request: 3,
+            address: Some(v4),
+        },
+        Packet::SignInAccepted {
+            request: 3,
+            address: Some(v6),
+        },
+        Packet::SignInAccepted {
+            request: 3,
+            address: None,
+        },
         Packet::SignInRefused {
             request: 4,
             reason: RefuseReason::NameInUse,
@@ -92,7 +144,6 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8]) -> Vec<Packet<'a>> {
         },
         Packet::ListRequest {
             request: 5,
-            token,
             cursor: 17,
         },
         Packet::ListReply {
@@ -109,47 +160,45 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8]) -> Vec<Packet<'a>> {
         },
         Packet::LookupRequest {
             request: 7,
-            token,
             name: "Carole",
         },
         Packet::LookupReply {
             request: 8,
             name: "Carole",
             address: Some(v4),
+            key,
         },
         Packet::LookupReply {
             request: 8,
             name: "Carole",
             address: Some(v6),
+            key,
         },
         Packet::LookupReply {
             request: 8,
             name: "Nobody",
             address: None,
+            key: &[],
         },
-        Packet::KeepAlive { request: 9, token },
+        Packet::KeepAlive { request: 9 },
         Packet::KeepAliveAck { request: 9 },
         Packet::Probe { request: 10 },
-        Packet::SignOut { request: 11, token },
+        Packet::SignOut { request: 11 },
         Packet::SignOutAck { request: 11 },
-        Packet::Error {
-            request: 12,
-            code: ErrorCode::UnknownSession,
-        },
         Packet::Message {
             stream: 1,
             seq: 2,
+            base: 0,
             fragment: 0,
             fragments: 1,
-            from: "Alice",
             body: b"Hello this is Alice.",
         },
         Packet::Message {
             stream: 1,
             seq: 3,
+            base: 3,
             fragment: 1,
             fragments: 2,
-            from: "Alice",
             body,
         },
         Packet::Ack { stream: 1, seq: 2 },
@@ -168,8 +217,23 @@ fn codec_does_not_allocate() {
 
     let long_names: Vec<String> = (0..80).map(|i| format!("user{i:03}-name")).collect();
     let names: Vec<&str> = long_names.iter().map(String::as_str).collect();
-    let body = vec![b'x'; 1100];
-    let samples = samples(&names, &body);
+    // The largest fragment, and a Sealed carrying it: a full datagram.
+    let body = vec![b'x'; MAX_FRAGMENT_BODY];
+    let largest = Packet::Message {
+        stream: 1,
+        seq: 3,
+        base: 3,
+        fragment: 1,
+        fragments: 2,
+        body: &body,
+    };
+    let mut sealed = largest
+        .to_bytes()
+        .expect("the largest fragment encodes")
+        .to_vec();
+    assert_eq!(sealed.len(), MAX_SEALED_PLAINTEXT);
+    sealed.extend_from_slice(&[0x5e; SEALED_TAG_LEN]);
+    let samples = samples(&names, &body, &sealed);
     let types: Vec<PacketType> = samples.iter().map(Packet::packet_type).collect();
     for t in PacketType::ALL {
         assert!(types.contains(&t), "no sample of {t:?}");
@@ -179,11 +243,8 @@ fn codec_does_not_allocate() {
         .map(|p| p.to_bytes().map(|b| b.to_vec()))
         .collect::<Result<_, _>>()
         .expect("every sample encodes");
-    assert!(
-        datagrams
-            .iter()
-            .any(|d| d.len() > 1000 && d.len() <= MAX_DATAGRAM)
-    );
+    assert!(datagrams.iter().any(|d| d.len() == MAX_DATAGRAM));
+    assert!(datagrams.iter().any(|d| d.len() == MAX_SEALED_PLAINTEXT));
 
     let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);
     for (packet, datagram) in samples.iter().zip(&datagrams) {
@@ -217,6 +278,24 @@ fn codec_does_not_allocate() {
         assert_eq!(n, 0, "encode of {:?} allocated", packet.packet_type());
     }
 
+    // Opening a Sealed's envelope and decoding the sealed packet inside (the
+    // plaintext, here the bytes before the tag) allocates nothing either.
+    let envelope = datagrams
+        .iter()
+        .find(|d| d.len() == MAX_DATAGRAM)
+        .expect("a full Sealed");
+    let n = allocations_in(|| {
+        let Ok(Packet::Sealed { sealed, .. }) = Packet::decode(envelope) else {
+            panic!("the full datagram is not a Sealed");
+        };
+        assert_eq!(sealed, &envelope[SEALED_HEADER_LEN..]);
+        let plaintext = &sealed[..sealed.len() - SEALED_TAG_LEN];
+        let inner = Packet::decode(plaintext);
+        assert_eq!(inner, Ok(largest));
+        inner
+    });
+    assert_eq!(n, 0, "decode of a Sealed's plaintext allocated");
+
     // Rejected datagrams allocate nothing either: every truncation, a
     // trailing byte, an unknown type, an oversized datagram.
     let oversized = vec![0x10; MAX_DATAGRAM + 1];
@@ -234,20 +313,47 @@ fn codec_does_not_allocate() {
     });
     assert_eq!(n, 0, "a failed decode allocated");
 
-    // A failed encode allocates nothing.
+    // A failed encode allocates nothing (and writes nothing): too long, or
+    // a field out of range.
     let too_long = vec![b'x'; MAX_DATAGRAM];
-    let n = allocations_in(|| {
-        let p = Packet::Message {
+    let refused = [
+        Packet::Message {
             stream: 1,
             seq: 1,
+            base: 0,
             fragment: 0,
             fragments: 1,
-            from: "A",
             body: &too_long,
-        };
-        assert!(p.encode(&mut buf).is_err());
-    });
-    assert_eq!(n, 0, "a failed encode allocated");
+        },
+        Packet::Sealed {
+            receiver: 1,
+            counter: 1,
+            sealed: &too_long,
+        },
+        Packet::Message {
+            stream: 1,
+            seq: 1,
+            base: 2,
+            fragment: 0,
+            fragments: 1,
+            body: b"hi",
+        },
+        Packet::Retry {
+            request: 1,
+            cookie: &too_long[..256],
+            key: &[0x4b; 32],
+        },
+    ];
+    for p in &refused {
+        buf.clear();
+        let n = allocations_in(|| assert!(p.encode(&mut buf).is_err()));
+        assert_eq!(n, 0, "a failed encode of {:?} allocated", p.packet_type());
+        assert!(
+            buf.is_empty(),
+            "a failed encode of {:?} wrote",
+            p.packet_type()
+        );
+    }
 
     // And a buffer without room does allocate: the measurement can fail.
     let mut small = BytesMut::new();

@@ -1,8 +1,8 @@
 //! The real binaries under garbage: 20,000 datagrams, half at the server and
 //! half at a signed-in client (Bob), from several source sockets. A third are
-//! valid packets of every type built with `udpchat::codec` (forged messages,
-//! hijacking sign-ins, sign-outs with made-up tokens, replies nobody asked
-//! for), a third are those packets mutated (bit flips, truncations, length
+//! valid packets of every type built with `udpchat::codec` (handshakes and
+//! sealed packets full of random bytes, sealed-only packets in the clear,
+//! replies nobody asked for), a third are those packets mutated (bit flips, truncations, length
 //! fields that lie, trailing bytes, a changed type byte), and a third are
 //! random bytes. Seeded, so a failure replays. Afterwards both programs must
 //! still run, and sign-in, list and send must still work; no forged message
@@ -42,65 +42,95 @@ fn encode(p: Packet<'_>, length_fields: Vec<usize>) -> Valid {
     }
 }
 
-/// One valid packet of every type, with random ids, tokens and cookies, and
-/// names that matter here (Alice and Bob are signed in; Mallory is not).
+/// One valid packet of every type, with random ids, cookies, keys,
+/// handshakes and ciphertext, and names that matter here (Alice and Bob are
+/// signed in; Mallory is not). Sealed-only packets are sent in the clear too:
+/// receivers must drop them.
 fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
     let request = rng.next_u64() as u32;
-    let token = rng.bytes(16);
+    let index = rng.next_u64() as u32;
     let cookie_len = rng.below(40);
     let cookie = rng.bytes(cookie_len);
+    let key = rng.bytes(32);
+    let handshake_len = rng.below(200);
+    let handshake = rng.bytes(handshake_len);
     let name = ["Alice", "Bob", "Mallory", "alice", "Carole"][rng.below(5)];
     let body_len = rng.below(300);
     let body = rng.bytes(body_len);
     let text = "Hello Bob, it is me, Alice. \u{1b}[2J";
-    match rng.below(18) {
-        0 => encode(
-            Packet::SignIn {
-                request,
-                name,
-                cookie: &[],
-            },
-            vec![5, 6 + name.len()],
-        ),
+    match rng.below(22) {
+        0 => encode(Packet::Hello { request }, vec![]),
         1 => encode(
-            Packet::SignIn {
-                request,
-                name,
+            Packet::ServerInit {
                 cookie: &cookie,
+                sender: index,
+                handshake: &handshake,
             },
-            vec![5, 6 + name.len()],
+            vec![1, 6 + cookie.len()],
         ),
         2 => encode(
             Packet::Retry {
                 request,
                 cookie: &cookie,
+                key: &key,
             },
-            vec![5],
+            vec![5, 6 + cookie.len()],
         ),
         3 => encode(
-            Packet::SignInAccepted {
-                request,
-                token: &token,
+            Packet::ServerResp {
+                sender: index,
+                receiver: request,
+                handshake: &handshake,
+            },
+            vec![9],
+        ),
+        4 => encode(
+            Packet::Sealed {
+                receiver: index,
+                counter: rng.next_u64(),
+                sealed: &body,
+            },
+            vec![13],
+        ),
+        5 => encode(
+            Packet::PeerInit {
+                sender: index,
+                handshake: &handshake,
             },
             vec![5],
         ),
-        4 => encode(
+        6 => encode(
+            Packet::PeerResp {
+                sender: index,
+                receiver: request,
+                handshake: &handshake,
+            },
+            vec![9],
+        ),
+        7 => encode(
+            Packet::SignIn {
+                request,
+                name,
+                replaces: index,
+            },
+            vec![5],
+        ),
+        8 => encode(
             Packet::SignInRefused {
                 request,
                 reason: RefuseReason::NameInUse,
                 holder: "Alice",
             },
-            vec![],
+            vec![6],
         ),
-        5 => encode(
+        9 => encode(
             Packet::ListRequest {
                 request,
-                token: &token,
                 cursor: rng.next_u64() as u32,
             },
-            vec![5],
+            vec![],
         ),
-        6 => {
+        10 => {
             let names = ["Eve", "Mallory", "Alice"];
             encode(
                 Packet::ListReply {
@@ -112,71 +142,59 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
                 vec![10, 12],
             )
         }
-        7 => encode(
-            Packet::LookupRequest {
-                request,
-                token: &token,
-                name,
-            },
-            vec![5, 22],
-        ),
-        8 => encode(
+        11 => encode(Packet::LookupRequest { request, name }, vec![5]),
+        12 => encode(
             Packet::LookupReply {
                 request,
                 name,
                 address: Some(fake_peer),
+                key: &key,
             },
             vec![5],
         ),
-        9 => encode(
-            Packet::KeepAlive {
-                request,
-                token: &token,
-            },
-            vec![5],
-        ),
-        10 => encode(Packet::KeepAliveAck { request }, vec![]),
-        11 => encode(Packet::Probe { request }, vec![]),
-        12 => encode(
-            Packet::SignOut {
-                request,
-                token: &token,
-            },
-            vec![5],
-        ),
-        13 => encode(Packet::SignOutAck { request }, vec![]),
-        14 => encode(
+        13 => encode(Packet::KeepAlive { request }, vec![]),
+        14 => encode(Packet::KeepAliveAck { request }, vec![]),
+        15 => encode(Packet::Probe { request }, vec![]),
+        16 => encode(Packet::SignOut { request }, vec![]),
+        17 => encode(
             Packet::Error {
-                request,
+                request: index,
                 code: ErrorCode::UnknownSession,
             },
             vec![],
         ),
-        15 => encode(
+        18 => encode(
             Packet::Message {
                 stream: rng.next_u64(),
                 seq: rng.below(4) as u32,
+                base: 0,
                 fragment: 0,
                 fragments: 1,
-                from: "Alice",
                 body: text.as_bytes(),
             },
-            vec![13, 15, 17, 18 + 5],
+            vec![21],
         ),
-        16 => {
+        19 => {
             let fragments = 1 + rng.below(60) as u16;
             encode(
                 Packet::Message {
                     stream: rng.next_u64(),
                     seq: rng.next_u64() as u32,
+                    base: 0,
                     fragment: rng.below(usize::from(fragments)) as u16,
                     fragments,
-                    from: name,
                     body: &body,
                 },
-                vec![13, 15, 17, 18 + name.len()],
+                vec![21],
             )
         }
+        20 => encode(
+            Packet::SignInAccepted {
+                request,
+                address: Some(fake_peer),
+            },
+            vec![],
+        ),
         _ => encode(
             Packet::Ack {
                 stream: rng.next_u64(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::raw::Signed;
 use common::{SERVER_ADDR, Sim, for_seeds, secs};
 use udpchat::client::{ClientConfig, ClientEvent, ClientState};
 use udpchat::codec::{Packet, RefuseReason};
@@ -58,7 +59,7 @@ fn names_cannot_carry_control_characters() {
     let now = std::time::Instant::now();
     for name in ["\u{1b}[31mEvil", "Bob\r", "a\u{7}", "\u{9b}x", "tab\tname"] {
         assert!(
-            ClientState::new(ClientConfig::new(name, SERVER_ADDR), now, 1).is_err(),
+            ClientState::new(ClientConfig::new(name, SERVER_ADDR, [1; 32]), now, [2; 32]).is_err(),
             "{name:?} accepted as a name"
         );
     }
@@ -67,53 +68,27 @@ fn names_cannot_carry_control_characters() {
         let mut sim = Sim::clean(seed);
         let raw = sim.fresh_addr();
         sim.add_raw("raw", raw);
-        let first = Packet::SignIn {
-            request: 1,
-            name: "\u{1b}[2JEvil",
-            cookie: &[],
+        let Signed::Refused(answer) = sim.raw_sign_in("raw", "\u{1b}[2JEvil", [9; 32]) else {
+            panic!("seed {seed}: the server did not refuse the name");
         };
-        sim.inject_packet(raw, SERVER_ADDR, &first);
-        sim.run_for(secs(1));
-        let cookie = sim
-            .inbox("raw")
-            .iter()
-            .find_map(|(_, _, b)| match Packet::decode(b) {
-                Ok(Packet::Retry { cookie, .. }) => Some(cookie.to_vec()),
-                _ => None,
+        assert!(matches!(
+            Packet::decode(&answer),
+            Ok(Packet::SignInRefused {
+                reason: RefuseReason::InvalidName,
+                ..
             })
-            .expect("a Retry");
-        let second = Packet::SignIn {
-            request: 2,
-            name: "\u{1b}[2JEvil",
-            cookie: &cookie,
-        };
-        sim.inject_packet(raw, SERVER_ADDR, &second);
-        sim.run_for(secs(1));
-        let refused = sim.inbox("raw").iter().any(|(_, _, b)| {
-            matches!(
-                Packet::decode(b),
-                Ok(Packet::SignInRefused {
-                    reason: RefuseReason::InvalidName,
-                    ..
-                })
-            )
-        });
-        assert!(refused, "seed {seed}: the server did not refuse the name");
+        ));
         assert_eq!(sim.server().user_count(), 0);
-        // And a message claiming such a name is never shown.
+        // And a handshake claiming such a name is never answered.
         let bob = sim.add_client("Bob");
         sim.wait_signed_in(&["Bob"], secs(1));
-        let msg = Packet::Message {
-            stream: 7,
-            seq: 0,
-            fragment: 0,
-            fragments: 1,
-            from: "\u{1b}[2JEvil",
-            body: b"hi",
-        };
-        sim.inject_packet(raw, bob, &msg);
+        let bob_key = sim.client("Bob").public_key();
+        sim.raw_peer_init("raw", [9; 32], bob, bob_key, "\u{1b}[2JEvil");
         sim.run_for(secs(12));
         assert_eq!(sim.received_count("Bob"), 0);
+        assert!(sim.client("Bob").stats().forged >= 1);
+        let answered = sim.inbox("raw").iter().any(|(_, from, _)| *from == bob);
+        assert!(!answered, "seed {seed}: Bob answered");
         for e in sim.events("Bob") {
             if let ClientEvent::ForgedMessage { claimed, .. } = &e.event {
                 assert!(harmless(&escape(claimed)));

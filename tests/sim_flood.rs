@@ -1,6 +1,6 @@
 //! Floods: one address sends the server requests at 100 times the rate of
-//! each honest client (sign-ins, lists and lookups with made-up tokens, and
-//! garbage). The honest clients still sign in, list and look peers up
+//! each honest client (hellos, handshakes with made-up cookies, sealed
+//! packets under a session index it guessed, and garbage). The honest clients still sign in, list and look peers up
 //! within their deadlines, and the server's rate limit is what absorbs the
 //! flood.
 
@@ -17,26 +17,20 @@ fn the_others_are_served_during_a_flood() {
     for_seeds(50, |seed| {
         let mut sim = Sim::new(seed);
         let flooder = sim.fresh_addr();
-        let token: Vec<u8> = (0..16).map(|_| sim.rng.next_u64() as u8).collect();
+        let junk_bytes: Vec<u8> = (0..120).map(|_| sim.rng.next_u64() as u8).collect();
         let junk: Vec<bytes::Bytes> = vec![
-            Packet::SignIn {
-                request: 1,
-                name: "Flood",
-                cookie: &[],
+            Packet::Hello { request: 1 }.to_bytes().expect("encodes"),
+            Packet::ServerInit {
+                cookie: &junk_bytes[..16],
+                sender: 2,
+                handshake: &junk_bytes,
             }
             .to_bytes()
             .expect("encodes"),
-            Packet::ListRequest {
-                request: 2,
-                token: &token,
-                cursor: 0,
-            }
-            .to_bytes()
-            .expect("encodes"),
-            Packet::LookupRequest {
-                request: 3,
-                token: &token,
-                name: "Alice",
+            Packet::Sealed {
+                receiver: 0x0000_0100,
+                counter: 3,
+                sealed: &junk_bytes[..40],
             }
             .to_bytes()
             .expect("encodes"),

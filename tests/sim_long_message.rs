@@ -104,10 +104,16 @@ fn partial_messages_are_bounded_and_expire() {
         // Mallory is really signed in, at an address where nobody listens
         // (Bob's acks go nowhere), so Bob trusts the fragments.
         let mallory = sim.fresh_addr();
+        sim.add_raw("Mallory", mallory);
         sim.sign_in_directly(mallory, "Mallory");
         sim.run_for(secs(1));
+        let bob_key = sim.client("Bob").public_key();
+        let secret = sim.identity_of("Mallory");
+        let mut session = sim
+            .raw_peer_session("Mallory", secret, bob, bob_key, "Mallory")
+            .expect("Bob accepts Mallory's handshake: the directory vouches for her");
         let max_message_len =
-            udpchat::client::ClientConfig::new("x", common::SERVER_ADDR).max_message_len;
+            udpchat::client::ClientConfig::new("x", common::SERVER_ADDR, [0; 32]).max_message_len;
         let bound = streams * (window as usize * 1300 + max_message_len + 4096);
 
         let body = vec![b'm'; 1100];
@@ -121,12 +127,12 @@ fn partial_messages_are_bounded_and_expire() {
                 let packet = Packet::Message {
                     stream,
                     seq,
+                    base: 0,
                     fragment,
                     fragments: 60,
-                    from: "Mallory",
                     body: &body,
                 };
-                sim.inject_packet(mallory, bob, &packet);
+                sim.inject(mallory, bob, session.seal_packet(&packet));
                 injected += body.len();
             }
             sim.run_for(secs(1) / 10);
@@ -144,8 +150,11 @@ fn partial_messages_are_bounded_and_expire() {
         );
         assert_eq!(sim.received_count("Bob"), 0);
         eprintln!("seed {seed}: offered {injected} bytes, heap grew {grown} (bound {bound})");
-        // Idle streams expire with what they hold.
-        sim.run_for(idle + secs(2));
+        // Idle streams expire with what they hold, once their sender (who
+        // gives up after its message timeout) can send nothing more of them.
+        let stale = 6 * udpchat::client::ClientConfig::new("x", common::SERVER_ADDR, [0; 32])
+            .message_timeout;
+        sim.run_for(stale.max(idle) + secs(2));
         let left = heap() - before;
         eprintln!("seed {seed}: {left} bytes left after {idle:?} idle");
         assert!(

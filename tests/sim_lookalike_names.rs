@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::raw::Signed;
 use common::{SERVER_ADDR, Sim, for_seeds, secs};
 use udpchat::client::{ClientConfig, ClientEvent, ClientState, SignInError};
 use udpchat::codec::{Packet, RefuseReason};
@@ -50,47 +51,22 @@ const INVISIBLE: &[(&str, char)] = &[
 fn raw_sign_in(sim: &mut Sim, label: &str, name: &str) -> (RefuseReason, String) {
     let raw = sim.fresh_addr();
     sim.add_raw(label, raw);
-    let first = Packet::SignIn {
-        request: 1,
-        name,
-        cookie: &[],
-    };
-    sim.inject_packet(raw, SERVER_ADDR, &first);
-    sim.run_for(secs(1));
-    let cookie = sim
-        .inbox(label)
-        .iter()
-        .find_map(|(_, _, b)| match Packet::decode(b) {
-            Ok(Packet::Retry { cookie, .. }) => Some(cookie.to_vec()),
-            _ => None,
-        })
-        .expect("a Retry");
-    let second = Packet::SignIn {
-        request: 2,
-        name,
-        cookie: &cookie,
-    };
-    sim.inject_packet(raw, SERVER_ADDR, &second);
-    sim.run_for(secs(1));
-    sim.inbox(label)
-        .iter()
-        .find_map(|(_, _, b)| match Packet::decode(b) {
-            Ok(Packet::SignInRefused {
-                request: 2,
-                reason,
-                holder,
-            }) => Some((reason, holder.to_owned())),
-            Ok(Packet::SignInAccepted { .. }) => panic!("{name:?} was accepted"),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no answer to the sign-in of {name:?}"))
+    let secret = sim.identity_of(label);
+    match sim.raw_sign_in(label, name, secret) {
+        Signed::Refused(answer) => match Packet::decode(&answer) {
+            Ok(Packet::SignInRefused { reason, holder, .. }) => (reason, holder.to_owned()),
+            other => panic!("{name:?}: {other:?}"),
+        },
+        Signed::In(_) => panic!("{name:?} was accepted"),
+        Signed::Nothing => panic!("no answer to the sign-in of {name:?}"),
+    }
 }
 
 #[test]
 fn invisible_characters_are_refused_and_the_refusal_says_which() {
     let now = std::time::Instant::now();
     for &(name, c) in INVISIBLE {
-        let refused = ClientState::new(ClientConfig::new(name, SERVER_ADDR), now, 1).err();
+        let refused = ClientState::new(ClientConfig::new(name, SERVER_ADDR, [1; 32]), now, [2; 32]).err();
         assert_eq!(refused, Some(NameError::Invisible(c)), "{name:?}");
     }
     assert_eq!(
@@ -149,7 +125,7 @@ fn look_alikes_of_a_signed_in_name_are_refused_naming_the_holder() {
             assert!(sim.client(&label).is_closed());
         }
         assert_eq!(sim.server().user_count(), 1, "seed {seed}");
-        assert_eq!(sim.server().lookup("Alice"), Some(alice), "seed {seed}");
+        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
         assert!(sim.client("Alice").is_signed_in());
         assert_eq!(
             sim.count("Alice", |e| matches!(e, ClientEvent::Reconnected)),
@@ -182,8 +158,8 @@ fn the_client_signs_in_under_the_nfc_spelling() {
         let zoe = sim.add_client_as("Zoë", "Zoe\u{308}", |_| {});
         sim.wait_signed_in(&["Zoë"], secs(5));
         assert_eq!(sim.client("Zoë").name(), "Zoë");
-        assert_eq!(sim.server().lookup("Zoë"), Some(zoe));
-        assert_eq!(sim.server().lookup("Zoe\u{308}"), Some(zoe));
+        assert_eq!(sim.server().lookup("Zoë").map(|(a, _)| a), Some(zoe));
+        assert_eq!(sim.server().lookup("Zoe\u{308}").map(|(a, _)| a), Some(zoe));
         // Alice writes to the decomposed spelling; Zoë gets it.
         sim.add_client("Alice");
         sim.wait_signed_in(&["Alice"], secs(5));
@@ -222,9 +198,9 @@ fn a_look_alike_of_a_name_nobody_holds_may_sign_in() {
         sim.run_until("Alice has left", secs(12), |s| s.server().user_count() == 0);
         let mallory = sim.add_client_as("Mallory", CYRILLIC_ALICE, |_| {});
         sim.wait_signed_in(&["Mallory"], secs(10));
-        assert_eq!(sim.server().lookup(CYRILLIC_ALICE), Some(mallory));
+        assert_eq!(sim.server().lookup(CYRILLIC_ALICE).map(|(a, _)| a), Some(mallory));
         // The lookup key ignores case and look-alikes: `Alice` finds him too.
-        assert_eq!(sim.server().lookup("Alice"), Some(mallory));
+        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(mallory));
         // Now Alice coming back is the look-alike, and is told of whom.
         sim.add_client_as("Alice again", "Alice", |_| {});
         sim.run_until("Alice's sign-in is answered", secs(12), |s| {
@@ -243,6 +219,6 @@ fn a_look_alike_of_a_name_nobody_holds_may_sign_in() {
             })],
             "seed {seed}"
         );
-        assert_eq!(sim.server().lookup("Alice"), Some(mallory), "seed {seed}");
+        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(mallory), "seed {seed}");
     });
 }

@@ -15,7 +15,7 @@ fn sign_in_succeeds_at_30_percent_loss() {
         let link = Link::random_with_loss(&mut Rng::new(seed), 0.30);
         let mut sim = Sim::empty(seed, link);
         sim.start_server(|_| {});
-        let timeout = ClientConfig::new("x", SERVER_ADDR).request_timeout;
+        let timeout = ClientConfig::new("x", SERVER_ADDR, [0; 32]).request_timeout;
         let names = ["Alice", "Bob", "Carole", "Dave"];
         for n in names {
             sim.add_client(n);
@@ -37,7 +37,7 @@ fn sign_in_succeeds_at_30_percent_loss() {
                 "seed {seed}: {n} did not sign in at 30% loss: {:?}",
                 sim.events(n)
             );
-            assert_eq!(sim.server().lookup(n), Some(sim.addr(n)));
+            assert_eq!(sim.server().lookup(n).map(|(a, _)| a), Some(sim.addr(n)));
         }
     });
 }
@@ -48,7 +48,7 @@ fn unanswered_sign_in_fails_at_the_request_timeout() {
         let mut sim = Sim::empty(seed, Sim::random_link(seed));
         // No server at SERVER_ADDR: every datagram to it is lost.
         let alice = sim.add_client("Alice");
-        let timeout = ClientConfig::new("x", SERVER_ADDR).request_timeout;
+        let timeout = ClientConfig::new("x", SERVER_ADDR, [0; 32]).request_timeout;
         let took = sim.run_until("Alice gives up", timeout * 2, |s| {
             s.find("Alice", |e| matches!(e, ClientEvent::SignInFailed(_)))
                 .is_some()
@@ -70,7 +70,7 @@ fn unanswered_sign_in_fails_at_the_request_timeout() {
         assert_eq!(client.poll_timeout(), None, "a closed client has no timer");
         // Retried with backoff: more than once, but never more often than
         // the retry cap allows (no flood of a server that is down).
-        let config = ClientConfig::new("x", SERVER_ADDR);
+        let config = ClientConfig::new("x", SERVER_ADDR, [0; 32]);
         let most =
             (timeout.as_secs_f64() / config.max_request_retry.as_secs_f64()).ceil() as u64 + 4;
         let tries = sim

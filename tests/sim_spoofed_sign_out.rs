@@ -1,61 +1,70 @@
-//! A forged source address cannot sign someone out: SignOut datagrams that
-//! claim Alice's address with no token, a made-up token, or another user's
-//! real token leave her signed in, and the "unknown session" errors they
-//! provoke (sent to Alice's address) do not disturb her client. Nor can a
-//! forged sign-in from her address under another name replace her.
+//! Nobody but Alice can sign Alice out or take her session, not even an
+//! observer who saw all her traffic: her sealed datagrams replayed (from her
+//! address and from elsewhere), sealed garbage under her session index, and
+//! a handshake from her address with a made-up cookie all leave her signed
+//! in, and her client never notices.
 
 mod common;
 
-use std::net::SocketAddr;
-
+use bytes::Bytes;
 use common::{SERVER_ADDR, Sim, for_seeds, secs};
 use udpchat::client::ClientEvent;
 use udpchat::codec::{Packet, PacketType};
 use udpchat::server::ServerEvent;
 
-/// The session token the server gave `who`, read off the wire.
-fn token_of(sim: &Sim, who: SocketAddr) -> Vec<u8> {
-    sim.captured()
-        .iter()
-        .rev()
-        .filter(|c| c.from == SERVER_ADDR && c.to == who)
-        .find_map(|c| match c.packet() {
-            Some(Packet::SignInAccepted { token, .. }) => Some(token.to_vec()),
-            _ => None,
-        })
-        .expect("a SignInAccepted was captured")
-}
-
 #[test]
-fn spoofed_sign_outs_do_not_remove_alice() {
+fn replays_and_forgeries_do_not_remove_alice() {
     for_seeds(50, |seed| {
         let mut sim = Sim::new(seed);
         sim.capture();
         let alice = sim.add_client("Alice");
-        let bob = sim.add_client("Bob");
+        sim.add_client("Bob");
         sim.wait_signed_in(&["Alice", "Bob"], secs(10));
-        let bobs_token = token_of(&sim, bob);
-        let made_up: Vec<u8> = (0..16).map(|_| sim.rng.next_u64() as u8).collect();
-
-        for (i, token) in [&[][..], &made_up, &bobs_token].into_iter().enumerate() {
-            for _ in 0..3 {
-                let request = 0xDEAD_0000 + i as u32;
-                sim.inject_packet(alice, SERVER_ADDR, &Packet::SignOut { request, token });
-                sim.run_for(secs(1) / 5);
-            }
+        let list = sim.list("Alice");
+        sim.wait_list("Alice", list, secs(15));
+        // What an observer on Alice's path saw her send the server.
+        let seen: Vec<Bytes> = sim
+            .captured()
+            .iter()
+            .filter(|c| c.from == alice && c.to == SERVER_ADDR)
+            .map(|c| c.payload.clone())
+            .collect();
+        let sealed: Vec<Bytes> = seen
+            .iter()
+            .filter(|p| p.first() == Some(&(PacketType::Sealed as u8)))
+            .cloned()
+            .collect();
+        assert!(!sealed.is_empty(), "seed {seed}");
+        let forged_before = sim.server().stats().forged;
+        let mallory = sim.fresh_addr();
+        sim.add_raw("Mallory", mallory);
+        for p in &seen {
+            sim.inject(alice, SERVER_ADDR, p.clone());
+            sim.inject(mallory, SERVER_ADDR, p.clone());
+            sim.run_for(secs(1) / 20);
         }
-        // Sign-in from her address under another name, with a made-up cookie:
-        // without echoing a real cookie it cannot replace her session.
-        let eve = Packet::SignIn {
-            request: 0xDEAD_0100,
-            name: "Eve",
+        // Sealed garbage under her index: every byte after the header flipped.
+        let mut garbage = sealed[0].to_vec();
+        for b in &mut garbage[udpchat::codec::SEALED_HEADER_LEN..] {
+            *b ^= 0x5a;
+        }
+        sim.inject(alice, SERVER_ADDR, garbage);
+        // A handshake from her address under another name, made-up cookie.
+        let made_up: Vec<u8> = (0..16).map(|_| sim.rng.next_u64() as u8).collect();
+        let eve = Packet::ServerInit {
             cookie: &made_up,
+            sender: 1,
+            handshake: &[7; 120],
         };
         sim.inject_packet(alice, SERVER_ADDR, &eve);
         sim.run_for(secs(5));
 
-        assert_eq!(sim.server().lookup("Alice"), Some(alice), "seed {seed}");
+        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
         assert_eq!(sim.server().lookup("Eve"), None, "seed {seed}");
+        assert!(
+            sim.server().stats().forged > forged_before,
+            "seed {seed}: replays were not counted"
+        );
         assert!(
             !sim.server_events().iter().any(
                 |e| matches!(&e.event, ServerEvent::SignedOut { name, .. } if name == "Alice")
@@ -63,18 +72,15 @@ fn spoofed_sign_outs_do_not_remove_alice() {
             "seed {seed}: the server let Alice go: {:?}",
             sim.server_events()
         );
-        // The server answered the forgeries with small errors, never data.
-        let to_alice = sim.pair(SERVER_ADDR, alice);
-        assert_eq!(
-            to_alice.sent_of(PacketType::SignOutAck).datagrams,
-            0,
-            "seed {seed}"
-        );
+        // Replayed handshakes earned Mallory nothing she could open.
         assert!(
-            to_alice.sent_of(PacketType::Error).datagrams >= 1,
+            sim.inbox("Mallory").iter().all(|(_, _, b)| !matches!(
+                Packet::decode(b),
+                Ok(Packet::ServerResp { .. })
+            )),
             "seed {seed}"
         );
-        // Alice's client shrugged the errors off: no reconnect, still in.
+        // Alice's client never noticed: no reconnect, still in.
         assert!(sim.client("Alice").is_signed_in());
         assert_eq!(
             sim.count("Alice", |e| matches!(

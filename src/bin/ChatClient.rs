@@ -2,9 +2,20 @@
 //!
 //! Signs in (printing nothing until it is in; a refused or unanswered sign-in
 //! prints why on standard error and exits 2), then reads commands: `list`,
-//! `send NAME TEXT`, `help`, `quit`/`exit`. End of input (Ctrl-D), Ctrl-C,
-//! SIGTERM and `quit` sign out, after pending messages are delivered or have
-//! failed, and exit 0.
+//! `send NAME TEXT`, `whois NAME`, `fingerprint`, `help`, `quit`/`exit`. End
+//! of input (Ctrl-D), Ctrl-C, SIGTERM and `quit` sign out, after pending
+//! messages are delivered or have failed, and exit 0.
+//!
+//! Keys (see `udpchat::run::keystore`), in `$XDG_CONFIG_HOME/udpchat` (else
+//! `~/.config/udpchat`):
+//!
+//! * `identity-<name>.key`: this name's secret key, made on first use
+//!   (`--identity FILE` uses another file);
+//! * `known_servers`: each server's key, pinned on first sign-in; a server
+//!   showing another key is refused (exit 2) with its new fingerprint,
+//!   unless `--accept-new-server-key` is given;
+//! * `known_peers`: each peer's key, remembered at its first message; a
+//!   changed key is warned about before that peer's next message.
 //!
 //! Two faces, one set of output lines (every one `<– ...`, see `client_ui`):
 //!
@@ -31,9 +42,10 @@ mod cli_common;
 #[path = "client_ui/mod.rs"]
 mod ui;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -50,14 +62,18 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, EditMode, Editor, ExternalPrinter, Helper};
 use udpchat::client::{
-    ClientConfig, ClientEvent, ClientState, CommandId, DeliveryFailure, SendError,
+    ClientConfig, ClientEvent, ClientState, CommandId, DeliveryFailure, SendError, SignInError,
 };
+use udpchat::crypto::PublicKey;
+use udpchat::name::NameKey;
+use udpchat::run::keystore::{self, KnownKeys};
 use udpchat::run::{self, Driver};
 
 use ui::{Command, PlainScreen, Style};
 
 /// The usage line.
-const USAGE: &str = "ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT [--timestamps]";
+const USAGE: &str = "ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT [--timestamps] \
+                     [--identity FILE] [--accept-new-server-key]";
 
 /// The exit codes, for `--help`.
 const EXIT_CODES: &str = "Exit codes:
@@ -72,7 +88,8 @@ const MAX_LINE: usize = 1 << 20;
 
 /// The udpchat client: sign in as NAME at the directory server, then chat.
 ///
-/// Commands: list, send NAME TEXT, help, quit (or Ctrl-D).
+/// Commands: list, send NAME TEXT, whois NAME, fingerprint, help, quit (or
+/// Ctrl-D).
 #[derive(Debug, Parser)]
 #[command(name = "ChatClient", version, override_usage = USAGE, after_help = EXIT_CODES)]
 struct Args {
@@ -88,6 +105,39 @@ struct Args {
     /// Put the local time on every output line.
     #[arg(long)]
     timestamps: bool,
+    /// The secret key file to sign in with [default:
+    /// $XDG_CONFIG_HOME/udpchat/identity-NAME.key, made on first use].
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// The server's key differs from the one remembered for it: accept the
+    /// new one (only when the server's operator confirmed it).
+    #[arg(long)]
+    accept_new_server_key: bool,
+}
+
+/// Where the keys live, and the peers' keys read so far.
+struct Keys {
+    known_servers: KnownKeys,
+    known_peers: KnownKeys,
+    /// `known_peers`, read once at start and kept in step with the file.
+    peers: HashMap<String, [u8; 32]>,
+    /// The server's address as `known_servers` names it.
+    server: String,
+    /// The server key was pinned before this run.
+    pinned: bool,
+}
+
+impl Keys {
+    /// The name `known_peers` files a peer under.
+    fn peer_entry(name: &str) -> String {
+        let key = NameKey::new(name);
+        let s = key.as_str();
+        if s.starts_with('#') {
+            s.bytes().map(|b| format!("{b:02x}")).collect()
+        } else {
+            s.to_owned()
+        }
+    }
 }
 
 /// A valid user name (see `udpchat::name`), in NFC whatever the terminal
@@ -411,6 +461,7 @@ struct App {
     interrupted: bool,
     /// Some command failed: the exit code will say so.
     failed: bool,
+    keys: Keys,
 }
 
 impl App {
@@ -441,6 +492,7 @@ impl App {
                 ClientEvent::SignedIn => {
                     let body = format!("Signed in as {}", self.style.name(self.client.name()));
                     self.say(&body);
+                    self.pin_server();
                     self.signed_in();
                 }
                 ClientEvent::SignInFailed(why) => {
@@ -449,6 +501,17 @@ impl App {
                     if let Screen::Plain(screen) = &mut self.screen {
                         let _ = screen.finish();
                     }
+                    let why = match why {
+                        SignInError::ServerKeyChanged { pinned, offered } => format!(
+                            "the server at {} has a new key (fingerprint {}; it was {}). If the \
+                             server's operator confirms the new key, run again with \
+                             --accept-new-server-key.",
+                            self.keys.server,
+                            offered.fingerprint(),
+                            pinned.fingerprint()
+                        ),
+                        other => other.to_string(),
+                    };
                     let _ = writeln!(io::stderr().lock(), "{}Sign-in failed: {why}", ui::MARKER);
                     return Some(Outcome::SignInFailed);
                 }
@@ -476,10 +539,35 @@ impl App {
                 }
                 ClientEvent::MessageReceived {
                     from,
+                    key,
                     address,
                     text,
+                    ..
                 } => {
+                    self.check_peer_key(&from, key);
                     let body = self.style.incoming(&from, address, &text);
+                    self.say(&body);
+                }
+                ClientEvent::PeerKey { name, key, .. } => {
+                    let body = match key {
+                        Some(key) => {
+                            let remembered = self.keys.peers.get(&Keys::peer_entry(&name));
+                            let note = match remembered {
+                                Some(k) if *k == key.0 => " (the key you know)",
+                                Some(_) => " (NOT the key you knew: compare it with them)",
+                                None => " (not talked to yet)",
+                            };
+                            format!(
+                                "{}'s key fingerprint: {}{note}",
+                                self.style.name(&name),
+                                key.fingerprint()
+                            )
+                        }
+                        None => {
+                            self.failed = true;
+                            self.style.no_such_user(&name)
+                        }
+                    };
                     self.say(&body);
                 }
                 ClientEvent::Delivered { .. } => {}
@@ -506,6 +594,53 @@ impl App {
             outcome = Some(Outcome::Done);
         }
         outcome
+    }
+
+    /// After the first sign-in: pin the server's key if it was not.
+    fn pin_server(&mut self) {
+        if self.keys.pinned {
+            return;
+        }
+        let Some(key) = self.client.server_key() else {
+            return;
+        };
+        self.keys.pinned = true;
+        let body = match self.keys.known_servers.set(&self.keys.server, &key.0) {
+            Ok(()) => format!(
+                "Server key fingerprint: {} (first sign-in here; remembered)",
+                key.fingerprint()
+            ),
+            Err(e) => format!(
+                "Server key fingerprint: {} (could not remember it: {e})",
+                key.fingerprint()
+            ),
+        };
+        self.say(&body);
+    }
+
+    /// A message from the holder of `key`: remember the key at first, and
+    /// warn when it changed since.
+    fn check_peer_key(&mut self, from: &str, key: PublicKey) {
+        let entry = Keys::peer_entry(from);
+        match self.keys.peers.get(&entry) {
+            Some(known) if *known == key.0 => return,
+            Some(known) => {
+                let body = format!(
+                    "Warning: {}'s key has changed since you last talked (fingerprint {}; it \
+                     was {}). Compare it with them out of band (whois {}).",
+                    self.style.name(from),
+                    key.fingerprint(),
+                    PublicKey(*known).fingerprint(),
+                    self.style.name(from),
+                );
+                self.say(&body);
+            }
+            None => {}
+        }
+        self.keys.peers.insert(entry.clone(), key.0);
+        if let Err(e) = self.keys.known_peers.set(&entry, &key.0) {
+            self.say(&format!("Could not remember {}'s key: {e}", self.style.name(from)));
+        }
     }
 
     /// The first sign-in: start reading input.
@@ -633,6 +768,28 @@ impl App {
                 self.failed = true;
                 self.say(ui::SEND_USAGE);
             }
+            Command::Whois(name) => {
+                if self.client.whois(now, name).is_err() {
+                    self.failed = true;
+                    let body = self.style.no_such_user(name);
+                    self.say(&body);
+                }
+            }
+            Command::WhoisUsage => {
+                self.failed = true;
+                self.say(ui::WHOIS_USAGE);
+            }
+            Command::Fingerprint => {
+                let mine = self.client.public_key().fingerprint();
+                let server = self
+                    .client
+                    .server_key()
+                    .map_or_else(|| "unknown yet".to_string(), |k| k.fingerprint().to_string());
+                self.say_all(&[
+                    &format!("Your key fingerprint: {mine}"),
+                    &format!("The server's: {server}"),
+                ]);
+            }
             Command::Help => self.say_all(&ui::HELP),
             Command::Quit => return Ran::Quit,
             Command::Unknown(word) => {
@@ -673,6 +830,48 @@ impl App {
     }
 }
 
+/// The identity, the pinned server key and the known peers, from the files
+/// (see the module docs), and the client's configuration with them.
+fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)> {
+    let dir = keystore::config_dir();
+    let identity_path = match &args.identity {
+        Some(path) => path.clone(),
+        None => {
+            let key = NameKey::new(&args.name);
+            let hex: String = key.as_str().bytes().map(|b| format!("{b:02x}")).collect();
+            dir.as_ref()
+                .map_err(|e| io::Error::new(e.kind(), format!("{e} (use --identity FILE)")))?
+                .join(format!("identity-{hex}.key"))
+        }
+    };
+    let comment = format!(
+        "udpchat identity for {} (keep it secret; its fingerprint is what others compare)",
+        args.name
+    );
+    let (identity, _) =
+        keystore::load_or_create_secret(&identity_path, &comment, || run::os_seed().unwrap_or_default())?;
+    if identity == [0; 32] {
+        return Err(io::Error::other("no randomness for a new identity"));
+    }
+    // Without a config directory (no HOME), keys are not remembered.
+    let base = dir.unwrap_or_else(|_| std::env::temp_dir().join("udpchat-unremembered"));
+    let known_servers = KnownKeys::new(base.join("known_servers"));
+    let known_peers = KnownKeys::new(base.join("known_peers"));
+    let server_name = server.to_string();
+    let pinned = known_servers.get(&server_name)?;
+    let peers = known_peers.read()?.into_iter().collect();
+    let mut config = ClientConfig::new(args.name.clone(), server, identity);
+    config.server_key = pinned.filter(|_| !args.accept_new_server_key).map(PublicKey);
+    let keys = Keys {
+        known_servers,
+        known_peers,
+        peers,
+        server: server_name,
+        pinned: config.server_key.is_some(),
+    };
+    Ok((config, keys))
+}
+
 /// Prints a start-up error and gives the exit code.
 fn fail(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     let _ = writeln!(io::stderr().lock(), "ChatClient: {message}");
@@ -708,7 +907,10 @@ fn main() -> ExitCode {
         Ok(driver) => driver,
         Err(e) => return fail(1, format_args!("cannot open a UDP socket: {e}")),
     };
-    let config = ClientConfig::new(args.name.clone(), server);
+    let (config, keys) = match load_keys(&args, server) {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(1, format_args!("{e}")),
+    };
     let client = match ClientState::new(config, Instant::now(), seed) {
         Ok(client) => client,
         Err(e) => return fail(2, format_args!("invalid name {:?}: {e}", args.name)),
@@ -753,6 +955,7 @@ fn main() -> ExitCode {
         quitting: false,
         interrupted: false,
         failed: false,
+        keys,
     };
     let body = format!(
         "Signing in to {server} as {}...",

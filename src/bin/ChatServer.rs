@@ -7,6 +7,15 @@
 //! `-sp 0` the system picks a free port). `--bind` takes an address or a
 //! host name, resolved as the client resolves the server's.
 //!
+//! Keys: the server's static key lives in `--key FILE` (default
+//! `$XDG_STATE_HOME/udpchat/server.key`, else `~/.local/state/udpchat/`),
+//! made on first start (mode 0600); its fingerprint is printed after
+//! `Server Initialized...` for the operator to publish. The name → key
+//! bindings of signed-in users are kept in `--bindings FILE` (default
+//! `bindings` beside the key), rewritten atomically within seconds of a
+//! change and at exit, and read back at start: for two minutes after a
+//! restart each name is reserved for its last key.
+//!
 //! Output (standard output): one line per sign-in and sign-out
 //! (`Alice signed in from 127.0.0.1:5000`) unless `-q`; with `-v` also one
 //! line per datagram in and out. Errors go to standard error; bad arguments
@@ -22,16 +31,21 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use udpchat::codec::Packet;
-use udpchat::run::{self, Driver, Trace};
+use udpchat::run::{self, Driver, Trace, keystore};
 use udpchat::server::{ServerConfig, ServerEvent, ServerState, SignOutReason};
 use udpchat::text::escape;
 
 /// The usage line.
-const USAGE: &str = "ChatServer -sp PORT [--bind ADDR] [-q | -v]";
+const USAGE: &str =
+    "ChatServer -sp PORT [--bind ADDR] [--key FILE] [--bindings FILE] [-q | -v]";
+
+/// How often changed bindings are written out.
+const BINDINGS_EVERY: Duration = Duration::from_secs(2);
 
 /// The udpchat directory server: knows who is signed in and where.
 ///
@@ -51,6 +65,14 @@ struct Args {
     /// IPv4 and IPv6].
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// The server's secret key file, made on first start [default:
+    /// $XDG_STATE_HOME/udpchat/server.key].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Where to keep the name → key bindings across restarts [default:
+    /// `bindings` beside the key file].
+    #[arg(long, value_name = "FILE")]
+    bindings: Option<PathBuf>,
     /// Do not print a line per sign-in and sign-out.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
@@ -123,7 +145,7 @@ fn report(event: ServerEvent) {
                 SignOutReason::Requested => "",
                 SignOutReason::TimedOut => " (timed out)",
                 SignOutReason::Unresponsive => " (did not answer when the name was claimed)",
-                SignOutReason::Replaced => " (the address signed in under another name)",
+                SignOutReason::Replaced => " (the same key signed in again)",
                 _ => " (for a reason this version does not know)",
             };
             say(format_args!(
@@ -155,10 +177,33 @@ fn main() -> ExitCode {
         }
     };
 
-    let config = match ServerConfig::from_os_entropy() {
-        Ok(config) => config,
+    let key_path = match args.key.clone().map_or_else(
+        || keystore::state_dir().map(|d| d.join("server.key")),
+        Ok,
+    ) {
+        Ok(path) => path,
         Err(e) => {
-            warn(format_args!("cannot get a random secret: {e}"));
+            warn(format_args!("cannot find where to keep the server key: {e} (use --key FILE)"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let bindings_path = args
+        .bindings
+        .clone()
+        .unwrap_or_else(|| key_path.with_file_name("bindings"));
+    let identity = keystore::load_or_create_secret(
+        &key_path,
+        "udpchat server key: keep it secret; clients pin its public half",
+        || run::os_seed().unwrap_or_default(),
+    );
+    let config = match identity.map(|(key, _)| key).and_then(ServerConfig::from_os_entropy) {
+        Ok(config) if config.identity != [0; 32] => config,
+        Ok(_) => {
+            warn(format_args!("cannot get randomness for a new key"));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            warn(format_args!("cannot load the server key: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -206,16 +251,52 @@ fn main() -> ExitCode {
         warn(format_args!("cannot catch Ctrl-C and SIGTERM: {e}"));
     }
 
+    let mut server = ServerState::new(config, Instant::now());
     say(format_args!("Server Initialized..."));
     say(format_args!("Listening on {}", driver.local_addr()));
+    say(format_args!(
+        "Server key fingerprint: {} (in {})",
+        server.public_key().fingerprint(),
+        key_path.display()
+    ));
+    match std::fs::read(&bindings_path) {
+        Ok(bytes) => match server.restore(Instant::now(), &bytes) {
+            Ok(0) => {}
+            Ok(n) => say(format_args!(
+                "Restored {n} name bindings from {}: each name is kept for its key for 2 minutes",
+                bindings_path.display()
+            )),
+            Err(e) => warn(format_args!(
+                "ignoring {}: {e}",
+                bindings_path.display()
+            )),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => warn(format_args!("cannot read {}: {e}", bindings_path.display())),
+    }
 
-    let mut server = ServerState::new(config, Instant::now());
     let quiet = args.quiet;
+    let mut dirty = false;
+    let mut written_at = Instant::now();
+    let save = |server: &ServerState| {
+        let bytes = server.bindings();
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(e) = keystore::write_atomic(&bindings_path, &text) {
+            warn(format_args!("cannot save the name bindings: {e}"));
+        }
+    };
+    driver.set_max_wait(BINDINGS_EVERY);
     let result = driver.run(&mut server, |server, _| {
         while let Some(event) = server.poll_event() {
+            dirty = true;
             if !quiet {
                 report(event);
             }
+        }
+        if dirty && written_at.elapsed() >= BINDINGS_EVERY {
+            save(server);
+            dirty = false;
+            written_at = Instant::now();
         }
         if stop.load(Ordering::SeqCst) {
             ControlFlow::Break(())
@@ -223,6 +304,7 @@ fn main() -> ExitCode {
             ControlFlow::Continue(())
         }
     });
+    save(&server);
     match result {
         Ok(()) => {
             if !quiet {

@@ -1,4 +1,4 @@
-//! What the directory said: a cache of "name is at address".
+//! What the directory said: a cache of "name is at address, with this key".
 //!
 //! Only positive answers are kept: "nobody" may change any moment, and a
 //! forged sender must not make a real user unreachable by provoking one. An
@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::crypto::PublicKey;
+
 #[derive(Debug)]
 struct Entry {
     address: SocketAddr,
+    key: PublicKey,
     at: Instant,
 }
 
@@ -34,21 +37,33 @@ impl LookupCache {
         }
     }
 
-    /// Where `key` is, if a recent answer said so.
-    pub(crate) fn get(&self, now: Instant, key: &str) -> Option<SocketAddr> {
+    /// Where `name` is and its key, if a recent answer said so.
+    pub(crate) fn get(&self, now: Instant, name: &str) -> Option<(SocketAddr, PublicKey)> {
         self.entries
-            .get(key)
+            .get(name)
             .filter(|e| now.saturating_duration_since(e.at) < self.ttl)
-            .map(|e| e.address)
+            .map(|e| (e.address, e.key))
     }
 
-    /// The directory said `key` is at `address`.
-    pub(crate) fn remember(&mut self, now: Instant, key: &str, address: SocketAddr) {
-        if self.entries.len() >= self.max && !self.entries.contains_key(key) {
+    /// The directory said `name` is at `address` with `key`.
+    pub(crate) fn remember(
+        &mut self,
+        now: Instant,
+        name: &str,
+        address: SocketAddr,
+        key: PublicKey,
+    ) {
+        if self.entries.len() >= self.max && !self.entries.contains_key(name) {
             self.entries.clear();
         }
-        self.entries
-            .insert(key.to_owned(), Entry { address, at: now });
+        self.entries.insert(
+            name.to_owned(),
+            Entry {
+                address,
+                key,
+                at: now,
+            },
+        );
     }
 
     /// Drops what is known of `key`.
@@ -73,6 +88,8 @@ impl LookupCache {
 mod tests {
     use super::*;
 
+    const K: PublicKey = PublicKey([7; 32]);
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([192, 0, 2, 1], port))
     }
@@ -82,10 +99,10 @@ mod tests {
         let now = Instant::now();
         let ttl = Duration::from_secs(300);
         let mut c = LookupCache::new(ttl, 10);
-        c.remember(now, "bob", addr(1));
+        c.remember(now, "bob", addr(1), K);
         assert_eq!(
             c.get(now + ttl - Duration::from_millis(1), "bob"),
-            Some(addr(1))
+            Some((addr(1), K))
         );
         assert_eq!(c.get(now + ttl, "bob"), None);
         c.expire(now + ttl);
@@ -96,13 +113,13 @@ mod tests {
     fn a_full_cache_starts_over_and_forget_forgets() {
         let now = Instant::now();
         let mut c = LookupCache::new(Duration::from_secs(300), 2);
-        c.remember(now, "a", addr(1));
-        c.remember(now, "b", addr(2));
-        c.remember(now, "b", addr(3));
-        assert_eq!(c.get(now, "a"), Some(addr(1)), "updating is not growing");
-        c.remember(now, "c", addr(4));
+        c.remember(now, "a", addr(1), K);
+        c.remember(now, "b", addr(2), K);
+        c.remember(now, "b", addr(3), K);
+        assert_eq!(c.get(now, "a"), Some((addr(1), K)), "updating is not growing");
+        c.remember(now, "c", addr(4), K);
         assert_eq!(c.get(now, "a"), None);
-        assert_eq!(c.get(now, "c"), Some(addr(4)));
+        assert_eq!(c.get(now, "c"), Some((addr(4), K)));
         c.forget("c");
         assert!(c.is_empty());
     }

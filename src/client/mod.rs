@@ -3,38 +3,51 @@
 //! [`ClientState`] is a sans-IO state machine (see the crate docs for the five
 //! calls). What it does on a real network:
 //!
-//! * **Requests** to the server (sign-in, list, lookup, keep-alive, sign-out)
-//!   carry a request id, are retried with exponential backoff until answered
-//!   or [`ClientConfig::request_timeout`] passes, and late or duplicate replies
-//!   are ignored.
-//! * **Sign-in** echoes the server's address-validation cookie, then keeps the
-//!   session alive every [`ClientConfig::keepalive_interval`]. When the server
-//!   answers "unknown session" (it restarted, or forgot us) the client signs in
+//! * **Identity.** The client holds a static X25519 key
+//!   ([`ClientConfig::identity`]); the directory binds its name to that key.
+//! * **The server session** (`link`): a padded Hello earns a cookie and the
+//!   server's key, which must match [`ClientConfig::server_key`] when one is
+//!   pinned; then a Noise IK handshake carries the sign-in. Every request
+//!   after that (list, lookup, keep-alive, sign-out) is sealed, carries a
+//!   request id, is retried with exponential backoff until answered or
+//!   [`ClientConfig::request_timeout`] passes; late or duplicate replies are
+//!   ignored. The session is kept alive every
+//!   [`ClientConfig::keepalive_interval`]. When the server says it does not
+//!   hold our session (it restarted) or stops answering, the client signs in
 //!   again by itself and reports [`ClientEvent::Reconnected`].
-//! * **Messages** go straight to the peer. Text is cut into fragments that fit
-//!   a 1200-byte datagram; each fragment has a sequence number in a stream
-//!   from this client to that peer's address, is acknowledged by the receiver,
-//!   and is retransmitted on a timeout estimated from measured round trips
-//!   (RFC 6298). At most [`ClientConfig::window`] fragments per peer are
-//!   unacknowledged at once. A peer that stops answering is looked up again
-//!   once (it may have moved); if it acknowledges nothing new for
-//!   [`ClientConfig::message_timeout`], its messages fail.
+//! * **Peer sessions** (`peers`): a lookup answers with the peer's address
+//!   and key; the client makes a Noise IK handshake to that key, and accepts
+//!   one only from a key the directory binds to the name it claims. Messages
+//!   and acknowledgements travel sealed, found by session index, never
+//!   trusted by source address. A session is replaced after
+//!   [`ClientConfig::rekey_after`] by the side that made it, and dropped
+//!   after [`ClientConfig::reject_after`].
+//! * **Messages** (the send side here, `inbox` for receiving): text is cut
+//!   into fragments; each has a sequence number in a stream from this client
+//!   to that peer (the stream and numbers outlive sessions), is acknowledged
+//!   by the receiver only once shown, and is retransmitted on a timeout
+//!   estimated from measured round trips (RFC 6298). At most
+//!   [`ClientConfig::window`] fragments per peer are unacknowledged at once.
+//!   A peer silent for [`SILENT_REHANDSHAKE`] while data is outstanding gets
+//!   a new handshake (it may have restarted and lost the session); at half
+//!   [`ClientConfig::message_timeout`] it is looked up again (it may have
+//!   moved); at the timeout its messages fail. [`ClientEvent::Delivered`]
+//!   means an authenticated acknowledgement came back for every fragment.
 //! * **Receiving**, each stream is delivered exactly once and in order,
-//!   fragments reassembled. A sender's claimed name is believed only when the
-//!   directory says that name is at the address the datagrams come from; until
-//!   then nothing is acknowledged or shown, and a mismatch is reported as
-//!   [`ClientEvent::ForgedMessage`].
-//! * **Bounds**: queued sends, receive streams, reassembly buffers and the
-//!   lookup cache are all capped; idle receive streams expire.
+//!   fragments reassembled, across rekeys, lost sessions and
+//!   retransmissions (see `inbox`).
+//! * **Bounds**: queued sends, sessions, handshakes waiting for the
+//!   directory, receive streams, reassembly buffers and the lookup cache are
+//!   all capped.
 //!
-//! The parts with their own invariants and tests: `requests` (ids, retries,
-//! deadlines), `lookup` (the cache of directory answers), `rtt` (the RFC 6298
-//! estimate). The send and receive streams are still part of this module:
-//! protocol v2 replaces them with sessions (see `docs/sessions.md`).
+//! The parts with their own invariants and tests: `link` (the server
+//! session), `peers` (peer handshakes and sessions), `inbox` (receive
+//! streams), `requests` (ids, retries, deadlines), `lookup` (the cache of
+//! directory answers), `rtt` (the RFC 6298 estimate). This module coordinates
+//! them and keeps the send side.
 
 use std::borrow::Cow;
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -43,29 +56,39 @@ use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::Transmit;
-use crate::codec::{ErrorCode, MAX_DATAGRAM, Packet, RefuseReason};
+use crate::codec::{ErrorCode, MAX_DATAGRAM, MAX_FRAGMENT_BODY, Packet, RefuseReason};
+use crate::crypto::{KEY_LEN, PublicKey, SeededRng, StaticKeypair};
 use crate::name::{self, NameError};
 use crate::secret::Rng;
 
+mod inbox;
+mod link;
 mod lookup;
+mod peers;
 mod requests;
 mod rtt;
 
+use inbox::{Fragment, Inbox, Outcome};
+use link::{LinkError, ServerLink};
 use lookup::LookupCache;
+use peers::{InitOutcome, PeerSessions};
 use requests::{RequestKind, Requests};
 use rtt::Rtt;
 
-/// Fragments buffered for a stream whose sender is not yet vouched for: an
-/// honest sender has no more than its window (32 by default) outstanding, so
-/// forged streams cannot make a receiver hold more than this each.
-const UNVERIFIED_BUFFER: usize = 32;
+/// A peer silent this long while fragments to it are outstanding gets a new
+/// handshake: it may have restarted and lost our session (WireGuard waits
+/// 15 s; a user is waiting here).
+pub const SILENT_REHANDSHAKE: Duration = Duration::from_secs(3);
 
-/// How long a stream whose claimed sender the directory did not know is
-/// dropped before the directory is asked again.
-const RECHECK_UNKNOWN_SENDER: Duration = Duration::from_secs(1);
+/// How soon a "nobody" answer is asked again while the directory settles
+/// after a restart (see [`ClientConfig::settle_grace`]).
+const SETTLE_RECHECK: Duration = Duration::from_millis(500);
 
-/// Identifies a command ([`ClientState::list`], [`ClientState::send`]); the
-/// events that answer it carry the same id.
+/// Sender names remembered for completion, at most.
+const MAX_KNOWN_SENDERS: usize = 1024;
+
+/// Identifies a command ([`ClientState::list`], [`ClientState::send`],
+/// [`ClientState::whois`]); the events that answer it carry the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CommandId(pub u64);
 
@@ -75,13 +98,24 @@ impl fmt::Display for CommandId {
     }
 }
 
-/// How the client behaves. [`ClientConfig::new`] gives the defaults.
-#[derive(Debug, Clone)]
+/// How the client behaves. [`ClientConfig::new`] gives the defaults. `Debug`
+/// never shows the identity secret.
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The name to sign in as.
     pub name: String,
     /// The directory server's address.
     pub server: SocketAddr,
+    /// The client's static X25519 secret: the identity the directory binds
+    /// the name to. Keep it from one run to the next (the binary keeps it in
+    /// a file).
+    pub identity: [u8; KEY_LEN],
+    /// The server's key, pinned from an earlier run: a server showing
+    /// another key is refused ([`SignInError::ServerKeyChanged`]). `None`
+    /// trusts the key shown on first use ([`ClientState::server_key`] gives
+    /// it, to pin).
+    pub server_key: Option<PublicKey>,
     /// A request unanswered for this long has failed.
     pub request_timeout: Duration,
     /// First retry of a request after this long; doubles each retry.
@@ -113,31 +147,60 @@ pub struct ClientConfig {
     pub max_queued_messages: usize,
     /// Longest message text, in bytes.
     pub max_message_len: usize,
-    /// Incoming streams tracked at once; the least recently active goes first.
+    /// Incoming streams tracked at once. Only a stream that is safe to
+    /// forget makes room (see the `inbox` module); otherwise a new stream's
+    /// fragments are dropped until one is.
     pub max_receive_streams: usize,
-    /// An incoming stream silent for this long is forgotten, with any
-    /// partial message in it.
+    /// A settled incoming stream silent for this long is forgotten. A stream
+    /// whose sender may still resend is kept for six message timeouts.
     pub stream_idle_timeout: Duration,
     /// Directory answers cached at most this long.
     pub lookup_cache_ttl: Duration,
     /// Directory answers cached at most this many.
     pub max_cached_lookups: usize,
-    /// Lookups under way at once at most; a message from a new sender that
-    /// would need one more is dropped (its sender retransmits).
+    /// Lookups under way at once at most; a handshake from a new peer that
+    /// would need one more is dropped (its sender tries again).
     pub max_pending_lookups: usize,
     /// For this long after signing in again (the server had restarted or
     /// forgotten us), a directory answer of "nobody" is asked again rather
     /// than believed: other clients are still signing in again too. The
     /// default covers a peer's keep-alive interval and a sign-in's retries.
     pub settle_grace: Duration,
+    /// A peer session this old is replaced by a new handshake, made by the
+    /// side that made it, when there is something to send (WireGuard's
+    /// REKEY_AFTER_TIME).
+    pub rekey_after: Duration,
+    /// A peer session that has sealed this many packets is replaced too.
+    pub rekey_after_messages: u64,
+    /// A peer session this old is dropped (WireGuard's REJECT_AFTER_TIME).
+    pub reject_after: Duration,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("name", &self.name)
+            .field("server", &self.server)
+            .field("identity", &"..")
+            .field("server_key", &self.server_key)
+            .field("request_timeout", &self.request_timeout)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .field("message_timeout", &self.message_timeout)
+            .field("window", &self.window)
+            .field("rekey_after", &self.rekey_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
-    /// The defaults, for `name` signing in at `server`.
-    pub fn new(name: impl Into<String>, server: SocketAddr) -> Self {
+    /// The defaults, for `name` signing in at `server` with the static
+    /// secret `identity`.
+    pub fn new(name: impl Into<String>, server: SocketAddr, identity: [u8; KEY_LEN]) -> Self {
         ClientConfig {
             name: name.into(),
             server,
+            identity,
+            server_key: None,
             request_timeout: Duration::from_secs(10),
             request_retry: Duration::from_millis(250),
             max_request_retry: Duration::from_millis(500),
@@ -156,6 +219,9 @@ impl ClientConfig {
             max_cached_lookups: 4096,
             max_pending_lookups: 32,
             settle_grace: Duration::from_secs(5),
+            rekey_after: Duration::from_secs(120),
+            rekey_after_messages: 1 << 60,
+            reject_after: Duration::from_secs(180),
         }
     }
 }
@@ -164,7 +230,8 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// The first sign-in was accepted.
+    /// The first sign-in was accepted. [`ClientState::server_key`] now
+    /// gives the server's key, to pin.
     SignedIn,
     /// The first sign-in was refused or not answered; the client is closed.
     SignInFailed(SignInError),
@@ -186,12 +253,25 @@ pub enum ClientEvent {
         /// Why.
         reason: RequestError,
     },
-    /// A message arrived, from a sender the directory vouches for. Each
-    /// message comes exactly once, and a sender's messages in the order sent.
+    /// What the directory binds a name to, for [`ClientState::whois`].
+    PeerKey {
+        /// The [`ClientState::whois`] this answers.
+        id: CommandId,
+        /// The name asked about.
+        name: String,
+        /// Its key, or `None` when nobody of that name is signed in or the
+        /// server did not answer.
+        key: Option<PublicKey>,
+    },
+    /// A message arrived in a session with the holder of `key`, which the
+    /// directory binds to `from`. Each message comes exactly once, and a
+    /// sender's messages in the order sent.
     MessageReceived {
         /// The sender's name.
         from: String,
-        /// The sender's socket address, as the datagrams came from it.
+        /// The sender's static key.
+        key: PublicKey,
+        /// The socket address the message's last fragment came from.
         address: SocketAddr,
         /// The text; untrusted (see [`crate::text::escape`] before printing).
         text: String,
@@ -212,12 +292,12 @@ pub enum ClientEvent {
         /// Why.
         reason: DeliveryFailure,
     },
-    /// Datagrams claiming to come from `claimed` came from an address the
-    /// directory does not give for that name. They were dropped.
+    /// A handshake claimed the name `claimed` with a key the directory does
+    /// not bind to it. Refused.
     ForgedMessage {
         /// The name claimed.
         claimed: String,
-        /// Where they really came from.
+        /// Where it came from.
         address: SocketAddr,
     },
     /// After [`ClientState::sign_out`]: sending is finished and the server
@@ -250,6 +330,14 @@ pub enum SignInError {
     /// No answer before the request timeout.
     #[error("the server did not answer")]
     NoAnswer,
+    /// The server showed another key than the one pinned for it.
+    #[error("the server has a new key (fingerprint {}; it was {})", .offered.fingerprint(), .pinned.fingerprint())]
+    ServerKeyChanged {
+        /// The key pinned for the server.
+        pinned: PublicKey,
+        /// The key it showed.
+        offered: PublicKey,
+    },
 }
 
 /// Why a request to the server failed.
@@ -271,7 +359,8 @@ pub enum DeliveryFailure {
     /// Nobody of that name is signed in.
     #[error("no such user")]
     NoSuchUser,
-    /// The recipient did not acknowledge it in time, even at a fresh address.
+    /// The recipient did not acknowledge it in time, even after a new
+    /// handshake at a fresh address.
     #[error("no answer from the recipient")]
     NoAnswer,
     /// The server did not answer the lookup.
@@ -313,8 +402,12 @@ pub struct ClientStats {
     /// Decoded, but from the wrong party, for no outstanding request, or
     /// otherwise out of place.
     pub unexpected: u64,
-    /// Message datagrams whose sender the directory does not vouch for.
+    /// Sealed packets that did not open (forged, altered, replayed, or for
+    /// a session we no longer hold), and peer handshakes refused (a key the
+    /// directory does not bind to the claimed name).
     pub forged: u64,
+    /// Peer handshakes completed, either side.
+    pub handshakes: u64,
     /// Message fragments received again (acknowledged again, not shown).
     pub duplicates: u64,
     /// Message fragments beyond the receive window, or over a bound, dropped.
@@ -356,31 +449,29 @@ struct OutMessage {
     acked: u16,
 }
 
+/// A fragment sent and not yet acknowledged. It is sealed afresh each time
+/// it goes out (a new counter, maybe a new session, the current `base`).
 #[derive(Debug)]
 struct InFlight {
     message: CommandId,
-    payload: Bytes,
+    fragment: u16,
+    fragments: u16,
+    body: Bytes,
     first_sent: Instant,
     next_send: Instant,
     rto: Duration,
     retransmitted: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    /// Waiting for the directory.
-    Unknown,
-    /// Sending to this address.
-    At(SocketAddr),
-}
-
 /// Everything going to one peer.
 #[derive(Debug)]
 struct Peer {
     name: String,
-    route: Route,
+    /// Where the directory says the peer is, and its key.
+    dest: Option<(SocketAddr, PublicKey)>,
     /// Looked up again already in this stretch of silence.
     relooked: bool,
+    /// Our stream to this peer: random, kept for as long as the peer entry.
     stream: u64,
     next_seq: u32,
     /// Messages not fully acknowledged, oldest first; only a prefix has fragments in flight.
@@ -389,6 +480,8 @@ struct Peer {
     in_flight: BTreeMap<u32, InFlight>,
     /// When the peer last acknowledged something new.
     last_progress: Option<Instant>,
+    /// When the last handshake to it started.
+    handshake_at: Option<Instant>,
     rtt: Rtt,
 }
 
@@ -398,13 +491,17 @@ impl Peer {
     /// this, not the count of unacknowledged fragments, so one fragment lost
     /// again and again cannot let the sender run past the receiver's window.
     fn span(&self) -> usize {
-        let oldest = self
-            .in_flight
+        usize::try_from(self.next_seq.wrapping_sub(self.base())).unwrap_or(usize::MAX)
+    }
+
+    /// The lowest sequence number we may still send: everything below is
+    /// acknowledged (or given up with its message).
+    fn base(&self) -> u32 {
+        self.in_flight
             .keys()
             .next()
             .copied()
-            .unwrap_or(self.next_seq);
-        usize::try_from(self.next_seq.wrapping_sub(oldest)).unwrap_or(usize::MAX)
+            .unwrap_or(self.next_seq)
     }
 
     /// Since when the peer has been silent about what we sent it: the first
@@ -417,57 +514,35 @@ impl Peer {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trust {
-    /// Waiting for the directory to vouch for the sender.
-    Unverified,
-    /// The directory knew nobody of the claimed name (the sender may not
-    /// have signed in again yet after a server restart): drop until this
-    /// time, then ask again.
-    Unknown {
-        recheck: Instant,
-    },
-    Verified,
-    /// The directory gives the claimed name another address: dropped for good.
-    Forged,
-}
-
-/// One incoming stream: a sender at an address, one stream id.
-#[derive(Debug)]
-struct InStream {
-    from: String,
-    trust: Trust,
-    next_seq: u32,
-    /// Fragments ahead of `next_seq`: (fragment, fragments, body).
-    ahead: BTreeMap<u32, (u16, u16, Bytes)>,
-    partial: Vec<u8>,
-    /// Index the next fragment of the partial message must have.
-    partial_next: u16,
-    last_active: Instant,
-}
-
 /// The chat client's state machine. See the [module docs](self). `Debug`
-/// shows its state in outline, never its session token or cookie.
+/// shows its state in outline, never a key.
 pub struct ClientState {
     config: ClientConfig,
+    identity: StaticKeypair,
     rng: Rng,
+    seeds: SeededRng,
     phase: Phase,
     closing: bool,
-    token: Option<Bytes>,
-    cookie: Bytes,
+    link: ServerLink,
+    /// Where the server saw us, from the sign-in answer.
+    reflexive: Option<SocketAddr>,
     next_command: u64,
     requests: Requests,
     /// The lookup request under way for each folded name.
     lookups: BTreeMap<String, u32>,
+    /// `whois` commands waiting for a lookup, by folded name.
+    whois: BTreeMap<String, Vec<(CommandId, String)>>,
     /// Names gathered so far by each list command.
     lists: BTreeMap<CommandId, Vec<String>>,
     cache: LookupCache,
+    sessions: PeerSessions,
     peers: BTreeMap<String, Peer>,
     /// Outgoing stream id to the folded name of its peer.
     stream_owner: BTreeMap<u64, String>,
-    streams: BTreeMap<(SocketAddr, u64), InStream>,
+    inbox: Inbox,
     queued: usize,
     known: Vec<String>,
+    senders: BTreeSet<String>,
     next_keepalive: Option<Instant>,
     /// Until then the directory may still be filling up again (see
     /// [`ClientConfig::settle_grace`]).
@@ -476,6 +551,8 @@ pub struct ClientState {
     out: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     buf: BytesMut,
+    plain: BytesMut,
+    scratch: Vec<u8>,
     stats: ClientStats,
 }
 
@@ -486,9 +563,9 @@ impl fmt::Debug for ClientState {
             .field("server", &self.config.server)
             .field("phase", &self.phase)
             .field("closing", &self.closing)
-            .field("token", &self.token.as_ref().map(|_| ".."))
             .field("peers", &self.peers.len())
-            .field("streams", &self.streams.len())
+            .field("sessions", &self.sessions.len())
+            .field("streams", &self.inbox.len())
             .field("pending", &self.queued)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -496,16 +573,19 @@ impl fmt::Debug for ClientState {
 }
 
 impl ClientState {
-    /// A client that starts signing in as `config.name` at once. `seed` makes
-    /// its request ids and stream ids; give it randomness from the operating
-    /// system in real use, a fixed number in tests.
-    /// The name is put in Unicode normal form C first (see [`name::normalize`]).
-    pub fn new(mut config: ClientConfig, now: Instant, seed: u64) -> Result<Self, NameError> {
+    /// A client that starts signing in as `config.name` at once. `seed` is
+    /// its randomness (ephemeral keys, request and stream ids): 32 bytes from
+    /// the operating system in real use, fixed in tests that replay. The name
+    /// is put in Unicode normal form C first (see [`name::normalize`]).
+    pub fn new(mut config: ClientConfig, now: Instant, seed: [u8; 32]) -> Result<Self, NameError> {
         if let Cow::Owned(nfc) = name::normalize(&config.name) {
             config.name = nfc;
         }
         name::validate(&config.name)?;
-        let mut rng = Rng::from_seed(seed);
+        let mut seeds = SeededRng::new(seed);
+        let mut id_seed = [0u8; 8];
+        seeds.fill(&mut id_seed);
+        let mut rng = Rng::from_seed(u64::from_be_bytes(id_seed));
         let cache = LookupCache::new(config.lookup_cache_ttl, config.max_cached_lookups);
         let requests = Requests::new(
             rng.next_u32(),
@@ -513,29 +593,42 @@ impl ClientState {
             config.max_request_retry,
             config.request_timeout,
         );
+        let inbox = Inbox::new(
+            config.max_receive_streams,
+            config.receive_window,
+            config.max_message_len,
+            config.message_timeout * 6,
+        );
         let mut client = ClientState {
             next_housekeeping: now + Duration::from_secs(1),
+            identity: StaticKeypair::from_secret(config.identity),
+            link: ServerLink::new(config.server_key),
             config,
             rng,
+            seeds,
             phase: Phase::SigningIn { again: false },
             closing: false,
-            token: None,
-            cookie: Bytes::new(),
+            reflexive: None,
             next_command: 1,
             requests,
             lookups: BTreeMap::new(),
+            whois: BTreeMap::new(),
             lists: BTreeMap::new(),
             cache,
+            sessions: PeerSessions::default(),
             peers: BTreeMap::new(),
             stream_owner: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            inbox,
             queued: 0,
             known: Vec::new(),
+            senders: BTreeSet::new(),
             next_keepalive: None,
             settling_until: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(8 * MAX_DATAGRAM),
+            plain: BytesMut::with_capacity(MAX_DATAGRAM),
+            scratch: Vec::with_capacity(MAX_DATAGRAM),
             stats: ClientStats::default(),
         };
         client.start_request(now, RequestKind::SignIn);
@@ -550,6 +643,22 @@ impl ClientState {
     /// The directory server's address.
     pub fn server(&self) -> SocketAddr {
         self.config.server
+    }
+
+    /// This client's static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    /// The server's key, once it showed one that passed the pin (after
+    /// [`ClientEvent::SignedIn`], the key of the server that accepted us).
+    pub fn server_key(&self) -> Option<PublicKey> {
+        self.link.server_key()
+    }
+
+    /// Where the server saw this client come from, once signed in.
+    pub fn reflexive_address(&self) -> Option<SocketAddr> {
+        self.reflexive
     }
 
     /// Whether the server has accepted this client and not since forgotten it.
@@ -582,7 +691,7 @@ impl ClientState {
     pub fn known_users(&self) -> Vec<String> {
         let mut names = self.known.clone();
         names.extend(self.peers.values().map(|p| p.name.clone()));
-        names.extend(self.streams.values().map(|s| s.from.clone()));
+        names.extend(self.senders.iter().cloned());
         names.sort_by_key(|n| name::fold(n));
         names.dedup_by(|a, b| name::same(a, b));
         names
@@ -604,6 +713,25 @@ impl ClientState {
         id
     }
 
+    /// Asks the directory which key `name` is bound to, to compare its
+    /// fingerprint out of band. Answered by [`ClientEvent::PeerKey`].
+    pub fn whois(&mut self, now: Instant, name: &str) -> Result<CommandId, SendError> {
+        let name = &*name::normalize(name);
+        name::validate(name)?;
+        if self.phase == Phase::Closed || self.closing {
+            return Err(SendError::Closed);
+        }
+        let id = self.command_id();
+        let key = name::fold(name);
+        self.whois
+            .entry(key.clone())
+            .or_default()
+            .push((id, name.to_owned()));
+        self.cache.forget(&key);
+        self.lookup(now, name);
+        Ok(id)
+    }
+
     /// Sends `text` to the user `to`. Answered by [`ClientEvent::Delivered`]
     /// or [`ClientEvent::DeliveryFailed`] with the returned id.
     /// `to` is put in Unicode normal form C first.
@@ -622,7 +750,7 @@ impl ClientState {
         if self.queued >= self.config.max_queued_messages {
             return Err(SendError::QueueFull);
         }
-        let chunk = self.fragment_size();
+        let chunk = MAX_FRAGMENT_BODY;
         let fragments =
             u16::try_from(text.len().div_ceil(chunk).max(1)).map_err(|_| SendError::TooLong {
                 len: text.len(),
@@ -630,32 +758,40 @@ impl ClientState {
             })?;
         let id = self.command_id();
         let key = name::fold(to);
-        let stream = self.rng.next_u64();
-        let peer = self.peers.entry(key.clone()).or_insert_with(|| Peer {
-            name: to.to_owned(),
-            route: Route::Unknown,
-            relooked: false,
-            stream,
-            next_seq: 0,
-            messages: VecDeque::new(),
-            in_flight: BTreeMap::new(),
-            last_progress: None,
-            rtt: Rtt::default(),
-        });
-        peer.messages.push_back(OutMessage {
-            id,
-            to: to.to_owned(),
-            text: Bytes::copy_from_slice(text.as_bytes()),
-            fragments,
-            started: 0,
-            acked: 0,
-        });
+        if !self.peers.contains_key(&key) {
+            let stream = self.rng.next_u64();
+            self.stream_owner.insert(stream, key.clone());
+            self.peers.insert(
+                key.clone(),
+                Peer {
+                    name: to.to_owned(),
+                    dest: None,
+                    relooked: false,
+                    stream,
+                    next_seq: 0,
+                    messages: VecDeque::new(),
+                    in_flight: BTreeMap::new(),
+                    last_progress: None,
+                    handshake_at: None,
+                    rtt: Rtt::default(),
+                },
+            );
+        }
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.messages.push_back(OutMessage {
+                id,
+                to: to.to_owned(),
+                text: Bytes::copy_from_slice(text.as_bytes()),
+                fragments,
+                started: 0,
+                acked: 0,
+            });
+        }
         self.queued += 1;
-        self.stream_owner
-            .insert(self.peers[&key].stream, key.clone());
-        if self.peers[&key].route == Route::Unknown {
+        let known = self.peers.get(&key).and_then(|p| p.dest).is_some();
+        if !known {
             match self.cache.get(now, &key) {
-                Some(addr) => self.set_route(&key, addr),
+                Some((addr, peer_key)) => self.set_dest(now, &key, addr, peer_key),
                 None => self.lookup(now, to),
             }
         }
@@ -688,33 +824,273 @@ impl ClientState {
             }
         };
         match packet {
-            Packet::Message {
-                stream,
-                seq,
-                fragment,
-                fragments,
-                from: name,
-                body,
-            } => self.on_message(now, from, stream, seq, fragment, fragments, name, body),
-            Packet::Ack { stream, seq } => self.on_ack(now, from, stream, seq),
+            Packet::Sealed {
+                receiver,
+                counter,
+                sealed,
+            } => {
+                if receiver == self.link.local_index() {
+                    self.on_sealed_from_server(now, datagram, counter, sealed);
+                } else {
+                    self.on_sealed_from_peer(now, from, datagram, receiver, counter, sealed);
+                }
+            }
+            Packet::PeerInit { sender, handshake } => {
+                self.on_peer_init(now, from, sender, handshake)
+            }
+            Packet::PeerResp {
+                sender,
+                receiver,
+                handshake,
+            } => self.on_peer_resp(now, from, sender, receiver, handshake),
             _ if from != self.config.server => self.stats.unexpected += 1,
-            Packet::Retry { request, cookie } => {
-                if self.requests.kind(request) == Some(&RequestKind::SignIn) {
-                    self.cookie = Bytes::copy_from_slice(cookie);
-                    self.requests.release_one(request, now);
-                    self.flush_requests(now);
+            Packet::Retry {
+                request,
+                cookie,
+                key,
+            } => {
+                if self.requests.kind(request) != Some(&RequestKind::SignIn) {
+                    self.stats.unexpected += 1;
+                    return;
+                }
+                match self.link.on_retry(now, cookie, key) {
+                    Ok(true) => {
+                        self.requests.release_one(request, now);
+                        self.flush_requests(now);
+                    }
+                    Ok(false) => self.stats.duplicates += 1,
+                    Err(LinkError::KeyChanged { pinned, offered }) => {
+                        self.requests.remove(request);
+                        let error = SignInError::ServerKeyChanged { pinned, offered };
+                        self.events.push_back(ClientEvent::SignInFailed(error));
+                        self.close();
+                    }
+                    Err(LinkError::Stray) => self.stats.malformed += 1,
                 }
             }
-            Packet::SignInAccepted { request, token } => {
+            Packet::ServerResp {
+                sender,
+                receiver,
+                handshake,
+            } => self.on_server_resp(now, sender, receiver, handshake),
+            Packet::Error {
+                request,
+                code: ErrorCode::UnknownSession,
+            } => {
+                // In the clear, so anyone could send it: it costs at most a
+                // new handshake, which names the session it replaces.
+                if request != 0 && request == self.link.remote_index() {
+                    self.on_unknown_session(now);
+                } else {
+                    self.stats.unexpected += 1;
+                }
+            }
+            _ => self.stats.unexpected += 1,
+        }
+    }
+
+    /// Retries requests, retransmits fragments and handshakes, sends
+    /// keep-alives and expires idle state whose time has come. Early or
+    /// repeated calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        for id in self.requests.expired(now) {
+            self.fail_request(now, id);
+        }
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.flush_requests(now);
+        if let Some(at) = self.next_keepalive
+            && now >= at
+            && self.phase == Phase::SignedIn
+        {
+            self.next_keepalive = Some(now + self.config.keepalive_interval);
+            if !self.requests.any(|k| *k == RequestKind::KeepAlive) {
+                self.start_request(now, RequestKind::KeepAlive);
+            }
+        }
+        self.sessions.expire(now, self.config.reject_after);
+        for (datagram, to) in self.sessions.resend_due(now) {
+            self.out.push_back(Transmit {
+                destination: to,
+                payload: datagram,
+            });
+        }
+        let keys: Vec<String> = self.peers.keys().cloned().collect();
+        for key in keys {
+            self.peer_timeout(now, &key);
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + Duration::from_secs(1);
+            self.inbox.expire(now, self.config.stream_idle_timeout);
+            self.cache.expire(now);
+        }
+    }
+
+    /// The next datagram to send, oldest first.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When [`ClientState::handle_timeout`] should next be called; `None`
+    /// once closed. After `handle_timeout(now)` it is later than `now`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let sendable = self.can_send_requests();
+        let requests = self
+            .requests
+            .next_timeout(|k| sendable || *k == RequestKind::SignIn);
+        let peers = self.peers.values().flat_map(|p| {
+            let retransmit = p.in_flight.values().map(|f| f.next_send).min();
+            let deadlines = p.silent_since().into_iter().flat_map(|t| {
+                let relook = if p.relooked {
+                    t + self.config.message_timeout
+                } else {
+                    t + self.config.message_timeout / 2
+                };
+                let rehandshake = p
+                    .handshake_at
+                    .map_or(t, |h| h.max(t))
+                    + SILENT_REHANDSHAKE;
+                [relook, rehandshake]
+            });
+            retransmit.into_iter().chain(deadlines)
+        });
+        let housekeeping = (self.inbox.len() > 0 || !self.cache.is_empty())
+            .then_some(self.next_housekeeping);
+        requests
+            .into_iter()
+            .chain(peers)
+            .chain(self.sessions.next_timeout(self.config.reject_after))
+            .chain(
+                self.next_keepalive
+                    .filter(|_| self.phase == Phase::SignedIn),
+            )
+            .chain(housekeeping)
+            .min()
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- the server -----------------------------------------------------
+
+    fn command_id(&mut self) -> CommandId {
+        let id = CommandId(self.next_command);
+        self.next_command += 1;
+        id
+    }
+
+    /// A session index not in use here.
+    fn fresh_index(&mut self) -> u32 {
+        loop {
+            let index = self.rng.next_u32();
+            if !self.sessions.uses(index) && index != self.link.local_index() {
+                return index;
+            }
+        }
+    }
+
+    fn can_send_requests(&self) -> bool {
+        self.link.is_established() && matches!(self.phase, Phase::SignedIn | Phase::SigningOut)
+    }
+
+    fn start_request(&mut self, now: Instant, kind: RequestKind) -> u32 {
+        let id = self.requests.start(now, kind);
+        self.flush_requests(now);
+        id
+    }
+
+    /// Sends every request whose time has come (that can be sent now).
+    fn flush_requests(&mut self, now: Instant) {
+        let sendable = self.can_send_requests();
+        for due in self
+            .requests
+            .due(now, |k| sendable || *k == RequestKind::SignIn)
+        {
+            if due.retry {
+                self.stats.request_retries += 1;
+            }
+            self.send_request(now, due.id);
+        }
+    }
+
+    fn send_request(&mut self, now: Instant, id: u32) {
+        let Some(kind) = self.requests.kind(id).cloned() else {
+            return;
+        };
+        let server = self.config.server;
+        self.buf.clear();
+        let sent = match kind {
+            RequestKind::SignIn if self.link.has_cookie(now) && self.link.pending_init().is_some() => {
+                // The same handshake again: the server answers it the same.
+                self.link
+                    .pending_init()
+                    .map(|init| self.buf.extend_from_slice(&init))
+            }
+            RequestKind::SignIn if self.link.has_cookie(now) => {
+                let index = self.fresh_index();
+                let seed = self.seeds.seed();
+                let name = self.config.name.clone();
+                self.link
+                    .start(&self.identity, index, seed, id, &name, &mut self.buf)
+            }
+            RequestKind::SignIn => Packet::Hello { request: id }.encode(&mut self.buf).ok(),
+            RequestKind::List { cursor, .. } => self.link.seal(
+                &Packet::ListRequest {
+                    request: id,
+                    cursor,
+                },
+                &mut self.buf,
+            ),
+            RequestKind::Lookup { name } => self.link.seal(
+                &Packet::LookupRequest {
+                    request: id,
+                    name: &name,
+                },
+                &mut self.buf,
+            ),
+            RequestKind::KeepAlive => self
+                .link
+                .seal(&Packet::KeepAlive { request: id }, &mut self.buf),
+            RequestKind::SignOut => self
+                .link
+                .seal(&Packet::SignOut { request: id }, &mut self.buf),
+        };
+        if sent.is_some() {
+            let payload = self.buf.split().freeze();
+            self.out.push_back(Transmit {
+                destination: server,
+                payload,
+            });
+        }
+    }
+
+    fn on_server_resp(&mut self, now: Instant, sender: u32, receiver: u32, handshake: &[u8]) {
+        let Ok((payload, keys)) = self.link.on_resp(receiver, handshake) else {
+            self.stats.unexpected += 1;
+            return;
+        };
+        match Packet::decode(&payload) {
+            Ok(Packet::SignInAccepted { request, address }) => {
                 if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
-                    self.on_signed_in(now, Bytes::copy_from_slice(token));
+                    self.link.establish(keys, receiver, sender);
+                    self.reflexive = address;
+                    self.on_signed_in(now);
                 }
             }
-            Packet::SignInRefused {
+            Ok(Packet::SignInRefused {
                 request,
                 reason,
                 holder,
-            } => {
+            }) => {
                 if self.take_request(request, |k| matches!(k, RequestKind::SignIn)) {
                     let name = self.config.name.clone();
                     let error = match reason {
@@ -736,6 +1112,25 @@ impl ClientState {
                     self.fail_sign_in(now, error);
                 }
             }
+            _ => self.stats.malformed += 1,
+        }
+    }
+
+    fn on_sealed_from_server(&mut self, now: Instant, datagram: &[u8], counter: u64, sealed: &[u8]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match self.link.open(datagram, counter, sealed, &mut scratch) {
+            Some(plaintext) => match Packet::decode(plaintext) {
+                Ok(reply) => self.on_reply(now, reply),
+                Err(_) => self.stats.malformed += 1,
+            },
+            None => self.stats.forged += 1,
+        }
+        self.scratch = scratch;
+    }
+
+    /// A reply that opened under the server session.
+    fn on_reply(&mut self, now: Instant, reply: Packet<'_>) {
+        match reply {
             Packet::ListReply {
                 request,
                 more,
@@ -768,6 +1163,7 @@ impl ClientState {
                 request,
                 name,
                 address,
+                key,
             } => {
                 let Some(RequestKind::Lookup { name: asked }) = self
                     .requests
@@ -779,18 +1175,30 @@ impl ClientState {
                 if !name::same(&asked, name) {
                     self.stats.unexpected += 1;
                 }
-                self.on_lookup(now, &asked, Some(address));
+                let key = <[u8; KEY_LEN]>::try_from(key).ok().map(PublicKey);
+                let answer = match (address, key) {
+                    (Some(address), Some(key)) => Some((address, key)),
+                    _ => None,
+                };
+                self.on_lookup(now, &asked, Some(answer));
             }
             Packet::KeepAliveAck { request } => {
                 self.take_request(request, |k| matches!(k, RequestKind::KeepAlive));
             }
             Packet::Probe { request } => {
-                if let (Phase::SignedIn, Some(token)) = (self.phase, self.token.clone()) {
-                    let reply = Packet::KeepAlive {
-                        request,
-                        token: &token,
-                    };
-                    self.transmit(self.config.server, &reply);
+                if self.phase == Phase::SignedIn {
+                    self.buf.clear();
+                    if self
+                        .link
+                        .seal(&Packet::KeepAlive { request }, &mut self.buf)
+                        .is_some()
+                    {
+                        let payload = self.buf.split().freeze();
+                        self.out.push_back(Transmit {
+                            destination: self.config.server,
+                            payload,
+                        });
+                    }
                 }
             }
             Packet::SignOutAck { request } => {
@@ -798,173 +1206,17 @@ impl ClientState {
                     self.close_signed_out();
                 }
             }
-            Packet::Error { request, code } => {
-                if self.requests.kind(request).is_none() {
-                    self.stats.unexpected += 1;
-                    return;
-                }
-                match code {
-                    ErrorCode::UnknownSession => self.on_unknown_session(now, request),
-                    ErrorCode::BadRequest => self.fail_request(now, request),
-                }
-            }
-            Packet::SignIn { .. }
-            | Packet::ListRequest { .. }
-            | Packet::LookupRequest { .. }
-            | Packet::KeepAlive { .. }
-            | Packet::SignOut { .. } => self.stats.unexpected += 1,
-        }
-    }
-
-    /// Retries requests, retransmits fragments, sends keep-alives and expires
-    /// idle state whose time has come. Early or repeated calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.phase == Phase::Closed {
-            return;
-        }
-        for id in self.requests.expired(now) {
-            self.fail_request(now, id);
-        }
-        if self.phase == Phase::Closed {
-            return;
-        }
-        self.flush_requests(now);
-        if let Some(at) = self.next_keepalive
-            && now >= at
-            && self.phase == Phase::SignedIn
-        {
-            self.next_keepalive = Some(now + self.config.keepalive_interval);
-            if !self.requests.any(|k| *k == RequestKind::KeepAlive) {
-                self.start_request(now, RequestKind::KeepAlive);
-            }
-        }
-        let keys: Vec<String> = self.peers.keys().cloned().collect();
-        for key in keys {
-            self.peer_timeout(now, &key);
-        }
-        if now >= self.next_housekeeping {
-            self.next_housekeeping = now + Duration::from_secs(1);
-            let idle = self.config.stream_idle_timeout;
-            self.streams
-                .retain(|_, s| now.saturating_duration_since(s.last_active) < idle);
-            self.cache.expire(now);
-        }
-    }
-
-    /// The next datagram to send, oldest first.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-
-    /// When [`ClientState::handle_timeout`] should next be called; `None`
-    /// once closed. After `handle_timeout(now)` it is later than `now`.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Closed {
-            return None;
-        }
-        let sendable = self.can_send_requests();
-        let requests = self
-            .requests
-            .next_timeout(|k| sendable || *k == RequestKind::SignIn);
-        let peers = self.peers.values().flat_map(|p| {
-            let retransmit = p.in_flight.values().map(|f| f.next_send).min();
-            let deadlines = p.silent_since().map(|t| {
-                if p.relooked {
-                    t + self.config.message_timeout
+            Packet::Error {
+                request,
+                code: ErrorCode::BadRequest,
+            } => {
+                if self.requests.kind(request).is_some() {
+                    self.fail_request(now, request);
                 } else {
-                    t + self.config.message_timeout / 2
+                    self.stats.unexpected += 1;
                 }
-            });
-            retransmit.into_iter().chain(deadlines)
-        });
-        let housekeeping =
-            (!self.streams.is_empty() || !self.cache.is_empty()).then_some(self.next_housekeeping);
-        requests
-            .into_iter()
-            .chain(peers)
-            .chain(
-                self.next_keepalive
-                    .filter(|_| self.phase == Phase::SignedIn),
-            )
-            .chain(housekeeping)
-            .min()
-    }
-
-    /// The next event, oldest first.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
-    }
-
-    // ---- requests -------------------------------------------------------
-
-    fn command_id(&mut self) -> CommandId {
-        let id = CommandId(self.next_command);
-        self.next_command += 1;
-        id
-    }
-
-    fn can_send_requests(&self) -> bool {
-        self.token.is_some() && matches!(self.phase, Phase::SignedIn | Phase::SigningOut)
-    }
-
-    fn start_request(&mut self, now: Instant, kind: RequestKind) -> u32 {
-        let id = self.requests.start(now, kind);
-        self.flush_requests(now);
-        id
-    }
-
-    /// Sends every request whose time has come (that can be sent now).
-    fn flush_requests(&mut self, now: Instant) {
-        let sendable = self.can_send_requests();
-        for due in self
-            .requests
-            .due(now, |k| sendable || *k == RequestKind::SignIn)
-        {
-            if due.retry {
-                self.stats.request_retries += 1;
             }
-            self.send_request(due.id);
-        }
-    }
-
-    fn send_request(&mut self, id: u32) {
-        let Some(kind) = self.requests.kind(id) else {
-            return;
-        };
-        let token = self.token.clone().unwrap_or_default();
-        let server = self.config.server;
-        self.buf.clear();
-        let packet = match kind {
-            RequestKind::SignIn => Packet::SignIn {
-                request: id,
-                name: &self.config.name,
-                cookie: &self.cookie,
-            },
-            RequestKind::List { cursor, .. } => Packet::ListRequest {
-                request: id,
-                token: &token,
-                cursor: *cursor,
-            },
-            RequestKind::Lookup { name } => Packet::LookupRequest {
-                request: id,
-                token: &token,
-                name,
-            },
-            RequestKind::KeepAlive => Packet::KeepAlive {
-                request: id,
-                token: &token,
-            },
-            RequestKind::SignOut => Packet::SignOut {
-                request: id,
-                token: &token,
-            },
-        };
-        if packet.encode(&mut self.buf).is_ok() {
-            let payload = self.buf.split().freeze();
-            self.out.push_back(Transmit {
-                destination: server,
-                payload,
-            });
+            _ => self.stats.unexpected += 1,
         }
     }
 
@@ -1006,10 +1258,6 @@ impl ClientState {
 
     fn fail_sign_in(&mut self, now: Instant, error: SignInError) {
         match self.phase {
-            Phase::SigningIn { again: false } => {
-                self.events.push_back(ClientEvent::SignInFailed(error));
-                self.close();
-            }
             Phase::SigningIn { again: true } if error == SignInError::NoAnswer => {
                 // The server is still away: keep trying, quietly.
                 self.start_request(now, RequestKind::SignIn);
@@ -1021,8 +1269,7 @@ impl ClientState {
         }
     }
 
-    fn on_signed_in(&mut self, now: Instant, token: Bytes) {
-        self.token = Some(token);
+    fn on_signed_in(&mut self, now: Instant) {
         let again = matches!(self.phase, Phase::SigningIn { again: true });
         self.phase = Phase::SignedIn;
         self.next_keepalive = Some(now + self.config.keepalive_interval);
@@ -1032,36 +1279,33 @@ impl ClientState {
         } else {
             ClientEvent::SignedIn
         });
-        // Requests held back while signing in go out now.
+        // Requests held back while signing in go out now; with none, a
+        // keep-alive shows the server at once that we hold the keys.
         self.requests.release(now);
+        if !self.requests.any(|_| true) {
+            self.requests.start(now, RequestKind::KeepAlive);
+        }
         self.flush_requests(now);
         if self.closing {
             self.maybe_finish(now);
         }
     }
 
-    /// The server does not know our token: it restarted or forgot us. The
-    /// request stays pending and goes out again once signed in.
-    fn on_unknown_session(&mut self, now: Instant, request: u32) {
-        if self
-            .requests
-            .take_if(request, |k| *k == RequestKind::SignOut)
-            .is_some()
-        {
-            self.close_signed_out();
-            return;
-        }
-        self.requests
-            .take_if(request, |k| *k == RequestKind::KeepAlive);
-        if self.phase == Phase::SignedIn {
-            self.sign_in_again(now);
+    /// The server does not hold our session: it restarted or forgot us. The
+    /// requests under way go out again once signed in.
+    fn on_unknown_session(&mut self, now: Instant) {
+        match self.phase {
+            Phase::SigningOut => self.close_signed_out(),
+            Phase::SignedIn => self.sign_in_again(now),
+            _ => {}
         }
     }
 
     fn sign_in_again(&mut self, now: Instant) {
-        self.token = None;
+        self.link.drop_session();
         self.phase = Phase::SigningIn { again: true };
         self.next_keepalive = None;
+        self.requests.cancel(|k| *k == RequestKind::KeepAlive);
         if !self.requests.any(|k| *k == RequestKind::SignIn) {
             self.start_request(now, RequestKind::SignIn);
         }
@@ -1127,123 +1371,393 @@ impl ClientState {
     }
 
     /// A lookup of `name` finished: `None` when the server did not answer,
-    /// `Some(address)` otherwise.
-    fn on_lookup(&mut self, now: Instant, name: &str, answer: Option<Option<SocketAddr>>) {
+    /// `Some(None)` for nobody, `Some(Some((address, key)))` otherwise.
+    fn on_lookup(
+        &mut self,
+        now: Instant,
+        name: &str,
+        answer: Option<Option<(SocketAddr, PublicKey)>>,
+    ) {
         let key = name::fold(name);
         self.lookups.remove(&key);
-        // Only "X is at A" is worth remembering: "nobody" may change any
-        // moment, and a forged sender must not make a real user unreachable.
-        if let Some(Some(address)) = answer {
-            self.cache.remember(now, &key, address);
+        // Only "X is at A with K" is worth remembering: "nobody" may change
+        // any moment.
+        if let Some(Some((address, peer_key))) = answer {
+            self.cache.remember(now, &key, address, peer_key);
         } else {
             self.cache.forget(&key);
         }
+        for (id, name) in self.whois.remove(&key).unwrap_or_default() {
+            let key = answer.flatten().map(|(_, k)| k);
+            self.events.push_back(ClientEvent::PeerKey { id, name, key });
+        }
+        // Handshakes from peers claiming this name, waiting to be checked.
+        for incoming in self.sessions.take_held(&key) {
+            match answer {
+                Some(Some((_, bound))) if bound == incoming.key => self.respond(now, incoming),
+                Some(Some(_)) => {
+                    self.stats.forged += 1;
+                    self.events.push_back(ClientEvent::ForgedMessage {
+                        claimed: incoming.name,
+                        address: incoming.from,
+                    });
+                }
+                // Nobody of that name, or no answer: dropped; a real peer
+                // tries again.
+                _ => self.stats.forged += 1,
+            }
+        }
         // Outgoing messages waiting for this name.
-        if let Some(peer) = self.peers.get(&key) {
-            let waiting = peer.route == Route::Unknown || peer.relooked;
-            if waiting {
-                match answer {
-                    None if peer.route == Route::Unknown => {
-                        self.fail_peer(now, &key, DeliveryFailure::ServerUnreachable)
-                    }
-                    None => {}
-                    Some(None) if self.settling_until.is_some_and(|t| now < t) => {
-                        // Right after a restart: the peer may not be back yet.
-                        self.lookup_later(now, name, RECHECK_UNKNOWN_SENDER / 2);
-                    }
-                    Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
-                    Some(Some(addr)) => {
-                        self.set_route(&key, addr);
-                        self.pump(now, &key);
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let waiting = peer.dest.is_none() || peer.relooked;
+        if !waiting {
+            return;
+        }
+        match answer {
+            None if peer.dest.is_none() => {
+                self.fail_peer(now, &key, DeliveryFailure::ServerUnreachable)
+            }
+            None => {}
+            Some(None) if self.settling_until.is_some_and(|t| now < t) => {
+                // Right after a restart: the peer may not be back yet.
+                self.lookup_later(now, name, SETTLE_RECHECK);
+            }
+            Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
+            Some(Some((addr, peer_key))) => {
+                let relooked = peer.relooked;
+                self.set_dest(now, &key, addr, peer_key);
+                if relooked {
+                    // Still silent: try the (maybe new) address at once.
+                    self.handshake(now, &key);
+                }
+                self.pump(now, &key);
+            }
+        }
+    }
+
+    // ---- peer sessions --------------------------------------------------
+
+    /// The directory says the peer `key` is at `addr` with `peer_key`. A
+    /// changed key ends the sessions with the old one.
+    fn set_dest(&mut self, now: Instant, key: &str, addr: SocketAddr, peer_key: PublicKey) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let old = peer.dest.replace((addr, peer_key));
+        if let Some((_, old_key)) = old
+            && old_key != peer_key
+        {
+            self.sessions.forget_key(&old_key);
+        }
+        if self.sessions.best_for(&peer_key).is_none() && !self.sessions.is_initiating(key) {
+            self.handshake(now, key);
+        }
+    }
+
+    /// Starts a handshake to the peer `key` at the address the directory gave.
+    fn handshake(&mut self, now: Instant, key: &str) {
+        let Some((addr, peer_key)) = self.peers.get(key).and_then(|p| p.dest) else {
+            return;
+        };
+        let index = self.fresh_index();
+        let seed = self.seeds.seed();
+        let me = self.config.name.clone();
+        if let Some(datagram) =
+            self.sessions
+                .initiate(now, &self.identity, index, seed, &me, key, peer_key, addr)
+        {
+            if let Some(peer) = self.peers.get_mut(key) {
+                peer.handshake_at = Some(now);
+            }
+            self.out.push_back(Transmit {
+                destination: addr,
+                payload: datagram,
+            });
+        }
+    }
+
+    fn on_peer_init(&mut self, now: Instant, from: SocketAddr, sender: u32, handshake: &[u8]) {
+        let seed = self.seeds.seed();
+        match self
+            .sessions
+            .on_init(now, &self.identity, seed, from, sender, handshake)
+        {
+            InitOutcome::Again(datagram, to) => self.out.push_back(Transmit {
+                destination: to,
+                payload: datagram,
+            }),
+            InitOutcome::Waiting => {}
+            InitOutcome::Bad => self.stats.forged += 1,
+            InitOutcome::New(incoming) => {
+                let folded = name::fold(&incoming.name);
+                match self.cache.get(now, &folded) {
+                    Some((_, bound)) if bound == incoming.key => self.respond(now, *incoming),
+                    cached => {
+                        if !self.lookups.contains_key(&folded)
+                            && self.lookups.len() >= self.config.max_pending_lookups
+                        {
+                            // Too many claims waiting to be checked (a flood?):
+                            // drop; a real peer tries again.
+                            self.stats.dropped += 1;
+                            return;
+                        }
+                        let claimed = incoming.name.clone();
+                        if !self.sessions.hold(incoming) {
+                            self.stats.dropped += 1;
+                            return;
+                        }
+                        if cached.is_some() {
+                            // The cache knows another key: ask afresh (the
+                            // peer may have a new identity).
+                            self.cache.forget(&folded);
+                        }
+                        self.lookup(now, &claimed);
                     }
                 }
             }
         }
-        // Incoming streams waiting to learn whether to trust their sender.
-        if let Some(address) = answer {
-            let waiting: Vec<(SocketAddr, u64)> = self
-                .streams
-                .iter()
-                .filter(|(_, s)| {
-                    matches!(s.trust, Trust::Unverified | Trust::Unknown { .. })
-                        && name::fold(&s.from) == key
+    }
+
+    /// Answers a handshake whose claimed name the directory binds to its key.
+    fn respond(&mut self, now: Instant, incoming: peers::Incoming) {
+        let index = self.fresh_index();
+        let display = incoming.name.clone();
+        if let Some((datagram, to)) = self.sessions.respond(now, index, incoming, display) {
+            self.stats.handshakes += 1;
+            self.out.push_back(Transmit {
+                destination: to,
+                payload: datagram,
+            });
+        }
+    }
+
+    fn on_peer_resp(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: u32,
+        receiver: u32,
+        handshake: &[u8],
+    ) {
+        let peers = &self.peers;
+        let Some((index, key)) =
+            self.sessions
+                .on_resp(now, from, sender, receiver, handshake, |folded| {
+                    peers
+                        .get(folded)
+                        .map_or_else(|| folded.to_owned(), |p| p.name.clone())
                 })
-                .map(|(k, _)| *k)
-                .collect();
-            for stream_key in waiting {
-                self.verify(now, stream_key, address);
+        else {
+            self.stats.forged += 1;
+            return;
+        };
+        self.stats.handshakes += 1;
+        // Everything outstanding goes again in the new session (the peer may
+        // have lost the old one), and the window opens.
+        let resent = self.resend_all(now, &key, index);
+        self.pump(now, &key);
+        if !resent && self.peers.get(&key).is_none_or(|p| p.in_flight.is_empty()) {
+            // Nothing to send: an empty packet confirms the session for the
+            // responder, which may not send under it before.
+            self.seal_to(index, &[]);
+        }
+    }
+
+    fn on_sealed_from_peer(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        receiver: u32,
+        counter: u64,
+        sealed: &[u8],
+    ) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let Some((plaintext, session)) =
+            self.sessions
+                .open(from, datagram, receiver, counter, sealed, &mut scratch)
+        else {
+            self.stats.forged += 1;
+            self.scratch = scratch;
+            return;
+        };
+        let peer_key = session.key;
+        let peer_name = session.name.clone();
+        let addr = session.addr;
+        if !plaintext.is_empty() {
+            match Packet::decode(plaintext) {
+                Ok(Packet::Message {
+                    stream,
+                    seq,
+                    base,
+                    fragment,
+                    fragments,
+                    body,
+                }) => {
+                    let f = Fragment {
+                        stream,
+                        seq,
+                        base,
+                        fragment,
+                        fragments,
+                        body,
+                    };
+                    self.on_fragment(now, receiver, peer_key, &peer_name, addr, f);
+                }
+                Ok(Packet::Ack { stream, seq }) => self.on_ack(now, peer_key, stream, seq),
+                _ => self.stats.malformed += 1,
             }
+        }
+        self.scratch = scratch;
+    }
+
+    fn on_fragment(
+        &mut self,
+        now: Instant,
+        index: u32,
+        peer_key: PublicKey,
+        peer_name: &str,
+        addr: SocketAddr,
+        f: Fragment<'_>,
+    ) {
+        let (stream, seq) = (f.stream, f.seq);
+        let before = (self.inbox.malformed, self.inbox.too_long);
+        match self.inbox.on_fragment(now, peer_key.0, f) {
+            Outcome::Ack(texts) => {
+                self.send_ack(index, stream, seq);
+                for text in texts {
+                    self.stats.messages_received += 1;
+                    if self.senders.len() < MAX_KNOWN_SENDERS {
+                        self.senders.insert(peer_name.to_owned());
+                    }
+                    self.events.push_back(ClientEvent::MessageReceived {
+                        from: peer_name.to_owned(),
+                        key: peer_key,
+                        address: addr,
+                        text,
+                    });
+                }
+            }
+            Outcome::Duplicate => {
+                self.stats.duplicates += 1;
+                self.send_ack(index, stream, seq);
+            }
+            Outcome::Dropped => self.stats.dropped += 1,
+        }
+        let (malformed, too_long) = (self.inbox.malformed, self.inbox.too_long);
+        self.stats.malformed += malformed - before.0;
+        self.stats.dropped += too_long - before.1;
+    }
+
+    fn send_ack(&mut self, index: u32, stream: u64, seq: u32) {
+        self.plain.clear();
+        if (Packet::Ack { stream, seq }).encode(&mut self.plain).is_ok() {
+            let plain = self.plain.split().freeze();
+            self.seal_to(index, &plain);
+        }
+    }
+
+    /// Seals `plaintext` under peer session `index` and queues it.
+    fn seal_to(&mut self, index: u32, plaintext: &[u8]) -> bool {
+        self.buf.clear();
+        match self.sessions.seal(index, plaintext, &mut self.buf) {
+            Some(to) => {
+                let payload = self.buf.split().freeze();
+                self.out.push_back(Transmit {
+                    destination: to,
+                    payload,
+                });
+                true
+            }
+            None => false,
         }
     }
 
     // ---- sending --------------------------------------------------------
 
-    /// Text bytes per fragment: a full datagram less the header with our name.
-    fn fragment_size(&self) -> usize {
-        MAX_DATAGRAM - (1 + 8 + 4 + 2 + 2 + 1 + self.config.name.len() + 2)
+    /// The session to send to the peer `key` under, starting a new handshake
+    /// when there is none, or when the one there is due to be replaced.
+    fn send_session(&mut self, now: Instant, key: &str) -> Option<u32> {
+        let peer_key = self.peers.get(key)?.dest?.1;
+        let best = self.sessions.best_for(&peer_key);
+        let due = best.and_then(|i| self.sessions.get(i)).is_some_and(|s| {
+            s.initiator && now.saturating_duration_since(s.created) >= self.config.rekey_after
+                || s.sealed_count() >= self.config.rekey_after_messages
+        });
+        if (best.is_none() || due) && !self.sessions.is_initiating(key) {
+            self.handshake(now, key);
+        }
+        best
     }
 
-    /// Points the peer at `addr`. A new address gets a new stream, and every
-    /// message not yet acknowledged whole starts again from its first fragment.
-    fn set_route(&mut self, key: &str, addr: SocketAddr) {
-        let new_stream = self.rng.next_u64();
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
+    /// Seals and sends fragment `seq` to the peer `key` under `index`.
+    fn transmit_fragment(&mut self, key: &str, index: u32, seq: u32) -> bool {
+        let Some(peer) = self.peers.get(key) else {
+            return false;
         };
-        if peer.route == Route::At(addr) {
-            return;
+        let Some(f) = peer.in_flight.get(&seq) else {
+            return false;
+        };
+        let packet = Packet::Message {
+            stream: peer.stream,
+            seq,
+            base: peer.base(),
+            fragment: f.fragment,
+            fragments: f.fragments,
+            body: &f.body,
+        };
+        self.plain.clear();
+        if packet.encode(&mut self.plain).is_err() {
+            return false;
         }
-        let moved = peer.route != Route::Unknown || peer.next_seq > 0;
-        peer.route = Route::At(addr);
-        if moved {
-            self.stream_owner.remove(&peer.stream);
-            peer.stream = new_stream;
-            peer.next_seq = 0;
-            peer.in_flight.clear();
-            peer.last_progress = None;
-            peer.rtt = Rtt::default();
-            for m in &mut peer.messages {
-                m.started = 0;
-                m.acked = 0;
+        let plain = self.plain.split().freeze();
+        self.seal_to(index, &plain)
+    }
+
+    /// Sends every fragment outstanding to `key` again under `index`.
+    fn resend_all(&mut self, now: Instant, key: &str, index: u32) -> bool {
+        let seqs: Vec<u32> = self
+            .peers
+            .get(key)
+            .map(|p| p.in_flight.keys().copied().collect())
+            .unwrap_or_default();
+        let mut any = false;
+        for seq in seqs {
+            if let Some(f) = self.peers.get_mut(key).and_then(|p| p.in_flight.get_mut(&seq)) {
+                f.retransmitted = true;
+                f.next_send = now + f.rto;
             }
-            self.stream_owner.insert(new_stream, key.to_owned());
+            any |= self.transmit_fragment(key, index, seq);
         }
+        any
     }
 
-    /// Starts as many fragments as the window allows.
+    /// Starts as many fragments as the window allows, once there is a session.
     fn pump(&mut self, now: Instant, key: &str) {
-        let fragment_size = self.fragment_size();
+        let Some(index) = self.send_session(now, key) else {
+            return;
+        };
         let window = self.config.window;
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let Route::At(addr) = peer.route else {
-            return;
-        };
-        while peer.span() < window {
-            let Some(m) = peer.messages.iter_mut().find(|m| m.started < m.fragments) else {
-                break;
+        loop {
+            let Some(peer) = self.peers.get_mut(key) else {
+                return;
             };
-            let index = m.started;
+            if peer.span() >= window {
+                return;
+            }
+            let Some(m) = peer.messages.iter_mut().find(|m| m.started < m.fragments) else {
+                return;
+            };
+            let fragment = m.started;
             m.started += 1;
-            let start = usize::from(index) * fragment_size;
-            let end = (start + fragment_size).min(m.text.len());
-            let body = m.text.get(start..end).unwrap_or_default();
+            let start = usize::from(fragment) * MAX_FRAGMENT_BODY;
+            let end = (start + MAX_FRAGMENT_BODY).min(m.text.len());
+            let body = m.text.slice(start.min(end)..end);
+            let (message, fragments) = (m.id, m.fragments);
             let seq = peer.next_seq;
             peer.next_seq = peer.next_seq.wrapping_add(1);
-            let packet = Packet::Message {
-                stream: peer.stream,
-                seq,
-                fragment: index,
-                fragments: m.fragments,
-                from: &self.config.name,
-                body,
-            };
-            self.buf.clear();
-            if packet.encode(&mut self.buf).is_err() {
-                break;
-            }
-            let payload = self.buf.split().freeze();
             let rto = peer.rtt.rto(
                 self.config.initial_rto,
                 self.config.min_rto,
@@ -1252,8 +1766,10 @@ impl ClientState {
             peer.in_flight.insert(
                 seq,
                 InFlight {
-                    message: m.id,
-                    payload: payload.clone(),
+                    message,
+                    fragment,
+                    fragments,
+                    body,
                     first_sent: now,
                     next_send: now + rto,
                     rto,
@@ -1261,14 +1777,11 @@ impl ClientState {
                 },
             );
             self.stats.fragments_sent += 1;
-            self.out.push_back(Transmit {
-                destination: addr,
-                payload,
-            });
+            self.transmit_fragment(key, index, seq);
         }
     }
 
-    fn on_ack(&mut self, now: Instant, from: SocketAddr, stream: u64, seq: u32) {
+    fn on_ack(&mut self, now: Instant, from_key: PublicKey, stream: u64, seq: u32) {
         let Some(key) = self.stream_owner.get(&stream).cloned() else {
             self.stats.unexpected += 1;
             return;
@@ -1276,7 +1789,8 @@ impl ClientState {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.route != Route::At(from) || peer.stream != stream {
+        // Only the key we are writing to can acknowledge.
+        if peer.dest.map(|(_, k)| k) != Some(from_key) {
             self.stats.unexpected += 1;
             return;
         }
@@ -1306,14 +1820,12 @@ impl ClientState {
         self.maybe_finish(now);
     }
 
-    /// Retransmits, looks the peer up again, or gives up, as time requires.
+    /// Retransmits, makes a new handshake, looks the peer up again, or gives
+    /// up, as time requires.
     fn peer_timeout(&mut self, now: Instant, key: &str) {
         let timeout = self.config.message_timeout;
         let max_rto = self.config.max_rto;
         let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let Route::At(addr) = peer.route else {
             return;
         };
         if let Some(since) = peer.silent_since() {
@@ -1329,27 +1841,50 @@ impl ClientState {
                 let name = peer.name.clone();
                 self.cache.forget(key);
                 self.lookup(now, &name);
+            } else {
+                let last_try = peer.handshake_at.map_or(since, |h| h.max(since));
+                if now.saturating_duration_since(last_try) >= SILENT_REHANDSHAKE {
+                    // Silent: the peer may have lost our session (a restart).
+                    // The next try is counted from now either way.
+                    peer.handshake_at = Some(now);
+                    if !self.sessions.is_initiating(key) {
+                        self.handshake(now, key);
+                    }
+                }
             }
         }
-        let Some(peer) = self.peers.get_mut(key) else {
+        let Some(index) = self
+            .peers
+            .get(key)
+            .and_then(|p| p.dest)
+            .and_then(|(_, k)| self.sessions.best_for(&k))
+        else {
             return;
         };
-        for f in peer.in_flight.values_mut() {
-            if now >= f.next_send {
-                f.retransmitted = true;
-                f.rto = (f.rto * 2).min(max_rto);
-                f.next_send = now + f.rto;
-                self.stats.retransmissions += 1;
-                self.out.push_back(Transmit {
-                    destination: addr,
-                    payload: f.payload.clone(),
-                });
-            }
+        let due: Vec<u32> = self
+            .peers
+            .get_mut(key)
+            .map(|p| {
+                p.in_flight
+                    .iter_mut()
+                    .filter(|(_, f)| now >= f.next_send)
+                    .map(|(seq, f)| {
+                        f.retransmitted = true;
+                        f.rto = (f.rto * 2).min(max_rto);
+                        f.next_send = now + f.rto;
+                        *seq
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for seq in due {
+            self.stats.retransmissions += 1;
+            self.transmit_fragment(key, index, seq);
         }
     }
 
-    /// Fails every message waiting for this peer, and forgets its route so
-    /// the next message starts afresh.
+    /// Fails every message waiting for this peer, and forgets it so the
+    /// next message starts afresh (a new stream, a new lookup).
     fn fail_peer(&mut self, now: Instant, key: &str, reason: DeliveryFailure) {
         let Some(peer) = self.peers.remove(key) else {
             return;
@@ -1368,231 +1903,12 @@ impl ClientState {
         }
         self.maybe_finish(now);
     }
-
-    // ---- receiving ------------------------------------------------------
-
-    #[allow(clippy::too_many_arguments)]
-    fn on_message(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        stream: u64,
-        seq: u32,
-        fragment: u16,
-        fragments: u16,
-        name: &str,
-        body: &[u8],
-    ) {
-        let key = (from, stream);
-        if !self.streams.contains_key(&key) {
-            if name::validate(name).is_err() {
-                self.stats.malformed += 1;
-                return;
-            }
-            let folded = name::fold(name);
-            if self.cache.get(now, &folded).is_none()
-                && !self.lookups.contains_key(&folded)
-                && self.lookups.len() >= self.config.max_pending_lookups
-            {
-                // Too many senders waiting to be vouched for (a flood of
-                // forgeries?): drop; a real sender retransmits.
-                self.stats.dropped += 1;
-                return;
-            }
-            if self.streams.len() >= self.config.max_receive_streams {
-                self.evict_stream();
-            }
-            self.streams.insert(
-                key,
-                InStream {
-                    from: name.to_owned(),
-                    trust: Trust::Unverified,
-                    next_seq: 0,
-                    ahead: BTreeMap::new(),
-                    partial: Vec::new(),
-                    partial_next: 0,
-                    last_active: now,
-                },
-            );
-            // Decide trust from the cache, or ask.
-            match self.cache.get(now, &name::fold(name)) {
-                Some(addr) if addr == from => self.set_trust(key, Trust::Verified),
-                _ => self.lookup(now, name),
-            }
-        }
-        let receive_window = self.config.receive_window;
-        let Some(s) = self.streams.get_mut(&key) else {
-            return;
-        };
-        if !name::same(&s.from, name) {
-            self.stats.malformed += 1;
-            return;
-        }
-        s.last_active = now;
-        match s.trust {
-            Trust::Forged => {
-                self.stats.forged += 1;
-                return;
-            }
-            Trust::Unknown { recheck } if now < recheck => {
-                self.stats.forged += 1;
-                return;
-            }
-            Trust::Unknown { .. } => {
-                s.trust = Trust::Unverified;
-                let claimed = s.from.clone();
-                self.lookup(now, &claimed);
-            }
-            Trust::Unverified => {
-                // The last lookup may have gone unanswered: ask again.
-                let claimed = s.from.clone();
-                self.lookup(now, &claimed);
-            }
-            Trust::Verified => {}
-        }
-        let Some(s) = self.streams.get_mut(&key) else {
-            return;
-        };
-        let offset = seq.wrapping_sub(s.next_seq);
-        if offset >= u32::MAX / 2 {
-            // Behind the window: a duplicate of something delivered.
-            self.stats.duplicates += 1;
-            if s.trust == Trust::Verified {
-                self.transmit(from, &Packet::Ack { stream, seq });
-            }
-            return;
-        }
-        let full = s.trust != Trust::Verified
-            && s.ahead.len() >= UNVERIFIED_BUFFER
-            && !s.ahead.contains_key(&seq);
-        if offset >= receive_window || full {
-            self.stats.dropped += 1;
-            return;
-        }
-        match s.ahead.entry(seq) {
-            Entry::Occupied(_) => self.stats.duplicates += 1,
-            Entry::Vacant(slot) => {
-                // The one copy of a fragment's text: only what is kept.
-                slot.insert((fragment, fragments, Bytes::copy_from_slice(body)));
-            }
-        }
-        if s.trust == Trust::Verified {
-            self.transmit(from, &Packet::Ack { stream, seq });
-            self.deliver(key);
-        }
-    }
-
-    fn set_trust(&mut self, key: (SocketAddr, u64), trust: Trust) {
-        if let Some(s) = self.streams.get_mut(&key) {
-            s.trust = trust;
-        }
-    }
-
-    /// The directory answered for the sender of stream `key`: the same
-    /// address vouches for it; another address proves a forgery; nobody of
-    /// that name leaves it in doubt, to be asked again a second later.
-    fn verify(&mut self, now: Instant, key: (SocketAddr, u64), address: Option<SocketAddr>) {
-        let Some(s) = self.streams.get_mut(&key) else {
-            return;
-        };
-        if address == Some(key.0) {
-            s.trust = Trust::Verified;
-            let seqs: Vec<u32> = s.ahead.keys().copied().collect();
-            for seq in seqs {
-                self.transmit(key.0, &Packet::Ack { stream: key.1, seq });
-            }
-            self.deliver(key);
-        } else {
-            let first_doubt = s.trust == Trust::Unverified;
-            s.trust = match address {
-                Some(_) => Trust::Forged,
-                None => Trust::Unknown {
-                    recheck: now + RECHECK_UNKNOWN_SENDER,
-                },
-            };
-            s.ahead.clear();
-            s.partial.clear();
-            s.partial_next = 0;
-            let claimed = s.from.clone();
-            self.stats.forged += 1;
-            if first_doubt {
-                self.events.push_back(ClientEvent::ForgedMessage {
-                    claimed,
-                    address: key.0,
-                });
-            }
-        }
-    }
-
-    /// Moves in-order fragments of stream `key` into messages.
-    fn deliver(&mut self, key: (SocketAddr, u64)) {
-        let max_len = self.config.max_message_len;
-        let Some(s) = self.streams.get_mut(&key) else {
-            return;
-        };
-        while let Some((fragment, fragments, body)) = s.ahead.remove(&s.next_seq) {
-            s.next_seq = s.next_seq.wrapping_add(1);
-            if fragment != s.partial_next {
-                // Out of step with the message being built: start over from
-                // this fragment if it begins a message, else drop it.
-                self.stats.malformed += 1;
-                s.partial.clear();
-                s.partial_next = 0;
-                if fragment != 0 {
-                    continue;
-                }
-            }
-            if s.partial.len() + body.len() > max_len {
-                self.stats.dropped += 1;
-                s.partial.clear();
-                s.partial_next = 0;
-                continue;
-            }
-            s.partial.extend_from_slice(&body);
-            s.partial_next = fragment + 1;
-            if s.partial_next == fragments {
-                let bytes = std::mem::take(&mut s.partial);
-                s.partial_next = 0;
-                let text = match String::from_utf8(bytes) {
-                    Ok(t) => t,
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                };
-                self.stats.messages_received += 1;
-                self.events.push_back(ClientEvent::MessageReceived {
-                    from: s.from.clone(),
-                    address: key.0,
-                    text,
-                });
-            }
-        }
-    }
-
-    fn evict_stream(&mut self) {
-        if let Some(oldest) = self
-            .streams
-            .iter()
-            .min_by_key(|(_, s)| s.last_active)
-            .map(|(k, _)| *k)
-        {
-            self.streams.remove(&oldest);
-        }
-    }
-
-    fn transmit(&mut self, destination: SocketAddr, packet: &Packet<'_>) {
-        self.buf.clear();
-        if packet.encode(&mut self.buf).is_ok() {
-            let payload = self.buf.split().freeze();
-            self.out.push_back(Transmit {
-                destination,
-                payload,
-            });
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{Initiator, Responder};
     use crate::{ServerConfig, ServerState};
 
     const SERVER: &str = "127.0.0.1:9000";
@@ -1614,17 +1930,17 @@ mod tests {
                 .iter()
                 .zip(5001u16..)
                 .map(|(n, port)| {
-                    let config = ClientConfig::new(*n, server_addr);
+                    let config = ClientConfig::new(*n, server_addr, bytes(port, 1));
                     let addr = SocketAddr::from(([127, 0, 0, 1], port));
                     (
                         addr,
-                        ClientState::new(config, now, u64::from(port)).unwrap(),
+                        ClientState::new(config, now, bytes(port, 2)).unwrap(),
                     )
                 })
                 .collect();
             let mut net = Net {
                 now,
-                server: ServerState::new(ServerConfig::with_secret([3; 16]), now),
+                server: ServerState::new(ServerConfig::new([3; 32], [4; 32]), now),
                 clients,
                 log: Vec::new(),
             };
@@ -1681,17 +1997,25 @@ mod tests {
             .collect()
     }
 
-    /// Mallory sends client `to` a one-fragment message claiming to be from
-    /// `claimed`; returns Mallory's address.
-    fn forge(net: &mut Net, to: usize, claimed: &str, text: &str) -> SocketAddr {
+    /// 32 bytes from a port and a purpose: distinct keys and seeds.
+    fn bytes(port: u16, purpose: u8) -> [u8; 32] {
+        let mut b = [purpose; 32];
+        b[..2].copy_from_slice(&port.to_be_bytes());
+        b
+    }
+
+    /// Mallory, with a key of her own, makes a handshake to client `to`
+    /// claiming to be `claimed`; returns Mallory's address.
+    fn forge(net: &mut Net, to: usize, claimed: &str, seed: u8) -> SocketAddr {
         let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
-        let forged = Packet::Message {
-            stream: 1,
-            seq: 0,
-            fragment: 0,
-            fragments: 1,
-            from: claimed,
-            body: text.as_bytes(),
+        let key = StaticKeypair::generate([66; 32]);
+        let target = net.clients[to].1.public_key();
+        let (_, msg1) =
+            Initiator::start(&key, &target, peers::PEER_PROLOGUE, [seed; 32], claimed.as_bytes())
+                .unwrap();
+        let forged = Packet::PeerInit {
+            sender: 1,
+            handshake: &msg1,
         }
         .to_bytes()
         .unwrap();
@@ -1716,14 +2040,16 @@ mod tests {
             to: "Bob".into()
         }));
         assert!(net.log.iter().all(|(_, _, p)| p.len() <= MAX_DATAGRAM));
-        let fragments = net
-            .log
-            .iter()
-            .filter(|(_, _, p)| p.first() == Some(&0x10))
-            .count();
         assert_eq!(
-            fragments,
-            text.len().div_ceil(net.clients[0].1.fragment_size())
+            net.clients[0].1.stats().fragments_sent,
+            text.len().div_ceil(MAX_FRAGMENT_BODY) as u64
+        );
+        // No datagram holds any of the text in the clear.
+        assert!(
+            !net.log
+                .iter()
+                .any(|(_, _, p)| p.windows("名前".len()).any(|w| w == "名前".as_bytes())),
+            "text in the clear"
         );
     }
 
@@ -1759,10 +2085,31 @@ mod tests {
             ("", SignInError::NameInUse("\u{410}lice".into())),
         ] {
             let now = Instant::now();
-            let config = ClientConfig::new("\u{410}lice", server);
-            let mut c = ClientState::new(config, now, 1).unwrap();
-            let sign_in = c.poll_transmit().unwrap();
-            let Ok(Packet::SignIn { request, .. }) = Packet::decode(&sign_in.payload) else {
+            let config = ClientConfig::new("\u{410}lice", server, [1; 32]);
+            let mut c = ClientState::new(config, now, [2; 32]).unwrap();
+            // A hostile server: a real handshake, any refusal it likes.
+            let server_key = StaticKeypair::generate([5; 32]);
+            let hello = c.poll_transmit().unwrap();
+            let Ok(Packet::Hello { request }) = Packet::decode(&hello.payload) else {
+                panic!("expected a Hello");
+            };
+            let retry = Packet::Retry {
+                request,
+                cookie: b"c",
+                key: &server_key.public().0,
+            };
+            c.handle_datagram(now, server, &retry.to_bytes().unwrap());
+            let init = c.poll_transmit().unwrap();
+            let Ok(Packet::ServerInit {
+                sender, handshake, ..
+            }) = Packet::decode(&init.payload)
+            else {
+                panic!("expected a ServerInit");
+            };
+            let (responder, payload) =
+                Responder::accept(&server_key, crate::server::SERVER_PROLOGUE, [6; 32], handshake)
+                    .unwrap();
+            let Ok(Packet::SignIn { request, .. }) = Packet::decode(&payload) else {
                 panic!("expected a SignIn");
             };
             let refusal = Packet::SignInRefused {
@@ -1770,43 +2117,47 @@ mod tests {
                 reason: RefuseReason::NameInUse,
                 holder,
             };
-            c.handle_datagram(now, server, &refusal.to_bytes().unwrap());
+            let (msg2, _) = responder.finish(&refusal.to_bytes().unwrap()).unwrap();
+            let resp = Packet::ServerResp {
+                sender: 0,
+                receiver: sender,
+                handshake: &msg2,
+            };
+            c.handle_datagram(now, server, &resp.to_bytes().unwrap());
             let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
             assert_eq!(events, [ClientEvent::SignInFailed(expected)], "{holder:?}");
         }
     }
 
     #[test]
-    fn duplicate_fragment_is_acked_again_and_shown_once() {
+    fn a_replayed_datagram_is_dropped_unanswered_and_shown_once() {
         let mut net = Net::new(&["Alice", "Bob"]);
         net.clients[0].1.send(net.now, "Bob", "once").unwrap();
         net.pump();
         let (alice, bob) = (net.addr(0), net.addr(1));
+        // Alice's first sealed datagram to Bob carried the message.
         let message = net
             .log
             .iter()
-            .find(|(f, t, p)| *f == alice && *t == bob && p.first() == Some(&0x10))
+            .find(|(f, t, p)| *f == alice && *t == bob && p.first() == Some(&0x05))
             .map(|(_, _, p)| p.clone())
             .unwrap();
-        let acks_before = net.log.iter().filter(|(f, _, _)| *f == bob).count();
-        net.deliver(alice, bob, message);
+        let from_bob = net.log.iter().filter(|(f, _, _)| *f == bob).count();
+        net.deliver(alice, bob, message.clone());
+        // Also from elsewhere: the session, not the address, decides.
+        net.deliver("127.0.0.1:6666".parse().unwrap(), bob, message);
         net.pump();
         assert_eq!(received(&net.events(1)), vec!["once"]);
-        assert_eq!(net.clients[1].1.stats().duplicates, 1);
-        let acks_after = net.log.iter().filter(|(f, _, _)| *f == bob).count();
-        assert_eq!(
-            acks_after,
-            acks_before + 1,
-            "the duplicate is acknowledged again"
-        );
+        assert_eq!(net.clients[1].1.stats().forged, 2);
+        let after = net.log.iter().filter(|(f, _, _)| *f == bob).count();
+        assert_eq!(after, from_bob, "a replay gets no answer");
     }
 
     #[test]
-    fn message_from_wrong_address_is_reported_forged() {
+    fn a_handshake_with_another_key_than_the_directorys_is_reported_forged() {
         let mut net = Net::new(&["Alice", "Bob"]);
-        let mallory = forge(&mut net, 1, "Alice", "send me your password");
+        let mallory = forge(&mut net, 1, "Alice", 1);
         let events = net.events(1);
-        assert!(received(&events).is_empty());
         assert!(events.contains(&ClientEvent::ForgedMessage {
             claimed: "Alice".into(),
             address: mallory
@@ -1815,30 +2166,21 @@ mod tests {
             !net.log.iter().any(|(_, t, _)| *t == mallory),
             "nothing goes back to the forger"
         );
+        assert_eq!(net.clients[1].1.sessions.len(), 0);
     }
 
     #[test]
-    fn an_unvouched_stream_buffers_at_most_a_window() {
+    fn a_flood_of_handshakes_waiting_for_the_directory_holds_a_bounded_number() {
         let mut net = Net::new(&["Alice", "Bob"]);
-        // The server is gone: Bob can never vouch for "Mallory".
-        net.server = ServerState::new(ServerConfig::with_secret([4; 16]), net.now);
-        let mallory: SocketAddr = "127.0.0.1:6666".parse().unwrap();
-        for seq in 0..100 {
-            let fragment = Packet::Message {
-                stream: 9,
-                seq,
-                fragment: 0,
-                fragments: 1,
-                from: "Mallory",
-                body: &[b'x'; 1000],
-            };
-            let bob = &mut net.clients[1].1;
-            bob.handle_datagram(net.now, mallory, &fragment.to_bytes().unwrap());
+        // The server is gone: Bob can never check "Mallory0", "Mallory1"...
+        net.server = ServerState::new(ServerConfig::new([3; 32], [5; 32]), net.now);
+        for i in 0..100u8 {
+            forge(&mut net, 1, &format!("Mallory{i}"), i);
         }
         let bob = &net.clients[1].1;
-        let held: usize = bob.streams.values().map(|s| s.ahead.len()).sum();
-        assert_eq!(held, UNVERIFIED_BUFFER);
-        assert_eq!(bob.stats().dropped, 100 - UNVERIFIED_BUFFER as u64);
+        assert!(bob.sessions.held() <= peers::MAX_VERIFYING);
+        assert!(bob.lookups.len() <= bob.config.max_pending_lookups);
+        assert!(bob.stats().dropped >= 100 - peers::MAX_VERIFYING as u64);
     }
 
     #[test]
@@ -1846,10 +2188,10 @@ mod tests {
         // Bob gets a forgery claiming to be from Carole before Carole signs in:
         // the directory says "nobody". Once Carole is in, Bob can reach her.
         let mut net = Net::new(&["Alice", "Bob"]);
-        forge(&mut net, 1, "Carole", "hi");
+        forge(&mut net, 1, "Carole", 3);
         let carole_addr: SocketAddr = "127.0.0.1:5003".parse().unwrap();
-        let config = ClientConfig::new("Carole", SERVER.parse().unwrap());
-        let carole = ClientState::new(config, net.now, 5003).unwrap();
+        let config = ClientConfig::new("Carole", SERVER.parse().unwrap(), bytes(5003, 1));
+        let carole = ClientState::new(config, net.now, bytes(5003, 2)).unwrap();
         net.clients.push((carole_addr, carole));
         net.pump();
         let id = net.clients[1].1.send(net.now, "Carole", "real").unwrap();

@@ -26,7 +26,7 @@ pub mod replay;
 pub mod rng;
 pub mod transport;
 
-pub use keys::{BadFingerprint, Fingerprint, PublicKey, StaticKeypair};
+pub use keys::{BadFingerprint, Fingerprint, KEY_LEN, PublicKey, StaticKeypair};
 pub use noise::{Initiator, Responder};
 pub use replay::ReplayWindow;
 pub use rng::SeededRng;

@@ -61,6 +61,11 @@ impl<const BLOCKS: usize> ReplayWindow<BLOCKS> {
         ((bit / 64) as usize, 1 << (bit % 64))
     }
 
+    /// One more than the highest counter accepted; 0 before the first.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     /// Whether `counter` would be accepted now (nothing is recorded).
     pub fn would_accept(&self, counter: u64) -> bool {
         if counter >= COUNTER_LIMIT {

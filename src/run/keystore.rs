@@ -196,6 +196,21 @@ pub fn load_or_create_secret(
     }
 }
 
+/// Replaces the file at `path` with `contents`, atomically: a reader sees the
+/// old file or the new one, never a mix, and a crash leaves one of the two.
+/// Mode 0600; the directory is made if missing.
+pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        make_dir(dir)?;
+    }
+    let temp = write_temp(path, contents)?;
+    let renamed = fs::rename(&temp, path);
+    if renamed.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    renamed.map_err(|e| with_path(e, path, "cannot replace"))
+}
+
 /// A file of keys remembered by name (see the module docs).
 #[derive(Debug, Clone)]
 pub struct KnownKeys {
@@ -281,12 +296,7 @@ impl KnownKeys {
         for (n, k) in &entries {
             contents.push_str(&format!("{n} {}\n", format_key(k)));
         }
-        let temp = write_temp(&self.path, &contents)?;
-        let renamed = fs::rename(&temp, &self.path);
-        if renamed.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        renamed.map_err(|e| with_path(e, &self.path, "cannot replace"))
+        write_atomic(&self.path, &contents)
         // The lock is released when `lock` is dropped.
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::secret::{Key, addr_bytes, constant_time_eq};
 
 /// Bytes in a cookie.
-pub(crate) const COOKIE_LEN: usize = super::TOKEN_LEN;
+pub(crate) const COOKIE_LEN: usize = super::COOKIE_LEN;
 
 /// Makes and checks cookies.
 #[derive(Debug)]

@@ -1,19 +1,24 @@
-//! Who is signed in: a slab of users, found by name, by address or by id.
+//! Who is signed in: a slab of users, found by name or by session index.
 //!
 //! Users live in a `Vec` of slots; a [`UserId`] is a slot index plus the
 //! slot's generation, so an id kept by a timer or a probe after its user left
-//! (and the slot was reused) finds nothing instead of the wrong user. Three
-//! hash tables of bare slot indices find a user by name key ([`NameKey`]:
-//! case and look-alike characters ignored), by shape ([`Shape`]: the
-//! case-keeping skeleton, which catches `AIice` for `Alice`) and by address.
-//! They hash with SipHash-1-3 under a key from the server's secret, so nobody
-//! can choose names or addresses that collide.
+//! (and the slot was reused) finds nothing instead of the wrong user. The
+//! id, packed into 32 bits ([`UserId::wire`]: 24 bits of slot, 8 of
+//! generation), is the server's session index on the wire: a Sealed packet
+//! finds its session with one slot read. The index is a hint, not a proof:
+//! the session's keys decide whether the packet is the user's. Two hash
+//! tables of bare slot indices find a user by name key ([`NameKey`]: case and
+//! look-alike characters ignored) and by shape ([`Shape`]: the case-keeping
+//! skeleton, which catches `AIice` for `Alice`). They hash with SipHash-1-3
+//! under a key from the server's secret, so nobody can choose names that
+//! collide. Addresses find nothing: a session is found by its index, so a
+//! client may move, and many may share one address behind a NAT.
 //!
-//! Memory per user: one slot (96 bytes: the name's pointer, token, address,
-//! generation, last-heard second and two name hashes), the name's bytes, and
-//! a `u32` plus a control byte in each table; no per-user allocation but the
-//! name. Lookups cost a hash, one table probe and one slot read, whatever the
-//! number of users.
+//! Memory per user: one slot (the name's pointer, static key, address,
+//! session keys and counters, generation, last-heard second and two name
+//! hashes), the name's bytes, and a `u32` plus a control byte in each table;
+//! no per-user allocation but the name. Lookups cost a hash, one table probe
+//! and one slot read, whatever the number of users.
 //!
 //! Paging walks the slab in slot order from a cursor: a user signed in for the
 //! whole walk is listed exactly once (its slot does not move); one who signs in
@@ -25,10 +30,12 @@ use std::net::SocketAddr;
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 
+use crate::crypto::KEY_LEN;
 use crate::name::{NameKey, Shape};
-use crate::secret::addr_bytes;
+use crate::session::Session;
 
-use super::TOKEN_LEN;
+/// The most slots: a slot index fits the 24 bits [`UserId::wire`] gives it.
+pub(crate) const MAX_SLOTS: usize = 1 << 24;
 
 /// A signed-in user's handle: stale once the user leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,14 +44,25 @@ pub(crate) struct UserId {
     generation: u32,
 }
 
+impl UserId {
+    /// The session index on the wire: slot in the high 24 bits, the low 8
+    /// bits of the generation below. Never 0 for slot 0 generation 0 (the
+    /// slot is offset by one), so 0 can mean "no session".
+    pub(crate) fn wire(self) -> u32 {
+        ((self.index + 1) << 8) | (self.generation & 0xff)
+    }
+}
+
 /// A signed-in user.
 pub(crate) struct User {
     /// The name as the user spelled it.
     pub(crate) name: Box<str>,
-    /// The session token issued at sign-in.
-    pub(crate) token: [u8; TOKEN_LEN],
-    /// Where the user signed in from.
+    /// The static public key the name is bound to.
+    pub(crate) key: [u8; KEY_LEN],
+    /// Where the user's latest authenticated packet came from.
     pub(crate) addr: SocketAddr,
+    /// The session with the user's client.
+    pub(crate) session: Session<2>,
     /// When the user was last heard from, in whole seconds since the server
     /// started, rounded up (so a timeout counted from it is never early).
     pub(crate) last_heard: u32,
@@ -54,7 +72,6 @@ impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
             .field("name", &self.name)
-            .field("token", &"..")
             .field("addr", &self.addr)
             .field("last_heard", &self.last_heard)
             .finish()
@@ -78,7 +95,6 @@ pub(crate) struct Directory {
     free: Vec<u32>,
     by_name: HashTable<u32>,
     by_shape: HashTable<u32>,
-    by_addr: HashTable<u32>,
     hash_key: [u8; 16],
     len: usize,
 }
@@ -101,7 +117,6 @@ impl Directory {
             free: Vec::new(),
             by_name: HashTable::new(),
             by_shape: HashTable::new(),
-            by_addr: HashTable::new(),
             hash_key,
             len: 0,
         }
@@ -126,16 +141,6 @@ impl Directory {
     /// The hash of `name`'s [`Shape`].
     fn shape_hash(&self, name: &str) -> u64 {
         self.hash_str(Shape::new(name).as_str())
-    }
-
-    fn addr_hash(hash_key: &[u8; 16], addr: &SocketAddr) -> u64 {
-        let mut h = SipHasher13::new_with_key(hash_key);
-        h.write(&addr_bytes(addr));
-        h.finish()
-    }
-
-    fn user_at(&self, index: u32) -> Option<&User> {
-        self.slots.get(usize::try_from(index).ok()?)?.user.as_ref()
     }
 
     fn id_of(&self, index: u32) -> UserId {
@@ -174,13 +179,20 @@ impl Directory {
         Some(self.id_of(*found))
     }
 
-    /// The user signed in from `addr`.
-    pub(crate) fn by_addr(&self, addr: &SocketAddr) -> Option<UserId> {
-        let hash = Self::addr_hash(&self.hash_key, addr);
-        let found = self
-            .by_addr
-            .find(hash, |&i| self.user_at(i).is_some_and(|u| u.addr == *addr))?;
-        Some(self.id_of(*found))
+    /// The user whose session index is `wire` (see [`UserId::wire`]).
+    pub(crate) fn by_wire(&self, wire: u32) -> Option<UserId> {
+        let index = (wire >> 8).checked_sub(1)?;
+        let slot = self.slots.get(usize::try_from(index).ok()?)?;
+        let id = UserId {
+            index,
+            generation: slot.generation,
+        };
+        (slot.user.is_some() && id.wire() == wire).then_some(id)
+    }
+
+    /// Whether another user fits ([`MAX_SLOTS`]).
+    pub(crate) fn has_room(&self) -> bool {
+        !self.free.is_empty() || self.slots.len() < MAX_SLOTS
     }
 
     /// The user `id` names, if still signed in.
@@ -199,15 +211,14 @@ impl Directory {
             .flatten()
     }
 
-    /// Adds a user. The caller has checked that neither its name nor its
-    /// address is taken.
+    /// Adds a user. The caller has checked that its name is free and that
+    /// there is room ([`Directory::has_room`]).
     pub(crate) fn insert(&mut self, user: User) -> UserId {
         debug_assert!(self.by_name(&user.name).is_none());
         debug_assert!(self.by_shape(&user.name).is_none());
-        debug_assert!(self.by_addr(&user.addr).is_none());
+        debug_assert!(self.has_room());
         let name_hash = self.name_hash(&user.name);
         let shape_hash = self.shape_hash(&user.name);
-        let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
         let index = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];
@@ -233,13 +244,6 @@ impl Directory {
             .insert_unique(name_hash, index, |&i| slots[i as usize].name_hash);
         self.by_shape
             .insert_unique(shape_hash, index, |&i| slots[i as usize].shape_hash);
-        let key = self.hash_key;
-        self.by_addr.insert_unique(addr_hash, index, |&i| {
-            slots[i as usize]
-                .user
-                .as_ref()
-                .map_or(0, |u| Self::addr_hash(&key, &u.addr))
-        });
         self.len += 1;
         self.id_of(index)
     }
@@ -258,10 +262,6 @@ impl Directory {
             entry.remove();
         }
         if let Ok(entry) = self.by_shape.find_entry(shape_hash, |&i| i == index) {
-            entry.remove();
-        }
-        let addr_hash = Self::addr_hash(&self.hash_key, &user.addr);
-        if let Ok(entry) = self.by_addr.find_entry(addr_hash, |&i| i == index) {
             entry.remove();
         }
         self.free.push(index);
@@ -292,6 +292,7 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::TransportKeys;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -300,14 +301,15 @@ mod tests {
     fn user(name: &str, port: u16) -> User {
         User {
             name: name.into(),
-            token: [port as u8; TOKEN_LEN],
+            key: [port as u8; KEY_LEN],
             addr: addr(port),
+            session: Session::new(TransportKeys::from_raw(&[9; 32], &[8; 32]), 1),
             last_heard: 0,
         }
     }
 
     #[test]
-    fn finds_by_name_case_insensitively_and_by_address() {
+    fn finds_by_name_case_insensitively_and_by_session_index() {
         let mut d = Directory::new([3; 16]);
         let alice = d.insert(user("Alice", 1));
         let zoe = d.insert(user("Zoë", 2));
@@ -317,8 +319,11 @@ mod tests {
         assert_eq!(d.by_shape("AIice"), Some(alice), "... but Alice's shape");
         assert_eq!(d.by_name("ZOË"), Some(zoe));
         assert_eq!(d.by_name("Bob"), None);
-        assert_eq!(d.by_addr(&addr(2)), Some(zoe));
-        assert_eq!(d.by_addr(&addr(3)), None);
+        assert_eq!(d.by_wire(zoe.wire()), Some(zoe));
+        assert_eq!(d.by_wire(alice.wire()), Some(alice));
+        assert_eq!(d.by_wire(0), None);
+        assert_eq!(d.by_wire(zoe.wire() + 1), None, "another generation");
+        assert_eq!(d.by_wire(u32::MAX), None);
         assert_eq!(d.get(alice).map(|u| &*u.name), Some("Alice"));
         assert_eq!(d.len(), 2);
     }
@@ -336,7 +341,8 @@ mod tests {
         assert_eq!(d.get(bob).map(|u| &*u.name), Some("Bob"));
         assert_eq!(d.by_name("alice"), None);
         assert_eq!(d.by_shape("Alice"), None);
-        assert_eq!(d.by_addr(&addr(1)), None);
+        assert_eq!(d.by_wire(alice.wire()), None, "the old index is stale");
+        assert_eq!(d.by_wire(bob.wire()), Some(bob));
         assert_eq!(d.len(), 1);
     }
 
@@ -383,10 +389,10 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_token() {
+    fn debug_hides_the_session_keys_and_hash_key() {
         let mut d = Directory::new([3; 16]);
         d.insert(User {
-            token: [0xAB; TOKEN_LEN],
+            session: Session::new(TransportKeys::from_raw(&[0xAB; 32], &[0xAB; 32]), 1),
             ..user("Alice", 1)
         });
         let id = d.by_name("Alice").unwrap();

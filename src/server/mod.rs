@@ -1,4 +1,4 @@
-//! The directory server: who is signed in, and where.
+//! The directory server: who is signed in, with which key, and where.
 //!
 //! [`ServerState`] answers sign-in, list, lookup, keep-alive and sign-out
 //! requests. It never sees message text. What it guarantees on a hostile
@@ -6,23 +6,39 @@
 //!
 //! * **No amplification.** A source address is *validated* once it echoes a
 //!   cookie from a [`Packet::Retry`] (a keyed hash of the address and the time,
-//!   so the server keeps no state for it), or presents the session token issued
-//!   to that address. A reply to an unvalidated datagram is never more than
-//!   three times the datagram's size, so a forged source address earns an
-//!   attacker at most 3× — the QUIC rule.
-//! * **Sessions.** Every request after sign-in carries the token issued to that
-//!   name at that address; a missing or wrong token gets a small
-//!   [`ErrorCode::UnknownSession`] reply and changes nothing.
-//! * **Names.** A name held by a live client cannot be taken from another
-//!   address. On a conflicting sign-in the server probes the holder; the
-//!   newcomer gets no answer until the probe settles (its sign-in is retried),
-//!   then `NameInUse` if the holder answered, or the name if it did not.
-//!   A name that looks like a signed-in one is the same name
-//!   ([`name::same`]: `aLICE`, `Аlice` with a Cyrillic А, `AIice` with a
-//!   capital I are all `Alice`); the refusal carries the holder's spelling.
+//!   so the server keeps no state for it). Before that the server answers only
+//!   a [`Packet::Hello`], padded to [`crate::codec::HELLO_LEN`] bytes, with a Retry less than
+//!   three times its size; a stray Sealed packet gets a 6-byte error. A forged
+//!   source address earns an attacker at most 3× — the QUIC rule.
+//! * **Sessions.** A validated client makes a Noise IK handshake to the
+//!   server's static key ([`ServerState::public_key`]); its sign-in travels
+//!   in message 1, the answer in message 2. Everything after is sealed under
+//!   the session's keys and found by the session index in its header, never
+//!   by source address: an observer reads nothing, a changed or replayed
+//!   datagram opens to nothing, and a client may move. A packet that opens
+//!   from another address is answered there (within the 3x limit), and the
+//!   address on record moves once the new one answers a challenge sealed to
+//!   it (a probe), so replaying a captured packet from elsewhere redirects
+//!   nothing. There is no token to steal.
+//! * **Names belong to keys.** A live name is bound to the key that signed
+//!   in with it. Another key is refused (`NameInUse`) for as long as the
+//!   holder's session lives ([`ServerConfig::session_timeout`] after its last
+//!   authenticated packet), whatever happens to the holder's traffic: no
+//!   probe decides it, so nothing an attacker does to the holder's packets
+//!   hands the name over. The same key is a second client of the same user:
+//!   refused too while the holder answers a probe (sent inside its session),
+//!   and given the name at once when the holder does not answer (a crashed
+//!   client starting again) or names the session it replaces. A name that
+//!   looks like a signed-in one is the same name ([`name::same`]).
+//! * **Restarts.** [`ServerState::bindings`] gives the name → key bindings as
+//!   bytes, [`ServerState::restore`] takes them after a restart: for
+//!   [`ServerConfig::restore_grace`] each name is reserved for its last key,
+//!   so the first to sign in after a restart cannot take someone's name.
 //! * **Bounded state.** Sessions are capped ([`ServerConfig::max_users`]);
-//!   per-source rate limiting keeps a table of bounded size; cookies need no
-//!   state at all.
+//!   per-source rate limiting keeps a table of bounded size and applies to
+//!   everything but sealed packets (which cost one AEAD each and are counted
+//!   against their session, so a flood from a holder's address cannot starve
+//!   it); cookies need no state at all.
 //!
 //! Time: a session not heard from for [`ServerConfig::session_timeout`] is
 //! forgotten within a [`ServerConfig::sweep_interval`] after that. The
@@ -30,62 +46,90 @@
 //! the number of users; `poll_timeout` is the earliest deadline or probe step.
 //!
 //! The parts, each with its own tests: `directory` (who is signed in, by
-//! name, address and id), `expiry` (the timing wheel), `cookie` (address
-//! validation), `rate` (per-source limits), `probe` (holder probes). This
-//! module turns their outcomes into replies and events.
+//! name and by session index), `expiry` (the timing wheel), `cookie`
+//! (address validation), `rate` (per-source limits), `probe` (holder probes),
+//! `bindings` (names reserved after a restart), and [`crate::session`] (one
+//! session's sealing). This module turns their outcomes into replies and
+//! events.
 
+mod bindings;
+
+pub use bindings::BindingsError;
 mod cookie;
 mod directory;
 mod expiry;
 mod probe;
 mod rate;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use crate::Transmit;
-use crate::codec::{ErrorCode, MAX_DATAGRAM, NameList, Packet, RefuseReason};
-use crate::name;
-use crate::secret::{Key, addr_bytes, constant_time_eq};
+use crate::codec::{
+    ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, NameList, Packet, PacketType,
+    RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
+};
+use blake2::Blake2sMac256;
+use blake2::digest::{KeyInit, Mac};
 
+use crate::crypto::{KEY_LEN, PublicKey, Responder, SeededRng, StaticKeypair};
+use crate::name;
+use crate::secret::Key;
+use crate::session::Session;
+
+use bindings::Reservations;
 use cookie::Cookies;
 use directory::{Directory, User, UserId};
 use expiry::ExpiryWheel;
 use probe::{Conflict, ProbeStep, Probes};
 use rate::RateLimiter;
 
-/// Bytes in a session token and in a cookie.
-pub const TOKEN_LEN: usize = 16;
+/// Bytes in a cookie.
+pub const COOKIE_LEN: usize = 16;
 /// A reply to an unvalidated address is at most this many times the size of
 /// the datagram it answers.
 pub const AMPLIFICATION_FACTOR: usize = 3;
+/// The Noise prologue of client-to-server handshakes (after the crate's
+/// own, [`crate::crypto::noise::PROLOGUE`]): a peer handshake can never be
+/// replayed as a server one, or the other way round.
+pub const SERVER_PROLOGUE: &[u8] = b" server";
 
-/// How the server behaves. [`ServerConfig::with_secret`] gives the defaults
-/// (and `ServerConfig::from_os_entropy`, in [`crate::run`], a secret from the
-/// operating system). `Debug` never shows the secret.
+/// How the server behaves. [`ServerConfig::new`] gives the defaults
+/// (and `ServerConfig::from_os_entropy`, in [`crate::run`], fresh randomness
+/// from the operating system). `Debug` never shows a secret.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
-    /// Key for cookies and session tokens. Unpredictable tokens need an
-    /// unpredictable secret: the binary takes it from the operating system.
+    /// The server's static X25519 secret: its identity, which clients pin.
+    /// Keep it from one run to the next (the binary keeps it in a file).
+    pub identity: [u8; KEY_LEN],
+    /// Key for cookies and the directory's hashes. Fresh each run.
     pub secret: [u8; 16],
+    /// Randomness for the handshakes' ephemeral keys. Fresh each run: the
+    /// same seed twice would reuse ephemeral keys.
+    pub seed: [u8; 32],
     /// The most users signed in at once; further sign-ins are refused with
-    /// [`RefuseReason::ServerFull`].
+    /// [`RefuseReason::ServerFull`]. At most 16,777,216 (2^24, the session
+    /// index's slot bits).
     pub max_users: usize,
-    /// A session not heard from for this long is forgotten.
+    /// A session not heard from for this long is forgotten, and its name
+    /// free for another key.
     pub session_timeout: Duration,
     /// How often expired sessions are swept out.
     pub sweep_interval: Duration,
-    /// How long a name's holder has to answer a probe before losing the name.
+    /// How long a name's holder has to answer a probe (from a sign-in with
+    /// its own key) before losing the name.
     pub probe_timeout: Duration,
     /// How often a probe is resent while unanswered.
     pub probe_interval: Duration,
     /// The most probes running at once; conflicting sign-ins beyond that are
     /// refused with `NameInUse` without probing.
     pub max_probes: usize,
-    /// Datagrams a second each source address may send, sustained.
+    /// Datagrams a second each source address may send, sustained (sealed
+    /// packets of a live session are not counted).
     pub rate_per_second: f64,
     /// Datagrams a source address may send in a burst.
     pub rate_burst: f64,
@@ -95,12 +139,17 @@ pub struct ServerConfig {
     /// How long a cookie from a Retry stays good (it is good for between one
     /// and two of these).
     pub cookie_lifetime: Duration,
+    /// After [`ServerState::restore`], how long each name stays reserved
+    /// for the key it was last bound to.
+    pub restore_grace: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
+            .field("identity", &"..")
             .field("secret", &"..")
+            .field("seed", &"..")
             .field("max_users", &self.max_users)
             .field("session_timeout", &self.session_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -111,27 +160,36 @@ impl std::fmt::Debug for ServerConfig {
             .field("rate_burst", &self.rate_burst)
             .field("max_rate_sources", &self.max_rate_sources)
             .field("cookie_lifetime", &self.cookie_lifetime)
+            .field("restore_grace", &self.restore_grace)
             .finish()
     }
 }
 
 impl ServerConfig {
-    /// The defaults, with this secret.
-    pub fn with_secret(secret: [u8; 16]) -> Self {
+    /// The defaults, with the static secret `identity` and 32 bytes of fresh
+    /// randomness `entropy` (the cookie key and the handshake seed are drawn
+    /// from it).
+    pub fn new(identity: [u8; KEY_LEN], entropy: [u8; 32]) -> Self {
+        let mut rng = SeededRng::new(entropy);
+        let mut secret = [0u8; 16];
+        rng.fill(&mut secret);
         ServerConfig {
+            identity,
             secret,
-            // About 155 bytes a user: a million users is some 155 MB of
-            // directory (examples/server_scale measures it).
+            seed: rng.seed(),
+            // About 300 bytes a user with its session: a million users is
+            // some 300 MB (examples/server_scale measures it).
             max_users: 1_000_000,
             session_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(1),
-            probe_timeout: Duration::from_secs(3),
+            probe_timeout: Duration::from_secs(1),
             probe_interval: Duration::from_millis(250),
             max_probes: 1024,
             rate_per_second: 200.0,
             rate_burst: 400.0,
             max_rate_sources: 16_384,
             cookie_lifetime: Duration::from_secs(30),
+            restore_grace: Duration::from_secs(120),
         }
     }
 }
@@ -151,7 +209,7 @@ pub enum ServerEvent {
     SignedOut {
         /// The name.
         name: String,
-        /// Where it was.
+        /// Where it was last heard from.
         address: SocketAddr,
         /// Why it left.
         reason: SignOutReason,
@@ -166,9 +224,9 @@ pub enum SignOutReason {
     Requested,
     /// Nothing heard for [`ServerConfig::session_timeout`].
     TimedOut,
-    /// Another address asked for the name and this holder did not answer the probe.
+    /// A sign-in with the holder's own key probed it, and it did not answer.
     Unresponsive,
-    /// The same address signed in under another name.
+    /// A new session of the same key replaced it.
     Replaced,
 }
 
@@ -182,12 +240,20 @@ pub struct ServerStats {
     pub rate_limited: u64,
     /// Did not decode.
     pub malformed: u64,
-    /// Decoded, but not a packet a server takes (a reply, a chat message).
+    /// Decoded, but not a packet a server takes (a reply, a chat message, a
+    /// sealed packet in the clear).
     pub unexpected: u64,
-    /// Requests with a missing or wrong token.
+    /// Sealed packets naming a session index the server does not hold.
     pub unknown_session: u64,
-    /// Sign-ins answered with a Retry (no or stale cookie).
+    /// Sealed packets that did not open (forged, altered, replayed) and
+    /// handshakes that did not verify.
+    pub forged: u64,
+    /// Hellos answered with a Retry.
     pub retries: u64,
+    /// Handshakes whose cookie was missing, stale or for another address.
+    pub bad_cookie: u64,
+    /// Handshakes completed (accepted or refused).
+    pub handshakes: u64,
     /// Replies withheld because they would have exceeded the amplification limit.
     pub amplification_dropped: u64,
     /// Datagrams queued for sending.
@@ -195,23 +261,33 @@ pub struct ServerStats {
 }
 
 /// The directory server's state machine. See the [module docs](self) and the
-/// crate's sans-IO contract. `Debug` shows it in outline: no keys, and not
-/// the datagrams waiting to go out (they carry session tokens).
+/// crate's sans-IO contract. `Debug` shows it in outline: no keys.
 pub struct ServerState {
     config: ServerConfig,
-    key: Key,
+    keypair: StaticKeypair,
+    /// Key of the responder's ephemeral seeds (see [`ServerState::responder_seed`]).
+    ephemeral_key: [u8; 32],
     start: Instant,
     cookies: Cookies,
     directory: Directory,
+    reservations: Reservations,
     expiry: ExpiryWheel<UserId>,
     probes: Probes,
     rate: RateLimiter,
-    issued: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     buf: BytesMut,
+    /// Plaintexts: what a sealed packet opened to, what is about to be sealed.
+    scratch: Vec<u8>,
+    plain: BytesMut,
     /// Reused by `handle_timeout` for the entries the wheel hands back.
     due: Vec<UserId>,
+    /// Path challenges under way: the new address and the probe it must answer.
+    paths: HashMap<UserId, (SocketAddr, u32)>,
+    next_challenge: u64,
+    /// While answering a sealed packet from an address not on record: that
+    /// address, and the packet's size for the 3x limit.
+    reply_to: Option<(SocketAddr, usize)>,
     stats: ServerStats,
 }
 
@@ -219,6 +295,7 @@ impl std::fmt::Debug for ServerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerState")
             .field("config", &self.config)
+            .field("key", &self.keypair.public())
             .field("directory", &self.directory)
             .field("queued", &self.out.len())
             .field("stats", &self.stats)
@@ -233,10 +310,12 @@ impl ServerState {
         let cookies = Cookies::new(key.clone(), now, config.cookie_lifetime);
         let directory = Directory::new(key.mac(&[b"directory hash key"]));
         ServerState {
-            key,
+            keypair: StaticKeypair::from_secret(config.identity),
+            ephemeral_key: config.seed,
             start: now,
             cookies,
             directory,
+            reservations: Reservations::default(),
             expiry: ExpiryWheel::new(now, config.sweep_interval),
             probes: Probes::new(
                 config.probe_interval,
@@ -249,14 +328,24 @@ impl ServerState {
                 config.rate_burst,
                 config.max_rate_sources,
             ),
-            issued: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(16 * MAX_DATAGRAM),
+            scratch: Vec::with_capacity(MAX_DATAGRAM),
+            plain: BytesMut::with_capacity(MAX_DATAGRAM),
             due: Vec::new(),
+            paths: HashMap::new(),
+            next_challenge: 0,
+            reply_to: None,
             stats: ServerStats::default(),
             config,
         }
+    }
+
+    /// The server's static public key: what clients pin, and whose
+    /// fingerprint the operator publishes.
+    pub fn public_key(&self) -> PublicKey {
+        self.keypair.public()
     }
 
     /// What the server has counted so far.
@@ -269,16 +358,42 @@ impl ServerState {
         self.directory.len()
     }
 
-    /// The address `name` is signed in from, if anyone of that name is.
-    pub fn lookup(&self, name: &str) -> Option<SocketAddr> {
+    /// Where `name` was last heard from and the key it is bound to, if anyone
+    /// of that name is signed in.
+    pub fn lookup(&self, name: &str) -> Option<(SocketAddr, PublicKey)> {
         let id = self.directory.by_name(name)?;
-        self.directory.get(id).map(|u| u.addr)
+        self.directory
+            .get(id)
+            .map(|u| (u.addr, PublicKey(u.key)))
+    }
+
+    /// The name → key bindings of everyone signed in, as bytes to keep
+    /// across a restart (see [`ServerState::restore`]).
+    pub fn bindings(&self) -> Vec<u8> {
+        let mut users = Vec::with_capacity(self.directory.len());
+        self.directory.page(0, |u| {
+            users.push((&*u.name, &u.key));
+            true
+        });
+        bindings::encode(users, &self.reservations)
+    }
+
+    /// Takes bindings saved by [`ServerState::bindings`] before a restart:
+    /// for [`ServerConfig::restore_grace`] from `now`, each name is refused
+    /// to every key but its own. Returns how many were restored; bad bytes
+    /// give an error and restore nothing.
+    pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<usize, bindings::BindingsError> {
+        let parsed = bindings::decode(bytes, self.config.max_users)?;
+        let count = parsed.len();
+        self.reservations = Reservations::new(parsed, now + self.config.restore_grace);
+        Ok(count)
     }
 
     /// Takes one datagram from `from`. Bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.received += 1;
-        if !self.rate.admit(now, from) {
+        let is_sealed = datagram.first() == Some(&(PacketType::Sealed as u8));
+        if !is_sealed && !self.rate.admit(now, from) {
             self.stats.rate_limited += 1;
             return;
         }
@@ -289,65 +404,35 @@ impl ServerState {
                 return;
             }
         };
-        let len = datagram.len();
         match packet {
-            Packet::SignIn {
-                request,
-                name,
+            Packet::Sealed {
+                receiver,
+                counter,
+                sealed,
+            } => self.on_sealed(now, from, datagram, receiver, counter, sealed),
+            Packet::Hello { request } => {
+                self.stats.retries += 1;
+                let cookie = self.cookies.mint(now, &from);
+                let key = self.keypair.public().0;
+                let retry = Packet::Retry {
+                    request,
+                    cookie: &cookie,
+                    key: &key,
+                };
+                self.send(from, &retry, Some(datagram.len()));
+            }
+            Packet::ServerInit {
                 cookie,
-            } => self.on_sign_in(now, from, len, request, name, cookie),
-            Packet::ListRequest {
-                request,
-                token,
-                cursor,
+                sender,
+                handshake,
             } => {
-                if self.authenticate(now, from, token, len, request).is_some() {
-                    self.on_list(from, request, cursor);
-                }
-            }
-            Packet::LookupRequest {
-                request,
-                token,
-                name,
-            } => {
-                if self.authenticate(now, from, token, len, request).is_some() {
-                    let address = self.lookup(name);
-                    let reply = Packet::LookupReply {
-                        request,
-                        name,
-                        address,
-                    };
-                    self.send(from, &reply, None);
-                }
-            }
-            Packet::KeepAlive { request, token } => {
-                if self.authenticate(now, from, token, len, request).is_some() {
-                    self.send(from, &Packet::KeepAliveAck { request }, None);
-                }
-            }
-            Packet::SignOut { request, token } => {
-                if self.directory.by_addr(&from).is_some() {
-                    if let Some(id) = self.authenticate(now, from, token, len, request) {
-                        self.remove(id, SignOutReason::Requested);
-                        self.send(from, &Packet::SignOutAck { request }, None);
-                    }
+                if self.cookies.verify(now, &from, cookie) {
+                    self.on_server_init(now, from, sender, handshake);
                 } else {
-                    // Already gone (a retransmitted sign-out): acknowledge, at
-                    // no more than the request's size.
-                    self.send(from, &Packet::SignOutAck { request }, Some(len));
+                    self.stats.bad_cookie += 1;
                 }
             }
-            Packet::Retry { .. }
-            | Packet::SignInAccepted { .. }
-            | Packet::SignInRefused { .. }
-            | Packet::ListReply { .. }
-            | Packet::LookupReply { .. }
-            | Packet::KeepAliveAck { .. }
-            | Packet::Probe { .. }
-            | Packet::SignOutAck { .. }
-            | Packet::Error { .. }
-            | Packet::Message { .. }
-            | Packet::Ack { .. } => self.stats.unexpected += 1,
+            _ => self.stats.unexpected += 1,
         }
     }
 
@@ -370,15 +455,13 @@ impl ServerState {
         }
         self.due = due;
         for (holder, step) in self.probes.step(now) {
-            let Some(addr) = self.directory.get(holder).map(|u| u.addr) else {
-                continue;
-            };
             match step {
-                ProbeStep::Resend(request) => self.send(addr, &Packet::Probe { request }, None),
+                ProbeStep::Resend(request) => self.send_sealed(holder, &Packet::Probe { request }),
                 ProbeStep::Unanswered => self.remove(holder, SignOutReason::Unresponsive),
                 ProbeStep::Done => {}
             }
         }
+        self.reservations.expire(now);
     }
 
     /// The next datagram to send, oldest first.
@@ -387,13 +470,17 @@ impl ServerState {
     }
 
     /// When [`ServerState::handle_timeout`] should next be called: the
-    /// earliest session deadline or probe step; `None` when the directory is
-    /// empty and nothing is being probed.
+    /// earliest session deadline, probe step or end of the restore grace;
+    /// `None` when there is nothing to wait for.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.expiry.next_deadline(), self.probes.next_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.expiry.next_deadline(),
+            self.probes.next_timeout(),
+            self.reservations.until(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next event, oldest first.
@@ -412,79 +499,231 @@ impl ServerState {
         self.start + Duration::from_secs(u64::from(user.last_heard)) + self.config.session_timeout
     }
 
-    fn on_sign_in(
+    /// A sealed packet: found by index, opened, then served. Not rate-limited
+    /// by address (see the module docs); an unknown index gets a small clear
+    /// error, rate-limited, so a client whose session the server lost (a
+    /// restart) signs in again at once.
+    fn on_sealed(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        len: usize,
-        request: u32,
-        name: &str,
-        cookie: &[u8],
+        datagram: &[u8],
+        receiver: u32,
+        counter: u64,
+        sealed: &[u8],
     ) {
-        if !self.cookies.verify(now, &from, cookie) {
-            self.stats.retries += 1;
-            let cookie = self.cookies.mint(now, &from);
-            let retry = Packet::Retry {
-                request,
-                cookie: &cookie,
-            };
-            self.send(from, &retry, Some(len));
-            return;
-        }
-        // From here on the address is validated: it echoed our cookie.
-        if name::validate(name).is_err() {
-            self.refuse(from, request, RefuseReason::InvalidName, None);
-            return;
-        }
-        if let Some(id) = self.directory.by_addr(&from) {
-            let stamp = self.stamp(now);
-            if let Some(user) = self
-                .directory
-                .get_mut(id)
-                .filter(|u| name::same(&u.name, name))
-            {
-                // A retransmitted sign-in, or the same client signing in
-                // again: same session, same token.
-                user.last_heard = stamp;
-                let token = user.token;
-                self.accept(from, request, &token);
-                return;
+        let Some(id) = self.directory.by_wire(receiver) else {
+            self.stats.unknown_session += 1;
+            if self.rate.admit(now, from) {
+                let code = ErrorCode::UnknownSession;
+                let error = Packet::Error {
+                    request: receiver,
+                    code,
+                };
+                self.send(from, &error, Some(datagram.len()));
+            } else {
+                self.stats.rate_limited += 1;
             }
-            self.remove(id, SignOutReason::Replaced);
+            return;
+        };
+        let stamp = self.stamp(now);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // `Some(newest)` once the packet opened; whether it came from the
+        // address on record.
+        let opened = match self.directory.get_mut(id) {
+            Some(user) => match user.session.open(datagram, counter, sealed, &mut scratch) {
+                Ok(_) => {
+                    user.last_heard = stamp;
+                    Some((user.session.is_newest(counter), user.addr == from))
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let Some((newest, known_path)) = opened else {
+            self.stats.forged += 1;
+            self.scratch = scratch;
+            return;
+        };
+        // Any authenticated packet answers a probe. The newcomers waiting
+        // learn the outcome when they send their handshake again.
+        self.probes.answered(id);
+        let inner = Packet::decode(&scratch);
+        if let Ok(Packet::KeepAlive { request }) = inner
+            && self.paths.get(&id) == Some(&(from, request))
+        {
+            // The new address answered its challenge: it is the client's.
+            self.paths.remove(&id);
+            if let Some(user) = self.directory.get_mut(id) {
+                user.addr = from;
+            }
+            self.scratch = scratch;
+            return;
+        }
+        if !known_path {
+            // From another address: the client moved (a NAT rebinding), or
+            // someone replays a packet of its that never arrived. Answer
+            // there within the 3x limit, and move the address on record
+            // only once the new one answers a challenge sealed to it.
+            self.reply_to = Some((from, datagram.len()));
+            if newest {
+                self.challenge(id, from);
+            }
+        }
+        match inner {
+            Ok(inner) => self.on_request(id, inner),
+            Err(_) => self.stats.malformed += 1,
+        }
+        self.reply_to = None;
+        self.scratch = scratch;
+    }
+
+    /// Sends a path challenge (a probe) to `id` at the new address `to`.
+    fn challenge(&mut self, id: UserId, to: SocketAddr) {
+        if self.paths.len() >= self.config.max_probes && !self.paths.contains_key(&id) {
+            return;
+        }
+        // Unpredictable, so it cannot pass for one of the client's own
+        // request ids by accident.
+        self.next_challenge = self.next_challenge.wrapping_add(1);
+        let [a, b, c, d, ..] = self.responder_seed(&self.next_challenge.to_be_bytes());
+        let request = u32::from_be_bytes([a, b, c, d]);
+        self.paths.insert(id, (to, request));
+        self.send_sealed(id, &Packet::Probe { request });
+    }
+
+    /// A request that opened under `id`'s session.
+    fn on_request(&mut self, id: UserId, request: Packet<'_>) {
+        match request {
+            Packet::ListRequest { request, cursor } => self.on_list(id, request, cursor),
+            Packet::LookupRequest { request, name } => {
+                let found = self.lookup(name);
+                let key = found.map(|(_, k)| k.0);
+                let reply = Packet::LookupReply {
+                    request,
+                    name,
+                    address: found.map(|(a, _)| a),
+                    key: key.as_ref().map_or(&[][..], |k| &k[..]),
+                };
+                self.send_sealed(id, &reply);
+            }
+            Packet::KeepAlive { request } => {
+                self.send_sealed(id, &Packet::KeepAliveAck { request });
+            }
+            Packet::SignOut { request } => {
+                self.send_sealed(id, &Packet::SignOutAck { request });
+                self.remove(id, SignOutReason::Requested);
+            }
+            _ => self.stats.unexpected += 1,
+        }
+    }
+
+    /// The seed of the responder's ephemeral key for message 1 `msg1`: a
+    /// keyed hash of it, so the same message 1 sent again gets the same
+    /// message 2 and the same session keys (a lost answer costs the server
+    /// no state and the client no new handshake), while two different
+    /// messages 1 never share an ephemeral key.
+    fn responder_seed(&self, msg1: &[u8]) -> [u8; 32] {
+        let mut mac = <Blake2sMac256 as KeyInit>::new_from_slice(&self.ephemeral_key)
+            .unwrap_or_else(|_| unreachable!("a 32-byte key fits BLAKE2s"));
+        mac.update(b"udpchat responder ephemeral\0");
+        mac.update(msg1);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Noise message 1 from the validated address `from`: read the sign-in
+    /// it carries, decide, and answer with message 2 (or, while the holder
+    /// of the name is being probed, not yet).
+    fn on_server_init(&mut self, now: Instant, from: SocketAddr, sender: u32, handshake: &[u8]) {
+        let seed = self.responder_seed(handshake);
+        let Ok((responder, payload)) =
+            Responder::accept(&self.keypair, SERVER_PROLOGUE, seed, handshake)
+        else {
+            self.stats.forged += 1;
+            return;
+        };
+        let Ok(Packet::SignIn {
+            request,
+            name,
+            replaces,
+        }) = Packet::decode(&payload)
+        else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let key = responder.remote().0;
+        if name::validate(name).is_err() {
+            self.refuse(responder, from, sender, request, RefuseReason::InvalidName, "");
+            return;
+        }
+        if let Some(owner) = self.reservations.other_owner(name, &key) {
+            let owner = owner.to_owned();
+            self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &owner);
+            return;
         }
         let holder = self
             .directory
             .by_name(name)
             .or_else(|| self.directory.by_shape(name));
         if let Some(holder) = holder {
-            match self.probes.on_conflict(now, holder, from, request) {
-                Conflict::Refuse => {
-                    self.refuse(from, request, RefuseReason::NameInUse, Some(holder));
+            let Some(user) = self.directory.get(holder) else {
+                return;
+            };
+            let holder_name = user.name.to_string();
+            let same_key = user.key == key;
+            let unconfirmed = !user.session.has_opened();
+            if same_key && unconfirmed && user.session.remote_index() == sender {
+                // The same handshake again (our answer was lost): the same
+                // answer again, which makes the same keys.
+                let accepted = Packet::SignInAccepted {
+                    request,
+                    address: Some(from),
+                };
+                if let Some((msg2, _)) = self.finish(responder, &accepted) {
+                    let resp = Packet::ServerResp {
+                        sender: holder.wire(),
+                        receiver: sender,
+                        handshake: &msg2,
+                    };
+                    self.send(from, &resp, None);
                 }
-                Conflict::Wait => {}
-                Conflict::Probe(probe) => {
-                    if let Some(addr) = self.directory.get(holder).map(|u| u.addr) {
-                        self.send(addr, &Packet::Probe { request: probe }, None);
+                return;
+            }
+            let replaceable = holder.wire() == replaces || unconfirmed;
+            if !same_key {
+                self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &holder_name);
+                return;
+            }
+            if !replaceable {
+                match self.probes.on_conflict(now, holder, from, request) {
+                    Conflict::Refuse => {
+                        self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &holder_name);
+                    }
+                    Conflict::Wait => {}
+                    Conflict::Probe(probe) => {
+                        self.send_sealed(holder, &Packet::Probe { request: probe });
                     }
                 }
+                return;
             }
+            self.remove(holder, SignOutReason::Replaced);
+        }
+        if self.directory.len() >= self.config.max_users || !self.directory.has_room() {
+            self.refuse(responder, from, sender, request, RefuseReason::ServerFull, "");
             return;
         }
-        if self.directory.len() >= self.config.max_users {
-            self.refuse(from, request, RefuseReason::ServerFull, None);
+        let accepted = Packet::SignInAccepted {
+            request,
+            address: Some(from),
+        };
+        let Some((msg2, keys)) = self.finish(responder, &accepted) else {
             return;
-        }
-        self.issued += 1;
-        let token = self.key.mac(&[
-            b"token",
-            name::fold(name).as_bytes(),
-            &addr_bytes(&from),
-            &self.issued.to_be_bytes(),
-        ]);
+        };
         let user = User {
             name: name.into(),
-            token,
+            key,
             addr: from,
+            session: Session::new(keys, sender),
             last_heard: self.stamp(now),
         };
         let deadline = self.expires_at(&user);
@@ -494,73 +733,61 @@ impl ServerState {
             name: name.to_owned(),
             address: from,
         });
-        self.accept(from, request, &token);
+        let resp = Packet::ServerResp {
+            sender: id.wire(),
+            receiver: sender,
+            handshake: &msg2,
+        };
+        self.send(from, &resp, None);
     }
 
-    /// Refuses sign-in `request` from the validated address `to`; for
-    /// `NameInUse`, `holder` is the user whose name it clashes with, whose
-    /// spelling the refusal carries.
+    /// Writes message 2 with `payload`.
+    fn finish(
+        &mut self,
+        responder: Responder,
+        payload: &Packet<'_>,
+    ) -> Option<(Vec<u8>, crate::crypto::TransportKeys)> {
+        self.plain.clear();
+        payload.encode(&mut self.plain).ok()?;
+        let done = responder.finish(&self.plain).ok()?;
+        self.stats.handshakes += 1;
+        Some(done)
+    }
+
+    /// Completes the handshake to say no: the refusal is authenticated like
+    /// an acceptance, and no session is kept.
     fn refuse(
         &mut self,
+        responder: Responder,
         to: SocketAddr,
+        sender: u32,
         request: u32,
         reason: RefuseReason,
-        holder: Option<UserId>,
+        holder: &str,
     ) {
-        let name = holder
-            .and_then(|id| self.directory.get(id))
-            .map(|u| u.name.to_string())
-            .unwrap_or_default();
         let refusal = Packet::SignInRefused {
             request,
             reason,
-            holder: &name,
+            holder,
         };
-        self.send(to, &refusal, None);
-    }
-
-    /// Answers sign-in `request` from the validated address `to`.
-    fn accept(&mut self, to: SocketAddr, request: u32, token: &[u8]) {
-        self.send(to, &Packet::SignInAccepted { request, token }, None);
-    }
-
-    /// The user whose session token `token` is, at `from`; the session is
-    /// refreshed and counts as an answer to any probe of it. Otherwise a small
-    /// error goes back and the request stops here.
-    fn authenticate(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        token: &[u8],
-        len: usize,
-        request: u32,
-    ) -> Option<UserId> {
-        let stamp = self.stamp(now);
-        let id = self.directory.by_addr(&from);
-        match id.and_then(|id| self.directory.get_mut(id)) {
-            Some(user) if constant_time_eq(&user.token, token) => {
-                user.last_heard = stamp;
-                let id = id?;
-                for (to, request) in self.probes.answered(id) {
-                    self.refuse(to, request, RefuseReason::NameInUse, Some(id));
-                }
-                Some(id)
-            }
-            _ => {
-                self.stats.unknown_session += 1;
-                let code = ErrorCode::UnknownSession;
-                self.send(from, &Packet::Error { request, code }, Some(len));
-                None
-            }
+        if let Some((msg2, _)) = self.finish(responder, &refusal) {
+            let resp = Packet::ServerResp {
+                sender: 0,
+                receiver: sender,
+                handshake: &msg2,
+            };
+            self.send(to, &resp, None);
         }
     }
 
-    fn on_list(&mut self, from: SocketAddr, request: u32, cursor: u32) {
+    fn on_list(&mut self, id: UserId, request: u32, cursor: u32) {
         // Header: type, request, more, cursor, count.
         let mut size = 1 + 4 + 1 + 4 + 2;
         let mut names: Vec<&str> = Vec::new();
         let next = self.directory.page(cursor, |user| {
-            if size + 1 + user.name.len() > MAX_DATAGRAM || names.len() == usize::from(u16::MAX) {
+            if size + 1 + user.name.len() > MAX_SEALED_PLAINTEXT
+                || names.len() == usize::from(u16::MAX)
+            {
                 return false;
             }
             size += 1 + user.name.len();
@@ -574,22 +801,52 @@ impl ServerState {
             names: NameList::Names(&names),
         };
         // Encoding borrows the directory through `names`, so encode here
-        // rather than through `send`.
-        let start_len = self.buf.len();
-        if reply.encode(&mut self.buf).is_ok() {
-            let payload = self.buf.split_off(start_len).freeze();
-            self.queue(from, payload);
+        // rather than through `send_sealed`.
+        self.plain.clear();
+        if reply.encode(&mut self.plain).is_ok() {
+            self.seal_plain(id);
         }
     }
 
     fn remove(&mut self, id: UserId, reason: SignOutReason) {
         self.probes.remove(id);
+        self.paths.remove(&id);
         if let Some(user) = self.directory.remove(id) {
             self.events.push_back(ServerEvent::SignedOut {
                 name: user.name.into(),
                 address: user.addr,
                 reason,
             });
+        }
+    }
+
+    /// Seals `packet` under `id`'s session and queues it for its address.
+    fn send_sealed(&mut self, id: UserId, packet: &Packet<'_>) {
+        self.plain.clear();
+        if packet.encode(&mut self.plain).is_ok() {
+            self.seal_plain(id);
+        }
+    }
+
+    /// Seals what `self.plain` holds under `id`'s session, for its address
+    /// on record, or for [`ServerState::reply_to`] within the 3x limit.
+    fn seal_plain(&mut self, id: UserId) {
+        let Some(user) = self.directory.get_mut(id) else {
+            return;
+        };
+        let sealed_len = SEALED_HEADER_LEN + self.plain.len() + SEALED_TAG_LEN;
+        let to = match self.reply_to {
+            Some((_, received)) if sealed_len > AMPLIFICATION_FACTOR * received => {
+                self.stats.amplification_dropped += 1;
+                return;
+            }
+            Some((addr, _)) => addr,
+            None => user.addr,
+        };
+        self.buf.clear();
+        if user.session.seal(&self.plain, &mut self.buf).is_ok() {
+            let payload = self.buf.split().freeze();
+            self.queue(to, payload);
         }
     }
 
@@ -622,6 +879,7 @@ impl ServerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{Initiator, TransportKeys};
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -631,38 +889,147 @@ mod tests {
         std::iter::from_fn(|| s.poll_transmit()).collect()
     }
 
-    fn sign_in(s: &mut ServerState, now: Instant, from: SocketAddr, name: &str) -> Vec<u8> {
-        let first = Packet::SignIn {
-            request: 1,
-            name,
-            cookie: &[],
-        };
-        s.handle_datagram(now, from, &first.to_bytes().unwrap());
-        let out = drain(s);
-        let cookie = match Packet::decode(&out[0].payload).unwrap() {
-            Packet::Retry { cookie, .. } => cookie.to_vec(),
-            other => panic!("expected Retry, got {other:?}"),
-        };
-        let second = Packet::SignIn {
-            request: 2,
-            name,
-            cookie: &cookie,
-        };
-        s.handle_datagram(now, from, &second.to_bytes().unwrap());
-        let out = drain(s);
-        match Packet::decode(&out[0].payload).unwrap() {
-            Packet::SignInAccepted { token, .. } => token.to_vec(),
-            other => panic!("expected SignInAccepted, got {other:?}"),
+    fn server(now: Instant) -> ServerState {
+        ServerState::new(ServerConfig::new([1; 32], [2; 32]), now)
+    }
+
+    /// A client done by hand: its key, and its session once signed in.
+    struct Client {
+        key: StaticKeypair,
+        addr: SocketAddr,
+        session: Option<(Session<2>, u32)>,
+        seed: u8,
+    }
+
+    /// What a handshake got back.
+    #[derive(Debug, PartialEq)]
+    enum Answer {
+        Accepted(Option<SocketAddr>),
+        Refused(RefuseReason, String),
+        Nothing,
+    }
+
+    impl Client {
+        fn new(key_seed: u8, port: u16) -> Client {
+            Client {
+                key: StaticKeypair::generate([key_seed; 32]),
+                addr: addr(port),
+                session: None,
+                seed: key_seed,
+            }
+        }
+
+        fn cookie(&self, s: &mut ServerState, now: Instant) -> Vec<u8> {
+            s.handle_datagram(now, self.addr, &Packet::Hello { request: 1 }.to_bytes().unwrap());
+            let out = drain(s);
+            assert!(out[0].payload.len() <= AMPLIFICATION_FACTOR * crate::codec::HELLO_LEN);
+            match Packet::decode(&out[0].payload).unwrap() {
+                Packet::Retry { cookie, key, .. } => {
+                    assert_eq!(key, s.public_key().0);
+                    cookie.to_vec()
+                }
+                other => panic!("expected Retry, got {other:?}"),
+            }
+        }
+
+        fn sign_in(&mut self, s: &mut ServerState, now: Instant, name: &str, replaces: u32) -> Answer {
+            let cookie = self.cookie(s, now);
+            self.seed = self.seed.wrapping_add(1);
+            let payload = Packet::SignIn {
+                request: 7,
+                name,
+                replaces,
+            }
+            .to_bytes()
+            .unwrap();
+            let (init, msg1) = Initiator::start(
+                &self.key,
+                &s.public_key(),
+                SERVER_PROLOGUE,
+                [self.seed; 32],
+                &payload,
+            )
+            .unwrap();
+            let packet = Packet::ServerInit {
+                cookie: &cookie,
+                sender: 42,
+                handshake: &msg1,
+            };
+            s.handle_datagram(now, self.addr, &packet.to_bytes().unwrap());
+            // What goes elsewhere (a probe to the holder) stays queued.
+            let (mine, others): (Vec<_>, Vec<_>) =
+                drain(s).into_iter().partition(|t| t.destination == self.addr);
+            s.out.extend(others);
+            let Some(t) = mine.first() else {
+                return Answer::Nothing;
+            };
+            let Ok(Packet::ServerResp {
+                sender,
+                receiver: 42,
+                handshake,
+            }) = Packet::decode(&t.payload)
+            else {
+                panic!("expected a ServerResp");
+            };
+            let (payload, keys): (Vec<u8>, TransportKeys) = init.finish(handshake).unwrap();
+            match Packet::decode(&payload).unwrap() {
+                Packet::SignInAccepted { request: 7, address } => {
+                    self.session = Some((Session::new(keys, sender), sender));
+                    Answer::Accepted(address)
+                }
+                Packet::SignInRefused { reason, holder, .. } => {
+                    Answer::Refused(reason, holder.to_owned())
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn index(&self) -> u32 {
+            self.session.as_ref().map_or(0, |(_, i)| *i)
+        }
+
+        fn sealed(&mut self, packet: &Packet<'_>) -> Vec<u8> {
+            let (session, _) = self.session.as_mut().unwrap();
+            let mut out = BytesMut::new();
+            session.seal(&packet.to_bytes().unwrap(), &mut out).unwrap();
+            out.to_vec()
+        }
+
+        /// Sends `packet` sealed; returns the replies that open, as owned bytes.
+        fn request(&mut self, s: &mut ServerState, now: Instant, packet: &Packet<'_>) -> Vec<Vec<u8>> {
+            let datagram = self.sealed(packet);
+            s.handle_datagram(now, self.addr, &datagram);
+            self.replies(s)
+        }
+
+        fn replies(&mut self, s: &mut ServerState) -> Vec<Vec<u8>> {
+            let (session, _) = self.session.as_mut().unwrap();
+            let mut opened = Vec::new();
+            for t in drain(s).into_iter().filter(|t| t.destination == self.addr) {
+                if let Ok(Packet::Sealed {
+                    counter, sealed, ..
+                }) = Packet::decode(&t.payload)
+                {
+                    let mut scratch = Vec::new();
+                    if session.open(&t.payload, counter, sealed, &mut scratch).is_ok() {
+                        opened.push(scratch);
+                    }
+                }
+            }
+            opened
         }
     }
 
     #[test]
-    fn sign_in_needs_cookie_then_gives_token() {
+    fn sign_in_takes_a_cookie_then_a_handshake_and_binds_the_name_to_the_key() {
         let now = Instant::now();
-        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
-        let token = sign_in(&mut s, now, addr(1), "Alice");
-        assert_eq!(token.len(), TOKEN_LEN);
-        assert_eq!(s.lookup("alice"), Some(addr(1)));
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        // A handshake without a cookie costs the server nothing.
+        s.handle_datagram(now, alice.addr, &[3, 0]);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(alice.sign_in(&mut s, now, "Alice", 0), Answer::Accepted(Some(addr(1))));
+        assert_eq!(s.lookup("alice"), Some((addr(1), alice.key.public())));
         assert_eq!(
             s.poll_event(),
             Some(ServerEvent::SignedIn {
@@ -670,136 +1037,230 @@ mod tests {
                 address: addr(1)
             })
         );
+        let replies = alice.request(&mut s, now, &Packet::LookupRequest { request: 3, name: "ALICE" });
+        let key = alice.key.public().0;
+        assert_eq!(
+            Packet::decode(&replies[0]),
+            Ok(Packet::LookupReply {
+                request: 3,
+                name: "ALICE",
+                address: Some(addr(1)),
+                key: &key,
+            })
+        );
     }
 
     #[test]
-    fn wrong_token_gets_small_error_and_changes_nothing() {
+    fn a_sealed_packet_for_no_session_gets_a_small_error_and_changes_nothing() {
         let now = Instant::now();
-        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
-        let _ = sign_in(&mut s, now, addr(1), "Alice");
-        let forged = Packet::SignOut {
-            request: 9,
-            token: &[0; 16],
-        };
-        s.handle_datagram(now, addr(1), &forged.to_bytes().unwrap());
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        // Sealed garbage under Alice's index: dropped, counted, unanswered.
+        let mut forged = alice.sealed(&Packet::SignOut { request: 9 });
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        s.handle_datagram(now, addr(66), &forged);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.stats().forged, 1);
+        // An index the server does not hold: a 6-byte error.
+        let mut stray = forged.clone();
+        stray[1..5].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
+        s.handle_datagram(now, addr(66), &stray);
         let out = drain(&mut s);
         assert_eq!(
             Packet::decode(&out[0].payload).unwrap(),
             Packet::Error {
-                request: 9,
+                request: 0xdead_beef,
                 code: ErrorCode::UnknownSession
             }
         );
         assert_eq!(s.user_count(), 1);
     }
 
-    /// Mallory, validated, asks for Alice's name: silence, and a probe to Alice.
-    fn conflict(s: &mut ServerState, now: Instant, mallory: SocketAddr) -> Vec<Transmit> {
-        let first = Packet::SignIn {
-            request: 7,
-            name: "ALICE",
-            cookie: &[],
-        };
-        s.handle_datagram(now, mallory, &first.to_bytes().unwrap());
-        let cookie = match Packet::decode(&drain(s)[0].payload).unwrap() {
-            Packet::Retry { cookie, .. } => cookie.to_vec(),
-            other => panic!("expected Retry, got {other:?}"),
-        };
-        let second = Packet::SignIn {
-            request: 8,
-            name: "ALICE",
-            cookie: &cookie,
-        };
-        s.handle_datagram(now, mallory, &second.to_bytes().unwrap());
-        drain(s)
+    #[test]
+    fn another_key_is_refused_a_live_name_without_any_probe() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let mut mallory = Client::new(9, 2);
+        // However silent Alice is (her traffic dropped, her rate limit
+        // exhausted), the name stays hers while her session lives.
+        for t in [0, 5, 10, 14] {
+            let at = now + Duration::from_secs(t);
+            s.handle_timeout(at);
+            assert_eq!(
+                mallory.sign_in(&mut s, at, "ALICE", 0),
+                Answer::Refused(RefuseReason::NameInUse, "Alice".into())
+            );
+        }
+        // Once her session has timed out, the name is free.
+        let later = now + s.config.session_timeout + Duration::from_secs(2);
+        s.handle_timeout(later);
+        assert_eq!(mallory.sign_in(&mut s, later, "ALICE", 0), Answer::Accepted(Some(addr(2))));
     }
 
     #[test]
-    fn live_holder_keeps_its_name_and_the_newcomer_is_refused_when_it_answers() {
+    fn the_same_key_is_refused_while_the_holder_answers_and_gets_the_name_when_it_does_not() {
         let now = Instant::now();
-        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
-        let token = sign_in(&mut s, now, addr(1), "Alice");
-        let out = conflict(&mut s, now, addr(2));
-        assert_eq!(out.len(), 1, "only a probe, nothing to the newcomer yet");
-        assert_eq!(out[0].destination, addr(1));
-        let Ok(Packet::Probe { request }) = Packet::decode(&out[0].payload) else {
-            panic!("expected a probe");
-        };
-        let answer = Packet::KeepAlive {
-            request,
-            token: &token,
-        };
-        s.handle_datagram(now, addr(1), &answer.to_bytes().unwrap());
-        let out = drain(&mut s);
-        let refused = out.iter().find(|t| t.destination == addr(2)).unwrap();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        alice.request(&mut s, now, &Packet::KeepAlive { request: 1 });
+        // A second client of Alice's (same key, another address).
+        let mut twin = Client::new(1, 2);
+        assert_eq!(twin.sign_in(&mut s, now, "Alice", 0), Answer::Nothing);
+        let probes = alice.replies(&mut s);
+        let probe = probes.iter().find_map(|p| match Packet::decode(p) {
+            Ok(Packet::Probe { request }) => Some(request),
+            _ => None,
+        });
+        assert!(probe.is_some(), "the holder is probed inside its session");
+        alice.request(&mut s, now, &Packet::KeepAlive { request: probe.unwrap() });
         assert_eq!(
-            Packet::decode(&refused.payload).unwrap(),
-            Packet::SignInRefused {
-                request: 8,
-                reason: RefuseReason::NameInUse,
-                holder: "Alice",
-            }
+            twin.sign_in(&mut s, now, "Alice", 0),
+            Answer::Refused(RefuseReason::NameInUse, "Alice".into())
         );
-        assert_eq!(s.lookup("alice"), Some(addr(1)));
-    }
-
-    #[test]
-    fn silent_holder_loses_its_name_after_the_probe_timeout() {
-        let now = Instant::now();
-        let config = ServerConfig::with_secret([1; 16]);
-        let probe_timeout = config.probe_timeout;
-        let mut s = ServerState::new(config, now);
-        let _ = sign_in(&mut s, now, addr(1), "Alice");
-        let _ = conflict(&mut s, now, addr(2));
-        let mut t = now;
-        let mut probes = 1;
-        while let Some(next) = s.poll_timeout().filter(|n| *n <= now + probe_timeout) {
+        // Alice crashes: her restarted client (same key) waits out one
+        // probe timeout at most.
+        let later = now + Duration::from_secs(5);
+        s.handle_timeout(later);
+        assert_eq!(twin.sign_in(&mut s, later, "Alice", 0), Answer::Nothing);
+        let mut t = later;
+        while let Some(next) = s.poll_timeout().filter(|n| *n <= later + s.config.probe_timeout) {
             t = next;
             s.handle_timeout(t);
-            probes += drain(&mut s).len();
         }
-        assert!(t >= now + probe_timeout);
-        assert!(probes >= 10, "{probes} probes");
-        assert_eq!(s.lookup("alice"), None);
-        assert!(std::iter::from_fn(|| s.poll_event()).any(|e| matches!(
-            e,
-            ServerEvent::SignedOut {
-                reason: SignOutReason::Unresponsive,
-                ..
-            }
-        )));
+        drain(&mut s);
+        assert_eq!(twin.sign_in(&mut s, t, "Alice", 0), Answer::Accepted(Some(addr(2))));
+    }
+
+    #[test]
+    fn a_sign_in_naming_the_session_it_replaces_takes_over_at_once() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        alice.request(&mut s, now, &Packet::KeepAlive { request: 1 });
+        let old = alice.index();
+        let mut again = Client::new(1, 3);
+        assert_eq!(again.sign_in(&mut s, now, "Alice", old), Answer::Accepted(Some(addr(3))));
+        assert_eq!(s.lookup("alice").map(|(a, _)| a), Some(addr(3)));
+        // A stranger cannot use the index: another key is refused anyway.
+        let mut mallory = Client::new(9, 4);
+        assert_eq!(
+            mallory.sign_in(&mut s, now, "Alice", again.index()),
+            Answer::Refused(RefuseReason::NameInUse, "Alice".into())
+        );
+    }
+
+    #[test]
+    fn a_flood_from_the_holders_address_does_not_starve_its_session() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        for _ in 0..10_000 {
+            s.handle_datagram(now, alice.addr, &Packet::Hello { request: 1 }.to_bytes().unwrap());
+        }
+        assert!(s.stats().rate_limited > 9_000);
+        drain(&mut s);
+        let replies = alice.request(&mut s, now, &Packet::KeepAlive { request: 5 });
+        assert_eq!(Packet::decode(&replies[0]), Ok(Packet::KeepAliveAck { request: 5 }));
+    }
+
+    #[test]
+    fn the_address_moves_only_when_the_new_one_answers_a_challenge() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let lost = alice.sealed(&Packet::ListRequest {
+            request: 1,
+            cursor: 0,
+        });
+        // An observer replays a packet of hers that never arrived, from
+        // elsewhere: it opens, but the answer there is held to 3x, and the
+        // address on record stays.
+        s.handle_datagram(now, addr(9), &lost);
+        let out = drain(&mut s);
+        assert!(out.iter().all(|t| t.destination == addr(9)));
+        let sent: usize = out.iter().map(|t| t.payload.len()).sum();
+        assert!(sent <= AMPLIFICATION_FACTOR * lost.len(), "{sent} bytes for {}", lost.len());
+        assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)));
+        // Her NAT really gave her a new port: she answers the challenge
+        // from there, and the address moves.
+        alice.addr = addr(2);
+        let replies = alice.request(&mut s, now, &Packet::KeepAlive { request: 2 });
+        let challenge = replies.iter().find_map(|p| match Packet::decode(p) {
+            Ok(Packet::Probe { request }) => Some(request),
+            _ => None,
+        });
+        assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)), "not yet");
+        alice.request(&mut s, now, &Packet::KeepAlive { request: challenge.unwrap() });
+        assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(2)));
+        // A replay from anywhere changes nothing.
+        s.handle_datagram(now, addr(9), &lost);
+        assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(2)));
+        assert_eq!(s.stats().forged, 1);
     }
 
     #[test]
     fn a_name_leaves_both_indexes_when_its_holder_signs_out() {
         let now = Instant::now();
-        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
-        let token = sign_in(&mut s, now, addr(1), "Alice");
-        let out = Packet::SignOut {
-            request: 3,
-            token: &token,
-        };
-        s.handle_datagram(now, addr(1), &out.to_bytes().unwrap());
-        drain(&mut s);
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let replies = alice.request(&mut s, now, &Packet::SignOut { request: 3 });
+        assert_eq!(Packet::decode(&replies[0]), Ok(Packet::SignOutAck { request: 3 }));
         // `AIice` (capital I) has Alice's shape: free now.
-        let _ = sign_in(&mut s, now, addr(2), "AIice");
-        assert_eq!(s.lookup("AIICE"), Some(addr(2)));
+        let mut other = Client::new(2, 2);
+        assert_eq!(other.sign_in(&mut s, now, "AIice", 0), Answer::Accepted(Some(addr(2))));
+        assert_eq!(s.lookup("AIICE").map(|(a, _)| a), Some(addr(2)));
         assert_eq!(s.lookup("Alice"), None, "a lookup goes by key");
-        // Signing in under another name replaces the session and frees the
-        // old name's key and shape.
-        let _ = sign_in(&mut s, now, addr(2), "Bob");
-        assert_eq!(s.lookup("AIice"), None);
-        let _ = sign_in(&mut s, now, addr(3), "Alice");
-        assert_eq!(s.user_count(), 2);
-        assert_eq!(s.lookup("alice"), Some(addr(3)));
+        assert_eq!(s.user_count(), 1);
+    }
+
+    #[test]
+    fn after_a_restart_each_name_waits_for_its_own_key() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let saved = s.bindings();
+        let mut s = ServerState::new(ServerConfig::new([1; 32], [3; 32]), now);
+        assert_eq!(s.restore(now, &saved), Ok(1));
+        assert_eq!(s.restore(now, b"garbage\n").map_err(|e| e.to_string()), Err("line 1: no space after the key".into()));
+        let mut s = ServerState::new(ServerConfig::new([1; 32], [3; 32]), now);
+        s.restore(now, &saved).unwrap();
+        let mut mallory = Client::new(9, 2);
+        assert_eq!(
+            mallory.sign_in(&mut s, now, "alice", 0),
+            Answer::Refused(RefuseReason::NameInUse, "Alice".into())
+        );
+        assert_eq!(alice.sign_in(&mut s, now, "Alice", 0), Answer::Accepted(Some(addr(1))));
+        // After the grace, a name nobody came back for is free again.
+        let mut bob_key = Client::new(3, 3);
+        let saved = format!("{} Bob\n", "ab".repeat(32));
+        let mut s = ServerState::new(ServerConfig::new([1; 32], [4; 32]), now);
+        s.restore(now, saved.as_bytes()).unwrap();
+        assert_eq!(
+            bob_key.sign_in(&mut s, now, "Bob", 0),
+            Answer::Refused(RefuseReason::NameInUse, "Bob".into())
+        );
+        let later = now + s.config.restore_grace;
+        assert_eq!(s.poll_timeout(), Some(later));
+        s.handle_timeout(later);
+        assert_eq!(bob_key.sign_in(&mut s, later, "Bob", 0), Answer::Accepted(Some(addr(3))));
     }
 
     #[test]
     fn poll_timeout_moves_forward() {
         let now = Instant::now();
-        let mut s = ServerState::new(ServerConfig::with_secret([1; 16]), now);
-        let _ = sign_in(&mut s, now, addr(1), "Alice");
-        let _ = sign_in(&mut s, now + Duration::from_secs(5), addr(2), "Bob");
+        let mut s = server(now);
+        Client::new(1, 1).sign_in(&mut s, now, "Alice", 0);
+        Client::new(2, 2).sign_in(&mut s, now + Duration::from_secs(5), "Bob", 0);
         let mut t = now;
         while let Some(next) = s.poll_timeout() {
             assert!(next > t, "{next:?} not after {t:?}");
@@ -812,10 +1273,10 @@ mod tests {
     #[test]
     fn a_session_expires_a_timeout_after_it_was_last_heard_not_before() {
         let now = Instant::now();
-        let config = ServerConfig::with_secret([1; 16]);
-        let timeout = config.session_timeout;
-        let mut s = ServerState::new(config, now);
-        let token = sign_in(&mut s, now, addr(1), "Alice");
+        let mut s = server(now);
+        let timeout = s.config.session_timeout;
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
         // Keep-alives every 3 s for a minute keep the session.
         let mut t = now;
         for i in 0..20 {
@@ -824,12 +1285,7 @@ mod tests {
                 s.handle_timeout(due);
             }
             s.handle_timeout(t);
-            let keep_alive = Packet::KeepAlive {
-                request: 100 + i as u32,
-                token: &token,
-            };
-            s.handle_datagram(t, addr(1), &keep_alive.to_bytes().unwrap());
-            drain(&mut s);
+            alice.request(&mut s, t, &Packet::KeepAlive { request: 100 + i as u32 });
             assert_eq!(s.user_count(), 1, "at {i}");
         }
         // Silence: gone no earlier than the timeout, and within a second of it.

@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod nat;
+pub mod raw;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -113,6 +114,16 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+}
+
+/// 32 bytes that follow from `seed`: keys and seeds for the machines.
+pub fn bytes32(seed: u64) -> [u8; 32] {
+    let mut r = Rng::new(seed ^ 0xB7E5);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&r.next_u64().to_be_bytes());
+    }
+    out
 }
 
 /// FNV-1a, for deriving per-link and per-node seeds without `RandomState`.
@@ -472,7 +483,7 @@ impl Sim {
             next_seq: 0,
             nodes: BTreeMap::new(),
             labels: BTreeMap::new(),
-            server_config: ServerConfig::with_secret([0; 16]),
+            server_config: ServerConfig::new(bytes32(seed ^ 0x5E_4E_4E), [0; 32]),
             server_starts: 0,
             client_logs: BTreeMap::new(),
             server_log: Vec::new(),
@@ -507,9 +518,10 @@ impl Sim {
     // ---- nodes --------------------------------------------------------
 
     /// Starts the server at [`SERVER_ADDR`] with the default configuration
-    /// as changed by `tweak` and a secret drawn from the seed.
+    /// as changed by `tweak`, an identity and randomness drawn from the seed.
     pub fn start_server(&mut self, tweak: impl FnOnce(&mut ServerConfig)) {
-        let mut config = ServerConfig::with_secret(self.next_secret());
+        let entropy = self.next_entropy();
+        let mut config = ServerConfig::new(bytes32(self.seed ^ 0x5E_4E_4E), entropy);
         tweak(&mut config);
         self.server_config = config.clone();
         self.server_starts += 1;
@@ -520,13 +532,21 @@ impl Sim {
         self.labels.insert("server".into(), SERVER_ADDR);
     }
 
-    /// The server crashes and comes back at once with a new secret and an
-    /// empty directory (the same configuration otherwise).
+    /// The server crashes and comes back at once with its identity (its key
+    /// file), new randomness and an empty directory (the same configuration
+    /// otherwise).
     pub fn restart_server(&mut self) {
-        let mut config = self.server_config.clone();
-        let old = config.secret;
-        config.secret = self.next_secret();
-        assert_ne!(old, config.secret);
+        let old = self.server_config.clone();
+        let mut config = ServerConfig::new(old.identity, self.next_entropy());
+        config.max_users = old.max_users;
+        config.session_timeout = old.session_timeout;
+        config.probe_timeout = old.probe_timeout;
+        config.rate_per_second = old.rate_per_second;
+        config.rate_burst = old.rate_burst;
+        config.max_rate_sources = old.max_rate_sources;
+        config.cookie_lifetime = old.cookie_lifetime;
+        config.restore_grace = old.restore_grace;
+        assert_ne!(old.secret, config.secret);
         self.server_starts += 1;
         self.server_config = config.clone();
         self.nodes.insert(
@@ -540,12 +560,19 @@ impl Sim {
         self.nodes.remove(&SERVER_ADDR);
     }
 
-    fn next_secret(&mut self) -> [u8; 16] {
-        let mut r = Rng::new(self.seed ^ 0x5EC2E7 ^ u64::from(self.server_starts) << 32);
-        let mut s = [0u8; 16];
-        s[..8].copy_from_slice(&r.next_u64().to_be_bytes());
-        s[8..].copy_from_slice(&r.next_u64().to_be_bytes());
-        s
+    fn next_entropy(&mut self) -> [u8; 32] {
+        bytes32(self.seed ^ 0x5EC2E7 ^ u64::from(self.server_starts) << 32)
+    }
+
+    /// The identity a client labelled `label` has in this simulation: the
+    /// same each time it starts, another for every label.
+    pub fn identity_of(&self, label: &str) -> [u8; 32] {
+        bytes32(self.seed ^ fnv(label.as_bytes()) ^ 0x1D)
+    }
+
+    /// The server's public key.
+    pub fn server_key(&self) -> udpchat::PublicKey {
+        udpchat::StaticKeypair::from_secret(self.server_config.identity).public()
     }
 
     /// A fresh address no node has used: 192.0.2.N:40000+N.
@@ -592,10 +619,14 @@ impl Sim {
             !self.nodes.contains_key(&addr),
             "address {addr} already has a node"
         );
-        let mut config = ClientConfig::new(name, SERVER_ADDR);
+        let mut config = ClientConfig::new(name, SERVER_ADDR, self.identity_of(label));
         tweak(&mut config);
-        let seed = self.seed.rotate_left(17) ^ fnv(label.as_bytes()) ^ fnv(&addr_key(addr));
-        let state = ClientState::new(config, self.now, seed)
+        let seed = self.seed.rotate_left(17)
+            ^ fnv(label.as_bytes())
+            ^ fnv(&addr_key(addr))
+            ^ u64::from(self.server_starts).rotate_left(40)
+            ^ self.steps.rotate_left(20);
+        let state = ClientState::new(config, self.now, bytes32(seed))
             .unwrap_or_else(|e| panic!("client {label} ({name:?}): {e}"));
         self.nodes.insert(
             addr,
@@ -804,34 +835,53 @@ impl Sim {
         self.inject(from, to, bytes);
     }
 
-    /// Signs `name` in at `addr` by feeding the server directly (SignIn,
-    /// Retry, SignIn with the cookie) at the current time, bypassing the
-    /// network. Returns the session token, or panics if refused. Replies to
-    /// `addr` are consumed; anything else the server emits is routed.
-    pub fn sign_in_directly(&mut self, addr: SocketAddr, name: &str) -> Vec<u8> {
+    /// Signs `name` in at `addr` by feeding the server directly (Hello,
+    /// Retry, then a Noise handshake with a key of its own) at the current
+    /// time, bypassing the network. Returns the key it signed in with, or
+    /// panics if refused. Replies to `addr` are consumed; anything else the
+    /// server emits is routed. The session is not kept: nothing more is sent
+    /// under it.
+    pub fn sign_in_directly(&mut self, addr: SocketAddr, name: &str) -> udpchat::PublicKey {
         let now = self.now;
-        let first = Packet::SignIn {
-            request: 1,
-            name,
-            cookie: &[],
-        }
-        .to_bytes()
-        .expect("encodes");
-        let reply = self.server_exchange(now, addr, &first);
-        let cookie = match Packet::decode(&reply) {
-            Ok(Packet::Retry { cookie, .. }) => cookie.to_vec(),
+        let hello = Packet::Hello { request: 1 }.to_bytes().expect("encodes");
+        let reply = self.server_exchange(now, addr, &hello);
+        let (cookie, server_key) = match Packet::decode(&reply) {
+            Ok(Packet::Retry { cookie, key, .. }) => (
+                cookie.to_vec(),
+                udpchat::PublicKey(key.try_into().expect("a 32-byte key")),
+            ),
             other => panic!("sign-in of {name}: expected Retry, got {other:?}"),
         };
-        let second = Packet::SignIn {
+        let key = udpchat::StaticKeypair::from_secret(self.identity_of(name));
+        let payload = Packet::SignIn {
             request: 2,
             name,
-            cookie: &cookie,
+            replaces: 0,
         }
         .to_bytes()
         .expect("encodes");
-        let reply = self.server_exchange(now, addr, &second);
-        match Packet::decode(&reply) {
-            Ok(Packet::SignInAccepted { token, .. }) => token.to_vec(),
+        let (initiator, msg1) = udpchat::crypto::Initiator::start(
+            &key,
+            &server_key,
+            udpchat::server::SERVER_PROLOGUE,
+            bytes32(fnv(name.as_bytes())),
+            &payload,
+        )
+        .expect("handshake starts");
+        let init = Packet::ServerInit {
+            cookie: &cookie,
+            sender: 1,
+            handshake: &msg1,
+        }
+        .to_bytes()
+        .expect("encodes");
+        let reply = self.server_exchange(now, addr, &init);
+        let Ok(Packet::ServerResp { handshake, .. }) = Packet::decode(&reply) else {
+            panic!("sign-in of {name}: expected ServerResp");
+        };
+        let (answer, _) = initiator.finish(handshake).expect("handshake finishes");
+        match Packet::decode(&answer) {
+            Ok(Packet::SignInAccepted { .. }) => key.public(),
             other => panic!("sign-in of {name}: expected SignInAccepted, got {other:?}"),
         }
     }
@@ -1286,6 +1336,7 @@ impl Sim {
                     from,
                     address,
                     text,
+                    ..
                 } => Some((from.clone(), *address, text.clone())),
                 _ => None,
             })

@@ -29,12 +29,16 @@ const TAB: &str = "    ";
 /// The usage line of `send`.
 pub const SEND_USAGE: &str = "Usage: send NAME TEXT";
 /// The commands, for completion.
-pub const COMMANDS: [&str; 5] = ["list", "send", "help", "quit", "exit"];
+pub const COMMANDS: [&str; 7] = ["list", "send", "whois", "fingerprint", "help", "quit", "exit"];
+/// The usage line of `whois`.
+pub const WHOIS_USAGE: &str = "Usage: whois NAME";
 /// The `help` text, one output line each.
-pub const HELP: [&str; 5] = [
+pub const HELP: [&str; 7] = [
     "Commands:",
     "  list             who else is signed in",
     "  send NAME TEXT   send TEXT (the rest of the line) to NAME",
+    "  whois NAME       NAME's key fingerprint, to compare with NAME out of band",
+    "  fingerprint      your key's fingerprint and the server's",
     "  help             this help",
     "  quit, exit       sign out and leave (also Ctrl-D, Ctrl-C)",
 ];
@@ -56,6 +60,12 @@ pub enum Command<'a> {
     },
     /// `send` without a name or without text.
     SendUsage,
+    /// `whois NAME`
+    Whois(&'a str),
+    /// `whois` without a name, or with more than one word.
+    WhoisUsage,
+    /// `fingerprint`
+    Fingerprint,
     /// `help` (or `?`)
     Help,
     /// `quit` or `exit`
@@ -87,6 +97,14 @@ pub fn parse(line: &str) -> Command<'_> {
         Command::Help
     } else if is("quit") || is("exit") {
         Command::Quit
+    } else if is("fingerprint") {
+        Command::Fingerprint
+    } else if is("whois") {
+        let mut words = rest.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some(name), None) => Command::Whois(name),
+            _ => Command::WhoisUsage,
+        }
     } else if is("send") {
         let (to, text) = first_word(rest.trim_start());
         let text = text.trim_start();
@@ -170,7 +188,7 @@ impl Style {
     /// The hint for an unknown command.
     pub fn unknown(&self, word: &str) -> String {
         format!(
-            "Unknown command: {} (try help; commands: list, send NAME TEXT, quit)",
+            "Unknown command: {} (try help; commands: list, send NAME TEXT, whois NAME, quit)",
             escape(word)
         )
     }
@@ -352,6 +370,10 @@ mod tests {
         assert_eq!(parse("list"), Command::List);
         assert_eq!(parse("  LIST  "), Command::List);
         assert_eq!(parse("help"), Command::Help);
+        assert_eq!(parse("whois  Bob "), Command::Whois("Bob"));
+        assert_eq!(parse("WHOIS"), Command::WhoisUsage);
+        assert_eq!(parse("whois Bob Carole"), Command::WhoisUsage);
+        assert_eq!(parse("fingerprint"), Command::Fingerprint);
         assert_eq!(parse("?"), Command::Help);
         assert_eq!(parse("quit"), Command::Quit);
         assert_eq!(parse("exit\n"), Command::Quit);
