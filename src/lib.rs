@@ -116,15 +116,15 @@ pub mod crypto;
 pub mod name;
 pub mod run;
 mod secret;
-mod session;
 pub mod server;
+mod session;
 pub mod text;
 
 pub use codec::{DecodeError, EncodeError, ErrorCode, Packet, PacketType, RefuseReason};
 
 pub use client::{
-    ClientConfig, ClientEvent, ClientState, ClientStats, CommandId, DeliveryFailure, RequestError,
-    SendError, SignInError,
+    ClientConfig, ClientEvent, ClientState, ClientStats, CommandId, DeliveryFailure, PeerFlow,
+    RequestError, SendError, SignInError,
 };
 pub use crypto::{CryptoError, Fingerprint, PublicKey, StaticKeypair};
 pub use name::NameError;

@@ -58,8 +58,16 @@ fn configs_states_and_keys_never_show_their_secrets() {
     assert!(client.contains("Alice"), "{client}");
     assert_hidden(&client, &alice_identity, "ClientState (identity)");
     let server = format!("{:?}", sim.server());
-    assert_hidden(&server, &sim.server_config.identity, "ServerState (identity)");
-    assert_hidden(&server, &sim.server_config.secret, "ServerState (cookie key)");
+    assert_hidden(
+        &server,
+        &sim.server_config.identity,
+        "ServerState (identity)",
+    );
+    assert_hidden(
+        &server,
+        &sim.server_config.secret,
+        "ServerState (cookie key)",
+    );
 
     let pair = StaticKeypair::from_secret([0x5A; 32]);
     assert_hidden(&format!("{pair:?}"), pair.secret_bytes(), "StaticKeypair");

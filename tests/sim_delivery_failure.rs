@@ -78,9 +78,17 @@ fn crashed_peer_gets_no_answer_after_one_more_lookup() {
         let tries = sim
             .captured()
             .iter()
-            .filter(|c| c.from == alice && c.to == bob && c.packet().is_some_and(|p| p.packet_type() == PacketType::PeerInit))
+            .filter(|c| {
+                c.from == alice
+                    && c.to == bob
+                    && c.packet()
+                        .is_some_and(|p| p.packet_type() == PacketType::PeerInit)
+            })
             .count();
-        assert!(tries <= 40, "seed {seed}: {tries} handshakes to the crashed Bob");
+        assert!(
+            tries <= 40,
+            "seed {seed}: {tries} handshakes to the crashed Bob"
+        );
         assert_eq!(
             sim.server().lookup("Bob").map(|(a, _)| a),
             Some(bob),

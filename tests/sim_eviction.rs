@@ -48,7 +48,11 @@ fn crashed_client_is_evicted_after_the_session_timeout() {
         );
         assert_eq!(sim.server().lookup("Bob").map(|(a, _)| a), None);
         // Alice, alive on the same network, is still there.
-        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
+        assert_eq!(
+            sim.server().lookup("Alice").map(|(a, _)| a),
+            Some(alice),
+            "seed {seed}"
+        );
         assert!(signed_out(&sim, "Alice").is_none(), "seed {seed}");
         // And she is told Bob is gone.
         let id = sim.send("Alice", "Bob", "still there?");
@@ -114,6 +118,9 @@ fn sign_out_removes_at_once() {
             !names.iter().any(|n| n == "Alice"),
             "seed {seed}: {names:?}"
         );
-        assert_eq!(sim.server().lookup("Bob").map(|(a, _)| a), Some(sim.addr("Bob")));
+        assert_eq!(
+            sim.server().lookup("Bob").map(|(a, _)| a),
+            Some(sim.addr("Bob"))
+        );
     });
 }

@@ -101,8 +101,8 @@ fn partial_messages_are_bounded_and_expire() {
             c.stream_idle_timeout = idle;
         });
         sim.wait_signed_in(&["Bob"], secs(2));
-        // Mallory is really signed in, at an address where nobody listens
-        // (Bob's acks go nowhere), so Bob trusts the fragments.
+        // Mallory is really signed in, and makes a real session with Bob,
+        // so Bob takes her fragments.
         let mallory = sim.fresh_addr();
         sim.add_raw("Mallory", mallory);
         sim.sign_in_directly(mallory, "Mallory");
@@ -112,6 +112,8 @@ fn partial_messages_are_bounded_and_expire() {
         let mut session = sim
             .raw_peer_session("Mallory", secret, bob, bob_key, "Mallory")
             .expect("Bob accepts Mallory's handshake: the directory vouches for her");
+        // From now on nobody listens at her address: Bob's acks go nowhere.
+        sim.remove("Mallory");
         let max_message_len =
             udpchat::client::ClientConfig::new("x", common::SERVER_ADDR, [0; 32]).max_message_len;
         let bound = streams * (window as usize * 1300 + max_message_len + 4096);

@@ -66,7 +66,8 @@ fn raw_sign_in(sim: &mut Sim, label: &str, name: &str) -> (RefuseReason, String)
 fn invisible_characters_are_refused_and_the_refusal_says_which() {
     let now = std::time::Instant::now();
     for &(name, c) in INVISIBLE {
-        let refused = ClientState::new(ClientConfig::new(name, SERVER_ADDR, [1; 32]), now, [2; 32]).err();
+        let refused =
+            ClientState::new(ClientConfig::new(name, SERVER_ADDR, [1; 32]), now, [2; 32]).err();
         assert_eq!(refused, Some(NameError::Invisible(c)), "{name:?}");
     }
     assert_eq!(
@@ -125,7 +126,11 @@ fn look_alikes_of_a_signed_in_name_are_refused_naming_the_holder() {
             assert!(sim.client(&label).is_closed());
         }
         assert_eq!(sim.server().user_count(), 1, "seed {seed}");
-        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
+        assert_eq!(
+            sim.server().lookup("Alice").map(|(a, _)| a),
+            Some(alice),
+            "seed {seed}"
+        );
         assert!(sim.client("Alice").is_signed_in());
         assert_eq!(
             sim.count("Alice", |e| matches!(e, ClientEvent::Reconnected)),
@@ -198,7 +203,10 @@ fn a_look_alike_of_a_name_nobody_holds_may_sign_in() {
         sim.run_until("Alice has left", secs(12), |s| s.server().user_count() == 0);
         let mallory = sim.add_client_as("Mallory", CYRILLIC_ALICE, |_| {});
         sim.wait_signed_in(&["Mallory"], secs(10));
-        assert_eq!(sim.server().lookup(CYRILLIC_ALICE).map(|(a, _)| a), Some(mallory));
+        assert_eq!(
+            sim.server().lookup(CYRILLIC_ALICE).map(|(a, _)| a),
+            Some(mallory)
+        );
         // The lookup key ignores case and look-alikes: `Alice` finds him too.
         assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(mallory));
         // Now Alice coming back is the look-alike, and is told of whom.
@@ -219,6 +227,10 @@ fn a_look_alike_of_a_name_nobody_holds_may_sign_in() {
             })],
             "seed {seed}"
         );
-        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(mallory), "seed {seed}");
+        assert_eq!(
+            sim.server().lookup("Alice").map(|(a, _)| a),
+            Some(mallory),
+            "seed {seed}"
+        );
     });
 }

@@ -43,7 +43,11 @@ fn hijack_attempt(mut sim: Sim) {
     );
 
     sim.run_for(secs(5));
-    assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
+    assert_eq!(
+        sim.server().lookup("Alice").map(|(a, _)| a),
+        Some(alice),
+        "seed {seed}"
+    );
     assert!(
         !sim.server_events()
             .iter()

@@ -123,7 +123,11 @@ fn clients_sign_in_through_a_nat_and_home_writes_first_to_public() {
         let bob = sim.add_client("Bob");
         sim.wait_signed_in(&["Alice", "Bob"], secs(30));
         // The directory knows Alice by her router's public address.
-        let seen = sim.server().lookup("Alice").map(|(a, _)| a).expect("Alice is signed in");
+        let seen = sim
+            .server()
+            .lookup("Alice")
+            .map(|(a, _)| a)
+            .expect("Alice is signed in");
         assert_eq!(seen.ip().to_string(), "203.0.113.100", "seed {seed}");
         assert_ne!(seen, alice);
 

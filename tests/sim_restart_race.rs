@@ -62,7 +62,8 @@ fn a_user_who_really_is_absent_is_still_reported_soon() {
             "seed {seed}"
         );
         let took = sim.now() - sent;
-        let grace = udpchat::client::ClientConfig::new("x", common::SERVER_ADDR, [0; 32]).settle_grace;
+        let grace =
+            udpchat::client::ClientConfig::new("x", common::SERVER_ADDR, [0; 32]).settle_grace;
         assert!(took <= grace + secs(2), "seed {seed}: {took:?}");
     });
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{SERVER_ADDR, Sim, for_seeds, secs};
 use udpchat::client::ClientEvent;
-use udpchat::codec::{Packet, PacketType};
+use udpchat::codec::PacketType;
 
 const HELLO: &str = "Hello this is Alice.";
 const REPLY: &str = "Hi Alice! How are you";
@@ -79,7 +79,11 @@ fn sample_run(sim: &mut Sim, patience: Duration) {
     // A sniffer anywhere saw no message text, nor any word of it, in any
     // datagram: the server never had it, and between peers it was sealed.
     for c in sim.captured() {
-        for word in HELLO.split(' ').chain(REPLY.split(' ')).filter(|w| w.len() >= 4) {
+        for word in HELLO
+            .split(' ')
+            .chain(REPLY.split(' '))
+            .filter(|w| w.len() >= 4)
+        {
             assert!(
                 !c.payload.windows(word.len()).any(|w| w == word.as_bytes()),
                 "seed {}: {word:?} in the clear in {:?}",

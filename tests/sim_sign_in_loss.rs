@@ -75,7 +75,7 @@ fn unanswered_sign_in_fails_at_the_request_timeout() {
             (timeout.as_secs_f64() / config.max_request_retry.as_secs_f64()).ceil() as u64 + 4;
         let tries = sim
             .pair(alice, SERVER_ADDR)
-            .sent_of(PacketType::SignIn)
+            .sent_of(PacketType::Hello)
             .datagrams;
         assert!(
             (3..=most).contains(&tries),

@@ -93,6 +93,9 @@ fn a_sign_in_flood_from_many_addresses_stays_bounded() {
         // Honest clients still get in.
         sim.add_client("Bob");
         sim.wait_signed_in(&["Bob"], secs(10));
-        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(sim.addr("Alice")));
+        assert_eq!(
+            sim.server().lookup("Alice").map(|(a, _)| a),
+            Some(sim.addr("Alice"))
+        );
     });
 }

@@ -59,7 +59,11 @@ fn replays_and_forgeries_do_not_remove_alice() {
         sim.inject_packet(alice, SERVER_ADDR, &eve);
         sim.run_for(secs(5));
 
-        assert_eq!(sim.server().lookup("Alice").map(|(a, _)| a), Some(alice), "seed {seed}");
+        assert_eq!(
+            sim.server().lookup("Alice").map(|(a, _)| a),
+            Some(alice),
+            "seed {seed}"
+        );
         assert_eq!(sim.server().lookup("Eve"), None, "seed {seed}");
         assert!(
             sim.server().stats().forged > forged_before,
@@ -74,10 +78,9 @@ fn replays_and_forgeries_do_not_remove_alice() {
         );
         // Replayed handshakes earned Mallory nothing she could open.
         assert!(
-            sim.inbox("Mallory").iter().all(|(_, _, b)| !matches!(
-                Packet::decode(b),
-                Ok(Packet::ServerResp { .. })
-            )),
+            sim.inbox("Mallory")
+                .iter()
+                .all(|(_, _, b)| !matches!(Packet::decode(b), Ok(Packet::ServerResp { .. }))),
             "seed {seed}"
         );
         // Alice's client never noticed: no reconnect, still in.

@@ -44,7 +44,7 @@ mod ui;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -639,7 +639,10 @@ impl App {
         }
         self.keys.peers.insert(entry.clone(), key.0);
         if let Err(e) = self.keys.known_peers.set(&entry, &key.0) {
-            self.say(&format!("Could not remember {}'s key: {e}", self.style.name(from)));
+            self.say(&format!(
+                "Could not remember {}'s key: {e}",
+                self.style.name(from)
+            ));
         }
     }
 
@@ -781,10 +784,10 @@ impl App {
             }
             Command::Fingerprint => {
                 let mine = self.client.public_key().fingerprint();
-                let server = self
-                    .client
-                    .server_key()
-                    .map_or_else(|| "unknown yet".to_string(), |k| k.fingerprint().to_string());
+                let server = self.client.server_key().map_or_else(
+                    || "unknown yet".to_string(),
+                    |k| k.fingerprint().to_string(),
+                );
                 self.say_all(&[
                     &format!("Your key fingerprint: {mine}"),
                     &format!("The server's: {server}"),
@@ -848,8 +851,9 @@ fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)
         "udpchat identity for {} (keep it secret; its fingerprint is what others compare)",
         args.name
     );
-    let (identity, _) =
-        keystore::load_or_create_secret(&identity_path, &comment, || run::os_seed().unwrap_or_default())?;
+    let (identity, _) = keystore::load_or_create_secret(&identity_path, &comment, || {
+        run::os_seed().unwrap_or_default()
+    })?;
     if identity == [0; 32] {
         return Err(io::Error::other("no randomness for a new identity"));
     }
@@ -861,7 +865,9 @@ fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)
     let pinned = known_servers.get(&server_name)?;
     let peers = known_peers.read()?.into_iter().collect();
     let mut config = ClientConfig::new(args.name.clone(), server, identity);
-    config.server_key = pinned.filter(|_| !args.accept_new_server_key).map(PublicKey);
+    config.server_key = pinned
+        .filter(|_| !args.accept_new_server_key)
+        .map(PublicKey);
     let keys = Keys {
         known_servers,
         known_peers,
@@ -899,11 +905,15 @@ fn main() -> ExitCode {
         Ok(seed) => seed,
         Err(e) => return fail(1, format_args!("{e}")),
     };
-    let local = match server {
-        SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        SocketAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    // One dual-stack socket where the system has IPv6, whatever the server's
+    // family: a client that reached the server over IPv4 can still write to
+    // a peer that signed in over IPv6, and back. An IPv4-only system gets an
+    // IPv4 socket (and an IPv6 server address then fails to send).
+    let socket = match server {
+        SocketAddr::V4(_) => run::bind_all(0),
+        SocketAddr::V6(_) => run::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0)),
     };
-    let mut driver = match run::bind(local).and_then(Driver::new) {
+    let mut driver = match socket.and_then(Driver::new) {
         Ok(driver) => driver,
         Err(e) => return fail(1, format_args!("cannot open a UDP socket: {e}")),
     };

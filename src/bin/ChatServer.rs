@@ -28,10 +28,10 @@ mod cli_common;
 use std::io::{self, Write};
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -41,8 +41,7 @@ use udpchat::server::{ServerConfig, ServerEvent, ServerState, SignOutReason};
 use udpchat::text::escape;
 
 /// The usage line.
-const USAGE: &str =
-    "ChatServer -sp PORT [--bind ADDR] [--key FILE] [--bindings FILE] [-q | -v]";
+const USAGE: &str = "ChatServer -sp PORT [--bind ADDR] [--key FILE] [--bindings FILE] [-q | -v]";
 
 /// How often changed bindings are written out.
 const BINDINGS_EVERY: Duration = Duration::from_secs(2);
@@ -177,13 +176,16 @@ fn main() -> ExitCode {
         }
     };
 
-    let key_path = match args.key.clone().map_or_else(
-        || keystore::state_dir().map(|d| d.join("server.key")),
-        Ok,
-    ) {
+    let key_path = match args
+        .key
+        .clone()
+        .map_or_else(|| keystore::state_dir().map(|d| d.join("server.key")), Ok)
+    {
         Ok(path) => path,
         Err(e) => {
-            warn(format_args!("cannot find where to keep the server key: {e} (use --key FILE)"));
+            warn(format_args!(
+                "cannot find where to keep the server key: {e} (use --key FILE)"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -196,7 +198,10 @@ fn main() -> ExitCode {
         "udpchat server key: keep it secret; clients pin its public half",
         || run::os_seed().unwrap_or_default(),
     );
-    let config = match identity.map(|(key, _)| key).and_then(ServerConfig::from_os_entropy) {
+    let config = match identity
+        .map(|(key, _)| key)
+        .and_then(ServerConfig::from_os_entropy)
+    {
         Ok(config) if config.identity != [0; 32] => config,
         Ok(_) => {
             warn(format_args!("cannot get randomness for a new key"));
@@ -266,10 +271,7 @@ fn main() -> ExitCode {
                 "Restored {n} name bindings from {}: each name is kept for its key for 2 minutes",
                 bindings_path.display()
             )),
-            Err(e) => warn(format_args!(
-                "ignoring {}: {e}",
-                bindings_path.display()
-            )),
+            Err(e) => warn(format_args!("ignoring {}: {e}", bindings_path.display())),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => warn(format_args!("cannot read {}: {e}", bindings_path.display())),

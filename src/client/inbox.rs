@@ -64,7 +64,8 @@ struct Stream {
 impl Stream {
     /// Forgetting it now shows nothing twice (see the module docs).
     fn safe_to_forget(&self, now: Instant, stale_after: Duration) -> bool {
-        let settled = self.ahead.is_empty() && self.partial.is_empty() && self.base == self.next_seq;
+        let settled =
+            self.ahead.is_empty() && self.partial.is_empty() && self.base == self.next_seq;
         settled || now.saturating_duration_since(self.last_active) >= stale_after
     }
 }
@@ -244,7 +245,10 @@ mod tests {
     fn a_forgotten_stream_starts_at_base_and_shows_nothing_twice() {
         let now = Instant::now();
         let mut i = inbox(4);
-        assert_eq!(i.on_fragment(now, K, frag(0, 0, b"a")), Outcome::Ack(vec!["a".into()]));
+        assert_eq!(
+            i.on_fragment(now, K, frag(0, 0, b"a")),
+            Outcome::Ack(vec!["a".into()])
+        );
         // The sender retransmits (our ack was lost): acknowledged, not shown.
         assert_eq!(i.on_fragment(now, K, frag(0, 0, b"a")), Outcome::Duplicate);
         // Quiet: not forgotten while the sender may not know we have seq 0.
@@ -252,8 +256,14 @@ mod tests {
         assert_eq!(i.len(), 1);
         assert_eq!(i.on_fragment(now, K, frag(0, 0, b"a")), Outcome::Duplicate);
         // Its next fragments say base 1, then 2: seq 2 may still come again.
-        assert_eq!(i.on_fragment(now, K, frag(1, 1, b"b")), Outcome::Ack(vec!["b".into()]));
-        assert_eq!(i.on_fragment(now, K, frag(2, 2, b"c")), Outcome::Ack(vec!["c".into()]));
+        assert_eq!(
+            i.on_fragment(now, K, frag(1, 1, b"b")),
+            Outcome::Ack(vec!["b".into()])
+        );
+        assert_eq!(
+            i.on_fragment(now, K, frag(2, 2, b"c")),
+            Outcome::Ack(vec!["c".into()])
+        );
         i.expire(now + Duration::from_secs(10), Duration::from_secs(10));
         assert_eq!(i.len(), 1, "base 2 < next 3: seq 2 may come again");
         assert_eq!(i.on_fragment(now, K, frag(2, 2, b"c")), Outcome::Duplicate);
@@ -261,7 +271,10 @@ mod tests {
         let later = now + Duration::from_secs(1800);
         i.expire(later, Duration::from_secs(10));
         assert_eq!(i.len(), 0);
-        assert_eq!(i.on_fragment(later, K, frag(4, 4, b"e")), Outcome::Ack(vec!["e".into()]));
+        assert_eq!(
+            i.on_fragment(later, K, frag(4, 4, b"e")),
+            Outcome::Ack(vec!["e".into()])
+        );
     }
 
     #[test]
@@ -276,10 +289,19 @@ mod tests {
             fragments: 2,
             body,
         };
-        assert_eq!(i.on_fragment(now, K, two(0, 0, 0, b"x")), Outcome::Ack(vec![]));
+        assert_eq!(
+            i.on_fragment(now, K, two(0, 0, 0, b"x")),
+            Outcome::Ack(vec![])
+        );
         // Fragment 1 (seq 1) never comes; the sender gives up and moves on.
-        assert_eq!(i.on_fragment(now, K, frag(2, 2, b"ok")), Outcome::Ack(vec!["ok".into()]));
-        assert_eq!(i.on_fragment(now, K, two(1, 0, 1, b"y")), Outcome::Duplicate);
+        assert_eq!(
+            i.on_fragment(now, K, frag(2, 2, b"ok")),
+            Outcome::Ack(vec!["ok".into()])
+        );
+        assert_eq!(
+            i.on_fragment(now, K, two(1, 0, 1, b"y")),
+            Outcome::Duplicate
+        );
     }
 
     #[test]
@@ -288,11 +310,20 @@ mod tests {
         let mut i = inbox(2);
         let k = |n: u8| [n; 32];
         // Two streams, each with a delivered fragment the sender may resend.
-        assert!(matches!(i.on_fragment(now, k(1), frag(0, 0, b"a")), Outcome::Ack(_)));
-        assert!(matches!(i.on_fragment(now, k(2), frag(0, 0, b"b")), Outcome::Ack(_)));
+        assert!(matches!(
+            i.on_fragment(now, k(1), frag(0, 0, b"a")),
+            Outcome::Ack(_)
+        ));
+        assert!(matches!(
+            i.on_fragment(now, k(2), frag(0, 0, b"b")),
+            Outcome::Ack(_)
+        ));
         assert_eq!(i.on_fragment(now, k(3), frag(0, 0, b"c")), Outcome::Dropped);
         // Still not: each may have a fragment the sender will send again.
-        assert!(matches!(i.on_fragment(now, k(1), frag(1, 1, b"a2")), Outcome::Ack(_)));
+        assert!(matches!(
+            i.on_fragment(now, k(1), frag(1, 1, b"a2")),
+            Outcome::Ack(_)
+        ));
         assert_eq!(i.on_fragment(now, k(3), frag(0, 0, b"c")), Outcome::Dropped);
         // Stale after the timeout: room.
         let later = now + Duration::from_secs(60);
@@ -307,7 +338,13 @@ mod tests {
     fn fragments_beyond_the_window_are_dropped() {
         let now = Instant::now();
         let mut i = inbox(4);
-        assert_eq!(i.on_fragment(now, K, frag(128, 0, b"far")), Outcome::Dropped);
-        assert_eq!(i.on_fragment(now, K, frag(127, 0, b"near")), Outcome::Ack(vec![]));
+        assert_eq!(
+            i.on_fragment(now, K, frag(128, 0, b"far")),
+            Outcome::Dropped
+        );
+        assert_eq!(
+            i.on_fragment(now, K, frag(127, 0, b"near")),
+            Outcome::Ack(vec![])
+        );
     }
 }

@@ -28,6 +28,11 @@ use crate::session::Session;
 /// for 30 to 60 s by default).
 pub(crate) const COOKIE_REFRESH: Duration = Duration::from_secs(20);
 
+/// A ServerInit is sent this many times at most (the server may be probing
+/// the name's holder meanwhile, for a second or so) before a new cookie is
+/// asked for.
+pub(crate) const MAX_INIT_SENDS: u32 = 6;
+
 /// Why a Retry or ServerResp was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LinkError {
@@ -49,6 +54,8 @@ pub(crate) struct ServerLink {
     server_key: Option<PublicKey>,
     cookie: Option<(Bytes, Instant)>,
     handshake: Option<(u32, Initiator, Bytes)>,
+    /// Sends of the handshake's ServerInit so far.
+    init_sends: u32,
     session: Option<Session<2>>,
     /// Our index for the established session.
     local_index: u32,
@@ -65,6 +72,7 @@ impl ServerLink {
             server_key: None,
             cookie: None,
             handshake: None,
+            init_sends: 0,
             session: None,
             local_index: 0,
             previous: 0,
@@ -132,9 +140,18 @@ impl ServerLink {
         Ok(true)
     }
 
-    /// The ServerInit of the handshake under way, to send again.
-    pub(crate) fn pending_init(&self) -> Option<Bytes> {
-        self.handshake.as_ref().map(|(_, _, init)| init.clone())
+    /// The ServerInit of the handshake under way, to send again; after
+    /// [`MAX_INIT_SENDS`] unanswered sends, none: the cookie may be stale
+    /// (the server restarted), so the next attempt asks for a new one.
+    pub(crate) fn pending_init(&mut self) -> Option<Bytes> {
+        let init = self.handshake.as_ref().map(|(_, _, init)| init.clone())?;
+        self.init_sends += 1;
+        if self.init_sends > MAX_INIT_SENDS {
+            self.handshake = None;
+            self.cookie = None;
+            return None;
+        }
+        Some(init)
     }
 
     /// Starts a handshake carrying `sign_in` (its `replaces` is filled in
@@ -168,6 +185,7 @@ impl ServerLink {
         .ok()?;
         out.extend_from_slice(&init);
         self.handshake = Some((index, initiator, init));
+        self.init_sends = 1;
         Some(())
     }
 
@@ -203,10 +221,12 @@ impl ServerLink {
     }
 
     /// The session is gone (the server forgot it, or stopped answering).
-    /// The next sign-in names it, so the server lets it go at once.
+    /// The next sign-in names it, so the server lets it go at once, and
+    /// asks for a new cookie (a restarted server has a new cookie key).
     pub(crate) fn drop_session(&mut self) {
         self.session = None;
         self.handshake = None;
+        self.cookie = None;
     }
 
     /// Seals `packet` for the server into `out`.
@@ -249,9 +269,16 @@ mod tests {
             })
         );
         assert!(!link.has_cookie(now));
-        assert_eq!(link.on_retry(now, b"cookie", &[1; 31]), Err(LinkError::Stray));
+        assert_eq!(
+            link.on_retry(now, b"cookie", &[1; 31]),
+            Err(LinkError::Stray)
+        );
         assert_eq!(link.on_retry(now, b"cookie", &[1; 32]), Ok(true));
-        assert_eq!(link.on_retry(now, b"cookie", &[1; 32]), Ok(false), "a duplicate");
+        assert_eq!(
+            link.on_retry(now, b"cookie", &[1; 32]),
+            Ok(false),
+            "a duplicate"
+        );
         assert!(link.has_cookie(now));
         assert!(!link.has_cookie(now + COOKIE_REFRESH));
         assert_eq!(link.server_key(), Some(pinned));

@@ -116,7 +116,11 @@ mod tests {
         c.remember(now, "a", addr(1), K);
         c.remember(now, "b", addr(2), K);
         c.remember(now, "b", addr(3), K);
-        assert_eq!(c.get(now, "a"), Some((addr(1), K)), "updating is not growing");
+        assert_eq!(
+            c.get(now, "a"),
+            Some((addr(1), K)),
+            "updating is not growing"
+        );
         c.remember(now, "c", addr(4), K);
         assert_eq!(c.get(now, "a"), None);
         assert_eq!(c.get(now, "c"), Some((addr(4), K)));

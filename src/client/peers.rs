@@ -229,7 +229,9 @@ impl PeerSessions {
         sender: u32,
         handshake: &[u8],
     ) -> InitOutcome {
-        let Some(ephemeral) = handshake.get(..32).and_then(|e| <[u8; 32]>::try_from(e).ok())
+        let Some(ephemeral) = handshake
+            .get(..32)
+            .and_then(|e| <[u8; 32]>::try_from(e).ok())
         else {
             return InitOutcome::Bad;
         };
@@ -410,10 +412,10 @@ impl PeerSessions {
 
     /// When something here next has a timer: a resend, an expiry.
     pub(crate) fn next_timeout(&self, reject_after: Duration) -> Option<Instant> {
-        let resends = self.initiating.values().map(|h| {
-            h.next_send
-                .min(h.started + HANDSHAKE_TIMEOUT)
-        });
+        let resends = self
+            .initiating
+            .values()
+            .map(|h| h.next_send.min(h.started + HANDSHAKE_TIMEOUT));
         let sessions = self.sessions.values().map(|s| s.created + reject_after);
         let verifying = self.verifying.iter().map(|v| v.at + VERIFY_TIMEOUT);
         resends.chain(sessions).chain(verifying).min()
@@ -436,19 +438,29 @@ mod tests {
         let mut alice = PeerSessions::default();
         let mut bob = PeerSessions::default();
         let init = alice
-            .initiate(now, &alice_key, 11, [3; 32], "Alice", "bob", bob_key.public(), addr(2))
+            .initiate(
+                now,
+                &alice_key,
+                11,
+                [3; 32],
+                "Alice",
+                "bob",
+                bob_key.public(),
+                addr(2),
+            )
             .unwrap();
         let Ok(Packet::PeerInit { sender, handshake }) = Packet::decode(&init) else {
             panic!("not a PeerInit");
         };
-        let InitOutcome::New(incoming) = bob.on_init(now, &bob_key, [4; 32], addr(1), sender, handshake)
+        let InitOutcome::New(incoming) =
+            bob.on_init(now, &bob_key, [4; 32], addr(1), sender, handshake)
         else {
             panic!("not new");
         };
         assert_eq!(incoming.name, "Alice");
         assert_eq!(incoming.key, alice_key.public());
         // The same PeerInit again, once answered, gets the same answer.
-        let (resp, to) = bob.respond(now, 22, incoming, "Alice".into()).unwrap();
+        let (resp, to) = bob.respond(now, 22, *incoming, "Alice".into()).unwrap();
         assert_eq!(to, addr(1));
         let InitOutcome::Again(again, _) =
             bob.on_init(now, &bob_key, [5; 32], addr(1), sender, handshake)

@@ -1420,6 +1420,5 @@ impl<'a> Reader<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -452,7 +452,9 @@ fn decoded_name_list_iterates_borrowed_names() {
 
 #[test]
 fn decoded_fields_borrow_from_the_datagram() {
-    let bytes: &[u8] = &[0x05, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x02, 0xaa, 0xbb];
+    let bytes: &[u8] = &[
+        0x05, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x02, 0xaa, 0xbb,
+    ];
     let Ok(Packet::Sealed { sealed, .. }) = Packet::decode(bytes) else {
         panic!("not sealed");
     };
@@ -483,7 +485,10 @@ fn invalid_utf8_in_every_string_field() {
         (&[0x10, 0, 0, 0, 1, 0x01, 0xff, 0, 0, 0, 0], "name"),
         (&[0x12, 0, 0, 0, 1, 0x01, 0x01, 0xc3], "holder"),
         (&[0x15, 0, 0, 0, 1, 0x02, 0xc3, 0x28], "name"),
-        (&[0x14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x01, 0x80], "names"),
+        (
+            &[0x14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x01, 0x80],
+            "names",
+        ),
     ];
     for (bytes, field) in cases {
         assert_eq!(

@@ -110,7 +110,11 @@ pub(crate) fn decode(
     max: usize,
 ) -> Result<Vec<(String, [u8; KEY_LEN])>, BindingsError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         BindingsError::BadLine {
             line,
             reason: "not UTF-8",
@@ -118,7 +122,10 @@ pub(crate) fn decode(
     })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let bad = |reason| BindingsError::BadLine { line: i + 1, reason };
+        let bad = |reason| BindingsError::BadLine {
+            line: i + 1,
+            reason,
+        };
         if line.is_empty() {
             continue;
         }
@@ -155,7 +162,11 @@ mod tests {
         let r = Reservations::new(parsed, now + Duration::from_secs(120));
         assert_eq!(r.other_owner("alice", &[1; 32]), None, "its own key");
         assert_eq!(r.other_owner("ALICE", &[9; 32]), Some("Alice"));
-        assert_eq!(r.other_owner("Аlice", &[9; 32]), Some("Alice"), "Cyrillic А");
+        assert_eq!(
+            r.other_owner("Аlice", &[9; 32]),
+            Some("Alice"),
+            "Cyrillic А"
+        );
         assert_eq!(r.other_owner("Bob", &[9; 32]), None);
         assert_eq!(r.until(), Some(now + Duration::from_secs(120)));
         // A second restart within the grace keeps what is still reserved.

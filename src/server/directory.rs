@@ -3,8 +3,9 @@
 //! Users live in a `Vec` of slots; a [`UserId`] is a slot index plus the
 //! slot's generation, so an id kept by a timer or a probe after its user left
 //! (and the slot was reused) finds nothing instead of the wrong user. The
-//! id, packed into 32 bits ([`UserId::wire`]: 24 bits of slot, 8 of
-//! generation), is the server's session index on the wire: a Sealed packet
+//! id, packed into 32 bits ([`Directory::wire`]: 24 bits of slot, 8 of
+//! generation, masked with a number of the run), is the server's session
+//! index on the wire: a Sealed packet
 //! finds its session with one slot read. The index is a hint, not a proof:
 //! the session's keys decide whether the packet is the user's. Two hash
 //! tables of bare slot indices find a user by name key ([`NameKey`]: case and
@@ -34,7 +35,7 @@ use crate::crypto::KEY_LEN;
 use crate::name::{NameKey, Shape};
 use crate::session::Session;
 
-/// The most slots: a slot index fits the 24 bits [`UserId::wire`] gives it.
+/// The most slots: a slot index fits the 24 bits [`Directory::wire`] gives it.
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
 
 /// A signed-in user's handle: stale once the user leaves.
@@ -45,10 +46,9 @@ pub(crate) struct UserId {
 }
 
 impl UserId {
-    /// The session index on the wire: slot in the high 24 bits, the low 8
-    /// bits of the generation below. Never 0 for slot 0 generation 0 (the
-    /// slot is offset by one), so 0 can mean "no session".
-    pub(crate) fn wire(self) -> u32 {
+    /// Slot (plus one) in the high 24 bits, the low 8 bits of the
+    /// generation below; see [`Directory::wire`].
+    fn packed(self) -> u32 {
         ((self.index + 1) << 8) | (self.generation & 0xff)
     }
 }
@@ -96,6 +96,10 @@ pub(crate) struct Directory {
     by_name: HashTable<u32>,
     by_shape: HashTable<u32>,
     hash_key: [u8; 16],
+    /// XORed into every session index: a client still holding an index from
+    /// before a restart almost never names a live session of the new run
+    /// (it gets "unknown session" and signs in again at once).
+    index_mask: u32,
     len: usize,
 }
 
@@ -118,6 +122,7 @@ impl Directory {
             by_name: HashTable::new(),
             by_shape: HashTable::new(),
             hash_key,
+            index_mask: u32::from_be_bytes([hash_key[0], hash_key[1], hash_key[2], hash_key[3]]),
             len: 0,
         }
     }
@@ -179,15 +184,22 @@ impl Directory {
         Some(self.id_of(*found))
     }
 
-    /// The user whose session index is `wire` (see [`UserId::wire`]).
+    /// The session index on the wire for `id`: its slot and generation,
+    /// masked with a number of this run's.
+    pub(crate) fn wire(&self, id: UserId) -> u32 {
+        id.packed() ^ self.index_mask
+    }
+
+    /// The user whose session index is `wire` (see [`Directory::wire`]).
     pub(crate) fn by_wire(&self, wire: u32) -> Option<UserId> {
-        let index = (wire >> 8).checked_sub(1)?;
+        let packed = wire ^ self.index_mask;
+        let index = (packed >> 8).checked_sub(1)?;
         let slot = self.slots.get(usize::try_from(index).ok()?)?;
         let id = UserId {
             index,
             generation: slot.generation,
         };
-        (slot.user.is_some() && id.wire() == wire).then_some(id)
+        (slot.user.is_some() && id.packed() == packed).then_some(id)
     }
 
     /// Whether another user fits ([`MAX_SLOTS`]).
@@ -319,11 +331,16 @@ mod tests {
         assert_eq!(d.by_shape("AIice"), Some(alice), "... but Alice's shape");
         assert_eq!(d.by_name("ZOË"), Some(zoe));
         assert_eq!(d.by_name("Bob"), None);
-        assert_eq!(d.by_wire(zoe.wire()), Some(zoe));
-        assert_eq!(d.by_wire(alice.wire()), Some(alice));
-        assert_eq!(d.by_wire(0), None);
-        assert_eq!(d.by_wire(zoe.wire() + 1), None, "another generation");
+        assert_eq!(d.by_wire(d.wire(zoe)), Some(zoe));
+        assert_eq!(d.by_wire(d.wire(alice)), Some(alice));
+        assert_eq!(d.by_wire(d.index_mask), None, "slot 0 is never packed as 0");
+        assert_eq!(d.by_wire(d.wire(zoe) ^ 1), None, "another generation");
         assert_eq!(d.by_wire(u32::MAX), None);
+        // Another run's directory (another key) finds nothing there.
+        let mut e = Directory::new([4; 16]);
+        let carole = e.insert(user("Carole", 3));
+        assert_eq!(e.by_wire(d.wire(alice)), None);
+        assert_eq!(e.by_wire(e.wire(carole)), Some(carole));
         assert_eq!(d.get(alice).map(|u| &*u.name), Some("Alice"));
         assert_eq!(d.len(), 2);
     }
@@ -341,8 +358,8 @@ mod tests {
         assert_eq!(d.get(bob).map(|u| &*u.name), Some("Bob"));
         assert_eq!(d.by_name("alice"), None);
         assert_eq!(d.by_shape("Alice"), None);
-        assert_eq!(d.by_wire(alice.wire()), None, "the old index is stale");
-        assert_eq!(d.by_wire(bob.wire()), Some(bob));
+        assert_eq!(d.by_wire(d.wire(alice)), None, "the old index is stale");
+        assert_eq!(d.by_wire(d.wire(bob)), Some(bob));
         assert_eq!(d.len(), 1);
     }
 

@@ -69,8 +69,8 @@ use bytes::BytesMut;
 
 use crate::Transmit;
 use crate::codec::{
-    ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, NameList, Packet, PacketType,
-    RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
+    ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, NameList, Packet, PacketType, RefuseReason,
+    SEALED_HEADER_LEN, SEALED_TAG_LEN,
 };
 use blake2::Blake2sMac256;
 use blake2::digest::{KeyInit, Mac};
@@ -362,9 +362,7 @@ impl ServerState {
     /// of that name is signed in.
     pub fn lookup(&self, name: &str) -> Option<(SocketAddr, PublicKey)> {
         let id = self.directory.by_name(name)?;
-        self.directory
-            .get(id)
-            .map(|u| (u.addr, PublicKey(u.key)))
+        self.directory.get(id).map(|u| (u.addr, PublicKey(u.key)))
     }
 
     /// The name → key bindings of everyone signed in, as bytes to keep
@@ -382,7 +380,11 @@ impl ServerState {
     /// for [`ServerConfig::restore_grace`] from `now`, each name is refused
     /// to every key but its own. Returns how many were restored; bad bytes
     /// give an error and restore nothing.
-    pub fn restore(&mut self, now: Instant, bytes: &[u8]) -> Result<usize, bindings::BindingsError> {
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<usize, bindings::BindingsError> {
         let parsed = bindings::decode(bytes, self.config.max_users)?;
         let count = parsed.len();
         self.reservations = Reservations::new(parsed, now + self.config.restore_grace);
@@ -653,18 +655,33 @@ impl ServerState {
         };
         let key = responder.remote().0;
         if name::validate(name).is_err() {
-            self.refuse(responder, from, sender, request, RefuseReason::InvalidName, "");
+            self.refuse(
+                responder,
+                from,
+                sender,
+                request,
+                RefuseReason::InvalidName,
+                "",
+            );
             return;
         }
         if let Some(owner) = self.reservations.other_owner(name, &key) {
             let owner = owner.to_owned();
-            self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &owner);
+            self.refuse(
+                responder,
+                from,
+                sender,
+                request,
+                RefuseReason::NameInUse,
+                &owner,
+            );
             return;
         }
         let holder = self
             .directory
             .by_name(name)
             .or_else(|| self.directory.by_shape(name));
+        let mut quiet = false;
         if let Some(holder) = holder {
             let Some(user) = self.directory.get(holder) else {
                 return;
@@ -681,7 +698,7 @@ impl ServerState {
                 };
                 if let Some((msg2, _)) = self.finish(responder, &accepted) {
                     let resp = Packet::ServerResp {
-                        sender: holder.wire(),
+                        sender: self.directory.wire(holder),
                         receiver: sender,
                         handshake: &msg2,
                     };
@@ -689,15 +706,29 @@ impl ServerState {
                 }
                 return;
             }
-            let replaceable = holder.wire() == replaces || unconfirmed;
+            let replaceable = self.directory.wire(holder) == replaces || unconfirmed;
             if !same_key {
-                self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &holder_name);
+                self.refuse(
+                    responder,
+                    from,
+                    sender,
+                    request,
+                    RefuseReason::NameInUse,
+                    &holder_name,
+                );
                 return;
             }
             if !replaceable {
                 match self.probes.on_conflict(now, holder, from, request) {
                     Conflict::Refuse => {
-                        self.refuse(responder, from, sender, request, RefuseReason::NameInUse, &holder_name);
+                        self.refuse(
+                            responder,
+                            from,
+                            sender,
+                            request,
+                            RefuseReason::NameInUse,
+                            &holder_name,
+                        );
                     }
                     Conflict::Wait => {}
                     Conflict::Probe(probe) => {
@@ -706,10 +737,27 @@ impl ServerState {
                 }
                 return;
             }
-            self.remove(holder, SignOutReason::Replaced);
+            if unconfirmed {
+                // Its handshake's answer never reached the client (it would
+                // have used the session): the same sign-in, tried again.
+                // Not worth a sign-out and a sign-in to the operator.
+                self.probes.remove(holder);
+                self.paths.remove(&holder);
+                self.directory.remove(holder);
+                quiet = true;
+            } else {
+                self.remove(holder, SignOutReason::Replaced);
+            }
         }
         if self.directory.len() >= self.config.max_users || !self.directory.has_room() {
-            self.refuse(responder, from, sender, request, RefuseReason::ServerFull, "");
+            self.refuse(
+                responder,
+                from,
+                sender,
+                request,
+                RefuseReason::ServerFull,
+                "",
+            );
             return;
         }
         let accepted = Packet::SignInAccepted {
@@ -729,12 +777,14 @@ impl ServerState {
         let deadline = self.expires_at(&user);
         let id = self.directory.insert(user);
         self.expiry.schedule(deadline, id);
-        self.events.push_back(ServerEvent::SignedIn {
-            name: name.to_owned(),
-            address: from,
-        });
+        if !quiet {
+            self.events.push_back(ServerEvent::SignedIn {
+                name: name.to_owned(),
+                address: from,
+            });
+        }
         let resp = Packet::ServerResp {
-            sender: id.wire(),
+            sender: self.directory.wire(id),
             receiver: sender,
             handshake: &msg2,
         };
@@ -920,7 +970,11 @@ mod tests {
         }
 
         fn cookie(&self, s: &mut ServerState, now: Instant) -> Vec<u8> {
-            s.handle_datagram(now, self.addr, &Packet::Hello { request: 1 }.to_bytes().unwrap());
+            s.handle_datagram(
+                now,
+                self.addr,
+                &Packet::Hello { request: 1 }.to_bytes().unwrap(),
+            );
             let out = drain(s);
             assert!(out[0].payload.len() <= AMPLIFICATION_FACTOR * crate::codec::HELLO_LEN);
             match Packet::decode(&out[0].payload).unwrap() {
@@ -932,7 +986,13 @@ mod tests {
             }
         }
 
-        fn sign_in(&mut self, s: &mut ServerState, now: Instant, name: &str, replaces: u32) -> Answer {
+        fn sign_in(
+            &mut self,
+            s: &mut ServerState,
+            now: Instant,
+            name: &str,
+            replaces: u32,
+        ) -> Answer {
             let cookie = self.cookie(s, now);
             self.seed = self.seed.wrapping_add(1);
             let payload = Packet::SignIn {
@@ -957,8 +1017,9 @@ mod tests {
             };
             s.handle_datagram(now, self.addr, &packet.to_bytes().unwrap());
             // What goes elsewhere (a probe to the holder) stays queued.
-            let (mine, others): (Vec<_>, Vec<_>) =
-                drain(s).into_iter().partition(|t| t.destination == self.addr);
+            let (mine, others): (Vec<_>, Vec<_>) = drain(s)
+                .into_iter()
+                .partition(|t| t.destination == self.addr);
             s.out.extend(others);
             let Some(t) = mine.first() else {
                 return Answer::Nothing;
@@ -973,7 +1034,10 @@ mod tests {
             };
             let (payload, keys): (Vec<u8>, TransportKeys) = init.finish(handshake).unwrap();
             match Packet::decode(&payload).unwrap() {
-                Packet::SignInAccepted { request: 7, address } => {
+                Packet::SignInAccepted {
+                    request: 7,
+                    address,
+                } => {
                     self.session = Some((Session::new(keys, sender), sender));
                     Answer::Accepted(address)
                 }
@@ -996,7 +1060,12 @@ mod tests {
         }
 
         /// Sends `packet` sealed; returns the replies that open, as owned bytes.
-        fn request(&mut self, s: &mut ServerState, now: Instant, packet: &Packet<'_>) -> Vec<Vec<u8>> {
+        fn request(
+            &mut self,
+            s: &mut ServerState,
+            now: Instant,
+            packet: &Packet<'_>,
+        ) -> Vec<Vec<u8>> {
             let datagram = self.sealed(packet);
             s.handle_datagram(now, self.addr, &datagram);
             self.replies(s)
@@ -1011,7 +1080,10 @@ mod tests {
                 }) = Packet::decode(&t.payload)
                 {
                     let mut scratch = Vec::new();
-                    if session.open(&t.payload, counter, sealed, &mut scratch).is_ok() {
+                    if session
+                        .open(&t.payload, counter, sealed, &mut scratch)
+                        .is_ok()
+                    {
                         opened.push(scratch);
                     }
                 }
@@ -1028,7 +1100,10 @@ mod tests {
         // A handshake without a cookie costs the server nothing.
         s.handle_datagram(now, alice.addr, &[3, 0]);
         assert!(drain(&mut s).is_empty());
-        assert_eq!(alice.sign_in(&mut s, now, "Alice", 0), Answer::Accepted(Some(addr(1))));
+        assert_eq!(
+            alice.sign_in(&mut s, now, "Alice", 0),
+            Answer::Accepted(Some(addr(1)))
+        );
         assert_eq!(s.lookup("alice"), Some((addr(1), alice.key.public())));
         assert_eq!(
             s.poll_event(),
@@ -1037,7 +1112,14 @@ mod tests {
                 address: addr(1)
             })
         );
-        let replies = alice.request(&mut s, now, &Packet::LookupRequest { request: 3, name: "ALICE" });
+        let replies = alice.request(
+            &mut s,
+            now,
+            &Packet::LookupRequest {
+                request: 3,
+                name: "ALICE",
+            },
+        );
         let key = alice.key.public().0;
         assert_eq!(
             Packet::decode(&replies[0]),
@@ -1098,7 +1180,10 @@ mod tests {
         // Once her session has timed out, the name is free.
         let later = now + s.config.session_timeout + Duration::from_secs(2);
         s.handle_timeout(later);
-        assert_eq!(mallory.sign_in(&mut s, later, "ALICE", 0), Answer::Accepted(Some(addr(2))));
+        assert_eq!(
+            mallory.sign_in(&mut s, later, "ALICE", 0),
+            Answer::Accepted(Some(addr(2)))
+        );
     }
 
     #[test]
@@ -1117,7 +1202,13 @@ mod tests {
             _ => None,
         });
         assert!(probe.is_some(), "the holder is probed inside its session");
-        alice.request(&mut s, now, &Packet::KeepAlive { request: probe.unwrap() });
+        alice.request(
+            &mut s,
+            now,
+            &Packet::KeepAlive {
+                request: probe.unwrap(),
+            },
+        );
         assert_eq!(
             twin.sign_in(&mut s, now, "Alice", 0),
             Answer::Refused(RefuseReason::NameInUse, "Alice".into())
@@ -1128,12 +1219,18 @@ mod tests {
         s.handle_timeout(later);
         assert_eq!(twin.sign_in(&mut s, later, "Alice", 0), Answer::Nothing);
         let mut t = later;
-        while let Some(next) = s.poll_timeout().filter(|n| *n <= later + s.config.probe_timeout) {
+        while let Some(next) = s
+            .poll_timeout()
+            .filter(|n| *n <= later + s.config.probe_timeout)
+        {
             t = next;
             s.handle_timeout(t);
         }
         drain(&mut s);
-        assert_eq!(twin.sign_in(&mut s, t, "Alice", 0), Answer::Accepted(Some(addr(2))));
+        assert_eq!(
+            twin.sign_in(&mut s, t, "Alice", 0),
+            Answer::Accepted(Some(addr(2)))
+        );
     }
 
     #[test]
@@ -1145,7 +1242,10 @@ mod tests {
         alice.request(&mut s, now, &Packet::KeepAlive { request: 1 });
         let old = alice.index();
         let mut again = Client::new(1, 3);
-        assert_eq!(again.sign_in(&mut s, now, "Alice", old), Answer::Accepted(Some(addr(3))));
+        assert_eq!(
+            again.sign_in(&mut s, now, "Alice", old),
+            Answer::Accepted(Some(addr(3)))
+        );
         assert_eq!(s.lookup("alice").map(|(a, _)| a), Some(addr(3)));
         // A stranger cannot use the index: another key is refused anyway.
         let mut mallory = Client::new(9, 4);
@@ -1162,12 +1262,19 @@ mod tests {
         let mut alice = Client::new(1, 1);
         alice.sign_in(&mut s, now, "Alice", 0);
         for _ in 0..10_000 {
-            s.handle_datagram(now, alice.addr, &Packet::Hello { request: 1 }.to_bytes().unwrap());
+            s.handle_datagram(
+                now,
+                alice.addr,
+                &Packet::Hello { request: 1 }.to_bytes().unwrap(),
+            );
         }
         assert!(s.stats().rate_limited > 9_000);
         drain(&mut s);
         let replies = alice.request(&mut s, now, &Packet::KeepAlive { request: 5 });
-        assert_eq!(Packet::decode(&replies[0]), Ok(Packet::KeepAliveAck { request: 5 }));
+        assert_eq!(
+            Packet::decode(&replies[0]),
+            Ok(Packet::KeepAliveAck { request: 5 })
+        );
     }
 
     #[test]
@@ -1187,7 +1294,11 @@ mod tests {
         let out = drain(&mut s);
         assert!(out.iter().all(|t| t.destination == addr(9)));
         let sent: usize = out.iter().map(|t| t.payload.len()).sum();
-        assert!(sent <= AMPLIFICATION_FACTOR * lost.len(), "{sent} bytes for {}", lost.len());
+        assert!(
+            sent <= AMPLIFICATION_FACTOR * lost.len(),
+            "{sent} bytes for {}",
+            lost.len()
+        );
         assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)));
         // Her NAT really gave her a new port: she answers the challenge
         // from there, and the address moves.
@@ -1198,7 +1309,13 @@ mod tests {
             _ => None,
         });
         assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)), "not yet");
-        alice.request(&mut s, now, &Packet::KeepAlive { request: challenge.unwrap() });
+        alice.request(
+            &mut s,
+            now,
+            &Packet::KeepAlive {
+                request: challenge.unwrap(),
+            },
+        );
         assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(2)));
         // A replay from anywhere changes nothing.
         s.handle_datagram(now, addr(9), &lost);
@@ -1213,10 +1330,16 @@ mod tests {
         let mut alice = Client::new(1, 1);
         alice.sign_in(&mut s, now, "Alice", 0);
         let replies = alice.request(&mut s, now, &Packet::SignOut { request: 3 });
-        assert_eq!(Packet::decode(&replies[0]), Ok(Packet::SignOutAck { request: 3 }));
+        assert_eq!(
+            Packet::decode(&replies[0]),
+            Ok(Packet::SignOutAck { request: 3 })
+        );
         // `AIice` (capital I) has Alice's shape: free now.
         let mut other = Client::new(2, 2);
-        assert_eq!(other.sign_in(&mut s, now, "AIice", 0), Answer::Accepted(Some(addr(2))));
+        assert_eq!(
+            other.sign_in(&mut s, now, "AIice", 0),
+            Answer::Accepted(Some(addr(2)))
+        );
         assert_eq!(s.lookup("AIICE").map(|(a, _)| a), Some(addr(2)));
         assert_eq!(s.lookup("Alice"), None, "a lookup goes by key");
         assert_eq!(s.user_count(), 1);
@@ -1231,7 +1354,10 @@ mod tests {
         let saved = s.bindings();
         let mut s = ServerState::new(ServerConfig::new([1; 32], [3; 32]), now);
         assert_eq!(s.restore(now, &saved), Ok(1));
-        assert_eq!(s.restore(now, b"garbage\n").map_err(|e| e.to_string()), Err("line 1: no space after the key".into()));
+        assert_eq!(
+            s.restore(now, b"garbage\n").map_err(|e| e.to_string()),
+            Err("line 1: no space after the key".into())
+        );
         let mut s = ServerState::new(ServerConfig::new([1; 32], [3; 32]), now);
         s.restore(now, &saved).unwrap();
         let mut mallory = Client::new(9, 2);
@@ -1239,7 +1365,10 @@ mod tests {
             mallory.sign_in(&mut s, now, "alice", 0),
             Answer::Refused(RefuseReason::NameInUse, "Alice".into())
         );
-        assert_eq!(alice.sign_in(&mut s, now, "Alice", 0), Answer::Accepted(Some(addr(1))));
+        assert_eq!(
+            alice.sign_in(&mut s, now, "Alice", 0),
+            Answer::Accepted(Some(addr(1)))
+        );
         // After the grace, a name nobody came back for is free again.
         let mut bob_key = Client::new(3, 3);
         let saved = format!("{} Bob\n", "ab".repeat(32));
@@ -1252,7 +1381,10 @@ mod tests {
         let later = now + s.config.restore_grace;
         assert_eq!(s.poll_timeout(), Some(later));
         s.handle_timeout(later);
-        assert_eq!(bob_key.sign_in(&mut s, later, "Bob", 0), Answer::Accepted(Some(addr(3))));
+        assert_eq!(
+            bob_key.sign_in(&mut s, later, "Bob", 0),
+            Answer::Accepted(Some(addr(3)))
+        );
     }
 
     #[test]
@@ -1285,7 +1417,13 @@ mod tests {
                 s.handle_timeout(due);
             }
             s.handle_timeout(t);
-            alice.request(&mut s, t, &Packet::KeepAlive { request: 100 + i as u32 });
+            alice.request(
+                &mut s,
+                t,
+                &Packet::KeepAlive {
+                    request: 100 + i as u32,
+                },
+            );
             assert_eq!(s.user_count(), 1, "at {i}");
         }
         // Silence: gone no earlier than the timeout, and within a second of it.

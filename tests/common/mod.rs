@@ -30,7 +30,7 @@ pub mod nat;
 pub mod raw;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -249,20 +249,21 @@ impl PairStats {
     }
 }
 
-/// Message fragments a sender has emitted to one peer and not yet had
-/// acknowledged (an Ack delivered back to it).
+/// Message fragments a sender has sent to one peer and not had
+/// acknowledged, as its [`ClientState::flows`] says after each of its steps
+/// (the wire shows only sealed bytes).
 #[derive(Debug, Clone, Default)]
 pub struct Flow {
-    /// (stream, seq) not yet acknowledged.
-    pub unacked: BTreeSet<(u64, u32)>,
+    /// Fragments unacknowledged now.
+    pub unacked: usize,
     /// The most ever unacknowledged at once.
     pub max_unacked: usize,
-    /// Distinct fragments ever emitted.
+    /// Fragments ever sent (first transmissions).
     pub fragments: u64,
-    /// The widest span of sequence numbers, in one stream, from the oldest
-    /// unacknowledged fragment to one just emitted (what the receiver must
-    /// buffer if the oldest is lost).
-    pub max_span: u32,
+    /// The widest span of sequence numbers from the oldest unacknowledged
+    /// fragment to the next to send (what the receiver must buffer if the
+    /// oldest is lost).
+    pub max_span: usize,
 }
 
 /// A datagram as the network saw it.
@@ -976,15 +977,6 @@ impl Sim {
         let stats = self.pairs.entry((d.from, d.to)).or_default();
         stats.delivered.add(len);
         stats.delivered_by_type.entry(ty).or_default().add(len);
-        if !d.injected
-            && ty == PacketType::Ack as u8
-            && let Ok(Packet::Ack { stream, seq }) = Packet::decode(&d.payload)
-        {
-            // An Ack from `from` acknowledges what `to` sent to `from`.
-            if let Some(flow) = self.flows.get_mut(&(d.to, d.from)) {
-                flow.unacked.remove(&(stream, seq));
-            }
-        }
         let to = match self.nats.iter_mut().find(|n| n.public_ip == d.to.ip()) {
             Some(nat) => match nat.inbound(now, d.from, d.to) {
                 Some(internal) => internal,
@@ -1017,6 +1009,16 @@ impl Sim {
                 Node::Client { state, .. } => {
                     while let Some(t) = state.poll_transmit() {
                         out.push((*addr, t.destination, t.payload));
+                    }
+                    for f in state.flows() {
+                        let Some(&to) = self.labels.get(&f.to) else {
+                            continue;
+                        };
+                        let flow = self.flows.entry((*addr, to)).or_default();
+                        flow.unacked = f.unacked;
+                        flow.max_unacked = flow.max_unacked.max(f.unacked);
+                        flow.fragments = f.sent;
+                        flow.max_span = flow.max_span.max(f.span);
                     }
                 }
                 Node::Raw { .. } => {}
@@ -1069,17 +1071,7 @@ impl Sim {
         let Some((from, to)) = self.translate_out(from, to) else {
             return;
         };
-        if let Packet::Message { stream, seq, .. } = packet {
-            let flow = self.flows.entry((from, to)).or_default();
-            if flow.unacked.insert((stream, seq)) {
-                flow.fragments += 1;
-            }
-            flow.max_unacked = flow.max_unacked.max(flow.unacked.len());
-            if let Some(&(_, oldest)) = flow.unacked.range((stream, 0)..=(stream, u32::MAX)).next()
-            {
-                flow.max_span = flow.max_span.max(seq.wrapping_sub(oldest).wrapping_add(1));
-            }
-        }
+        let _ = packet;
         self.count_sent(from, to, &payload, false);
         let link = self.link_for(from, to);
         let link_seed = self.seed ^ fnv(&[addr_key(from), addr_key(to)].concat());

@@ -67,10 +67,13 @@ impl Sim {
         let seen = self.inbox(label).len();
         self.inject_packet(addr, SERVER_ADDR, &Packet::Hello { request: 1 });
         self.run_for(secs(1));
-        let retry = self.inbox(label)[seen..].iter().find_map(|(_, _, b)| match Packet::decode(b) {
-            Ok(Packet::Retry { cookie, key, .. }) => Some((cookie.to_vec(), key.to_vec())),
-            _ => None,
-        });
+        let retry =
+            self.inbox(label)[seen..]
+                .iter()
+                .find_map(|(_, _, b)| match Packet::decode(b) {
+                    Ok(Packet::Retry { cookie, key, .. }) => Some((cookie.to_vec(), key.to_vec())),
+                    _ => None,
+                });
         let Some((cookie, key)) = retry else {
             return Signed::Nothing;
         };
@@ -100,16 +103,20 @@ impl Sim {
         };
         self.inject_packet(addr, SERVER_ADDR, &init);
         self.run_for(secs(1));
-        let resp = self.inbox(label)[seen..].iter().find_map(|(_, _, b)| match Packet::decode(b) {
-            Ok(Packet::ServerResp {
-                sender, handshake, ..
-            }) => Some((sender, handshake.to_vec())),
-            _ => None,
-        });
+        let resp = self.inbox(label)[seen..]
+            .iter()
+            .find_map(|(_, _, b)| match Packet::decode(b) {
+                Ok(Packet::ServerResp {
+                    sender, handshake, ..
+                }) => Some((sender, handshake.to_vec())),
+                _ => None,
+            });
         let Some((sender, handshake)) = resp else {
             return Signed::Nothing;
         };
-        let (answer, keys) = initiator.finish(&handshake).expect("a ServerResp that opens");
+        let (answer, keys) = initiator
+            .finish(&handshake)
+            .expect("a ServerResp that opens");
         match Packet::decode(&answer) {
             Ok(Packet::SignInAccepted { .. }) => Signed::In(RawSession {
                 keys,
@@ -158,12 +165,14 @@ impl Sim {
         let initiator = self.raw_peer_init(label, secret, to, to_key, claimed);
         self.run_for(secs(1));
         let (sender, handshake) =
-            self.inbox(label)[seen..].iter().find_map(|(_, from, b)| match Packet::decode(b) {
-                Ok(Packet::PeerResp {
-                    sender, handshake, ..
-                }) if *from == to => Some((sender, handshake.to_vec())),
-                _ => None,
-            })?;
+            self.inbox(label)[seen..]
+                .iter()
+                .find_map(|(_, from, b)| match Packet::decode(b) {
+                    Ok(Packet::PeerResp {
+                        sender, handshake, ..
+                    }) if *from == to => Some((sender, handshake.to_vec())),
+                    _ => None,
+                })?;
         let (_, keys) = initiator.finish(&handshake).ok()?;
         Some(RawSession {
             keys,

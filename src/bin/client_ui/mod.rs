@@ -29,7 +29,15 @@ const TAB: &str = "    ";
 /// The usage line of `send`.
 pub const SEND_USAGE: &str = "Usage: send NAME TEXT";
 /// The commands, for completion.
-pub const COMMANDS: [&str; 7] = ["list", "send", "whois", "fingerprint", "help", "quit", "exit"];
+pub const COMMANDS: [&str; 7] = [
+    "list",
+    "send",
+    "whois",
+    "fingerprint",
+    "help",
+    "quit",
+    "exit",
+];
 /// The usage line of `whois`.
 pub const WHOIS_USAGE: &str = "Usage: whois NAME";
 /// The `help` text, one output line each.
