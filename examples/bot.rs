@@ -6,7 +6,9 @@
 //!
 //! Real sockets through the run loop the programs use ([`Driver`]); it
 //! leaves (signing out) after the given seconds, or after its first answer
-//! when the seconds are 0.
+//! when the seconds are 0. Its identity (the static key the server binds its
+//! name to) is new each run, drawn from the operating system: a bot meant to
+//! keep its name would keep the key in a file (`run::keystore`).
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -34,7 +36,7 @@ fn main() -> io::Result<()> {
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
     let mut driver = Driver::new(run::bind(local)?)?;
-    let config = ClientConfig::new(name, server);
+    let config = ClientConfig::new(name, server, run::os_seed()?);
     let mut bot =
         ClientState::new(config, Instant::now(), run::os_seed()?).map_err(io::Error::other)?;
     let leave_at = Instant::now() + Duration::from_secs(seconds);

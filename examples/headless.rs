@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Each state machine has its own socket and [`Driver`]; one thread steps
-//! them in turn, each wait kept short so none holds up the others.
+//! them in turn, each wait kept short so none holds up the others. Every
+//! identity (the server's and the clients' static keys) is new each run,
+//! from the operating system.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,14 +26,16 @@ fn driver() -> io::Result<Driver> {
 }
 
 fn client(name: &str, server: SocketAddr) -> io::Result<ClientState> {
-    let config = ClientConfig::new(name, server);
+    let config = ClientConfig::new(name, server, run::os_seed()?);
     ClientState::new(config, Instant::now(), run::os_seed()?).map_err(io::Error::other)
 }
 
 fn run_all() -> io::Result<bool> {
     let (mut server_io, mut alice_io, mut bob_io) = (driver()?, driver()?, driver()?);
     let server_addr = server_io.local_addr();
-    let mut server = ServerState::new(ServerConfig::from_os_entropy()?, Instant::now());
+    let config = ServerConfig::from_os_entropy(run::os_seed()?)?;
+    let mut server = ServerState::new(config, Instant::now());
+    println!("server key {}", server.public_key().fingerprint());
     let mut alice = client("Alice", server_addr)?;
     let mut bob = client("Bob", server_addr)?;
     let (mut signed_in, mut answered, mut done) = (0, false, false);
@@ -50,10 +54,15 @@ fn run_all() -> io::Result<bool> {
                 ClientEvent::SignedIn => signed_in += 1,
                 ClientEvent::MessageReceived {
                     from,
+                    key,
                     address,
                     text,
+                    ..
                 } => {
-                    println!("Bob got {text:?} from {from} at {address}");
+                    println!(
+                        "Bob got {text:?} from {from} (key {}) at {address}",
+                        key.fingerprint()
+                    );
                     let _ = bob.send(now, &from, "Hello Alice, Bob here");
                     answered = true;
                 }

@@ -7,27 +7,53 @@
 //! target/release/examples/loadgen --server 127.0.0.1:9090 --clients 4000 --in-flight 64
 //! ```
 //!
-//! `--clients` simulated clients each sign in for real (SignIn, Retry, SignIn
-//! with the cookie) from a socket of their own on 127.0.0.1; then, for
+//! `--clients` simulated clients each sign in for real from a socket of their
+//! own on 127.0.0.1: a padded Hello earns a Retry with a cookie and the
+//! server's key, then a Noise IK handshake (a ServerInit carrying the SignIn,
+//! answered by a ServerResp) makes a session with the server. Then, for
 //! `--seconds` a round, they keep `--in-flight` lookups of random signed-in
 //! names outstanding, each new one sent the moment a reply comes. Rounds
 //! alternate between the server and a bare `recv_from` → `send_to` echo loop
-//! on another thread fed the very same datagrams (`--rounds` of each); the
-//! report gives requests a second and p50/p99 latency per round, the medians,
-//! and the server's rate as a fraction of the echo loop's.
+//! on another thread (`--rounds` of each); the report gives requests a second
+//! and p50/p99 latency per round, the medians, and the server's rate as a
+//! fraction of the echo loop's.
 //!
+//! The clients do the same work in both rounds: each request is a
+//! LookupRequest sealed under the client's session with a fresh counter, and
+//! each reply is opened under it. The server's LookupReply opens, and counts
+//! when it answers the request outstanding; the echo loop's reply is the
+//! request itself, which does not open with the client's receive key, and
+//! counts when it carries the counter sent. A session the server has not
+//! heard from for 15 s is gone, and the clients are silent to it during an
+//! echo round: hence `--seconds` is at most 10.
+//!
+//! A server started here keeps its key and bindings in a temporary directory
+//! of its own (removed at the end), not in the user's state directory.
 //! Traffic stays on the loopback interface; every loop is bounded in time.
 
 use std::io::{self, BufRead, BufReader, ErrorKind};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::UdpSocket as MioSocket;
 use mio::{Events, Interest, Poll, Token};
 use udpchat::Packet;
+use udpchat::crypto::StaticKeypair;
+
+#[path = "common/raw_session.rs"]
+mod raw_session;
+
+use raw_session::RawSession;
+
+/// The longest round: a session silent for the server's 15 s timeout is
+/// forgotten, and an echo round is that long a silence.
+const MAX_SECONDS: f64 = 10.0;
+
+/// Lookup targets each client cycles through.
+const TARGETS: usize = 64;
 
 struct Args {
     server: Option<SocketAddr>,
@@ -67,6 +93,11 @@ fn args() -> Args {
     {
         usage("clients, in-flight, rounds and seconds must be positive");
     }
+    if a.seconds > MAX_SECONDS {
+        usage(&format!(
+            "--seconds is at most {MAX_SECONDS} (the server forgets a session silent for 15 s)"
+        ));
+    }
     a
 }
 
@@ -84,17 +115,37 @@ fn usage(why: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Starts `ChatServer -sp 0 -q` from beside this example and returns it with
-/// the address it listens on.
-fn start_server() -> io::Result<(Child, SocketAddr)> {
+/// A `ChatServer` started here: killed, and its directory removed, when
+/// dropped.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `ChatServer -sp 0 -q` from beside this example, its key and
+/// bindings in a fresh temporary directory, and returns it with the address
+/// it listens on.
+fn start_server() -> io::Result<(Server, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let bin = exe
         .parent()
         .and_then(|examples| examples.parent())
         .map(|dir| dir.join("ChatServer"))
         .ok_or_else(|| io::Error::other("no directory for ChatServer"))?;
-    let mut child = Command::new(&bin)
+    let dir = std::env::temp_dir().join(format!("udpchat-loadgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let child = Command::new(&bin)
         .args(["-sp", "0", "-q", "--bind", "127.0.0.1"])
+        .env("XDG_STATE_HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir)
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| {
@@ -102,8 +153,16 @@ fn start_server() -> io::Result<(Child, SocketAddr)> {
                 "{}: {e} (cargo build --release --bins)",
                 bin.display()
             ))
-        })?;
-    let stdout = child
+        });
+    let mut server = match child {
+        Ok(child) => Server { child, dir },
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let stdout = server
+        .child
         .stdout
         .take()
         .ok_or_else(|| io::Error::other("no stdout"))?;
@@ -121,43 +180,119 @@ fn start_server() -> io::Result<(Child, SocketAddr)> {
     };
     // Keep reading (and dropping) its output so it never blocks on a pipe.
     thread::spawn(move || lines.for_each(drop));
-    Ok((child, addr))
+    Ok((server, addr))
 }
 
-fn encode(packet: &Packet<'_>) -> Bytes {
-    packet.to_bytes().expect("a valid packet")
+/// What this run's clients are: a tag in their names and the randomness
+/// their identities and handshakes are drawn from, both new each run, so a
+/// run right after another (against a server of one's own) never meets the
+/// previous run's names, still signed in until their sessions time out.
+struct Run {
+    tag: String,
+    entropy: [u8; 32],
 }
 
-fn name(i: usize) -> String {
-    format!("load{i:06}")
+impl Run {
+    fn new() -> io::Result<Run> {
+        let entropy = udpchat::run::os_seed()?;
+        let tag = entropy[..3].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Run { tag, entropy })
+    }
+
+    /// Client `i`'s name.
+    fn name(&self, i: usize) -> String {
+        format!("load{}-{i:06}", self.tag)
+    }
+
+    /// 32 bytes for client `i`, different for each `purpose`.
+    fn bytes32(&self, i: usize, purpose: u8) -> [u8; 32] {
+        let mut out = self.entropy;
+        out[0] ^= purpose;
+        for (o, b) in out[24..]
+            .iter_mut()
+            .zip(u64::try_from(i).unwrap_or(u64::MAX).to_be_bytes())
+        {
+            *o ^= b;
+        }
+        out
+    }
 }
 
-/// Signs client `i` in on `socket`; returns its session token.
-fn sign_in(socket: &UdpSocket, server: SocketAddr, i: usize) -> io::Result<Vec<u8>> {
-    let name = name(i);
-    let mut buf = [0u8; 2048];
-    let mut cookie = Vec::new();
-    for attempt in 0..20u32 {
-        socket.send_to(
-            &encode(&Packet::SignIn {
-                request: attempt,
-                name: &name,
-                cookie: &cookie,
-            }),
-            server,
-        )?;
-        let len = match socket.recv(&mut buf) {
-            Ok(len) => len,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+/// Waits for one datagram from `server` on `socket` (which has a read
+/// timeout): `None` on a timeout. Datagrams from elsewhere are skipped.
+fn recv<'b>(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    buf: &'b mut [u8],
+) -> io::Result<Option<&'b [u8]>> {
+    loop {
+        match socket.recv_from(buf) {
+            Ok((len, from)) if from == server => return Ok(buf.get(..len)),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Signs client `i` in to `server` on `socket` (which has a read timeout);
+/// returns its session. Each attempt asks for a cookie if it has none, then
+/// makes a fresh handshake; an attempt that goes unanswered (lost) is simply
+/// made again.
+fn sign_in(run: &Run, socket: &UdpSocket, server: SocketAddr, i: usize) -> io::Result<RawSession> {
+    let name = run.name(i);
+    let identity = StaticKeypair::from_secret(run.bytes32(i, 0x1d));
+    let mut buf = [0u8; 2048];
+    let mut cookie = None;
+    let fail = |e: raw_session::RawError| io::Error::other(format!("{name}: {e}"));
+    for attempt in 0..30u32 {
+        let Some((cookie, key)) = &cookie else {
+            socket.send_to(&raw_session::hello(attempt).map_err(fail)?, server)?;
+            if let Some(reply) = recv(socket, server, &mut buf)? {
+                cookie = raw_session::read_retry(reply, attempt).ok();
+            }
+            continue;
         };
-        match Packet::decode(&buf[..len]) {
-            Ok(Packet::Retry { cookie: c, .. }) => cookie = c.to_vec(),
-            Ok(Packet::SignInAccepted { token, .. }) => return Ok(token.to_vec()),
-            other => return Err(io::Error::other(format!("{name}: {other:?}"))),
+        let mut seed = run.bytes32(i, 0xe9);
+        seed[8..12].copy_from_slice(&attempt.to_be_bytes());
+        let index = attempt + 1;
+        let (handshake, init) =
+            raw_session::server_init(&identity, key, cookie, index, seed, attempt, &name)
+                .map_err(fail)?;
+        socket.send_to(&init, server)?;
+        let deadline = Instant::now() + Duration::from_millis(250);
+        while Instant::now() < deadline {
+            match recv(socket, server, &mut buf)? {
+                Some(reply) if handshake.answers(reply) => {
+                    return handshake.finish(reply).map_err(fail);
+                }
+                Some(_) => {} // A late answer to an earlier attempt.
+                None => break,
+            }
         }
     }
     Err(io::Error::other(format!("{name}: no answer")))
+}
+
+/// One simulated client.
+struct Client {
+    socket: MioSocket,
+    session: RawSession,
+    /// Names to look up, in turn.
+    targets: Vec<String>,
+    next_target: usize,
+    next_request: u32,
+    /// The request outstanding: its id, its counter, when it was sent.
+    outstanding: Option<(u32, u64, Instant)>,
+}
+
+/// Where a round's requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Server,
+    Echo,
 }
 
 /// One round's result.
@@ -166,85 +301,147 @@ struct Round {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// Lookups the server answered with nobody (every name looked up is
+    /// signed in, so this should stay 0).
+    nobody: usize,
 }
 
-/// Keeps `in_flight` requests outstanding for `seconds`: each client in turn
-/// sends its next request from `requests[i]` to `target`; a reply is matched
-/// by client and request id.
+/// Sends client `c`'s next lookup to `to`, if it has none outstanding;
+/// returns whether it sent one.
+fn send_one(client: &mut Client, to: SocketAddr, datagram: &mut Vec<u8>) -> io::Result<bool> {
+    if client.outstanding.is_some() {
+        return Ok(false);
+    }
+    let target = &client.targets[client.next_target % client.targets.len()];
+    client.next_target += 1;
+    let request = client.next_request;
+    client.next_request = request.wrapping_add(1);
+    let lookup = Packet::LookupRequest {
+        request,
+        name: target,
+    };
+    let counter = client
+        .session
+        .seal(&lookup, datagram)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    if client.socket.send_to(datagram, to).is_ok() {
+        client.outstanding = Some((request, counter, Instant::now()));
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+/// What a reply says of the request outstanding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Not an answer to it.
+    No,
+    /// Answered: the echo, or the server's reply with the name's address.
+    Yes,
+    /// The server answered that nobody of that name is signed in.
+    Nobody,
+}
+
+/// Whether `reply` answers `client`'s outstanding request from `target`.
+/// Both kinds of reply are opened (the echoed request fails to), so the
+/// client's work is the same.
+fn answers(client: &Client, target: Target, reply: &[u8], scratch: &mut Vec<u8>) -> Answer {
+    let Some((request, counter, _)) = client.outstanding else {
+        return Answer::No;
+    };
+    let opened = client.session.open(reply, scratch);
+    match (target, opened) {
+        (
+            Target::Server,
+            Ok(Packet::LookupReply {
+                request: r,
+                address,
+                ..
+            }),
+        ) if r == request => {
+            if address.is_some() {
+                Answer::Yes
+            } else {
+                Answer::Nobody
+            }
+        }
+        (Target::Echo, Err(_)) if raw_session::sealed_counter(reply) == Some(counter) => {
+            Answer::Yes
+        }
+        _ => Answer::No,
+    }
+}
+
+/// Keeps `in_flight` requests outstanding for `seconds`, round robin over
+/// the clients (more of them than requests in flight: a client has at most
+/// one outstanding).
 fn run_round(
-    sockets: &mut [MioSocket],
+    clients: &mut [Client],
     poll: &mut Poll,
-    requests: &[Vec<Bytes>],
-    target: SocketAddr,
+    to: SocketAddr,
+    target: Target,
     in_flight: usize,
     seconds: f64,
 ) -> io::Result<Round> {
     let mut events = Events::with_capacity(1024);
-    // Round robin over more clients than requests in flight: a client has at
-    // most one request outstanding, so its slot holds that request's id and
-    // send time.
-    let mut outstanding: Vec<Option<(u32, Instant)>> = vec![None; sockets.len()];
     let mut count = 0usize;
+    let mut nobody = 0usize;
     let mut latencies = Vec::new();
     let mut next_client = 0usize;
-    let mut next_request = vec![0usize; sockets.len()];
     let mut buf = [0u8; 2048];
+    let mut datagram = Vec::with_capacity(2048);
+    let mut scratch = Vec::with_capacity(2048);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
-    let mut send_one = |sockets: &mut [MioSocket],
-                        outstanding: &mut [Option<(u32, Instant)>],
-                        count: &mut usize| {
-        let c = next_client;
-        next_client = (next_client + 1) % sockets.len();
-        if outstanding[c].is_some() {
-            return;
+    let mut fill = |clients: &mut [Client], count: &mut usize| -> io::Result<()> {
+        // At most one pass over the clients: those still outstanding wait.
+        for _ in 0..clients.len() {
+            if *count >= in_flight {
+                break;
+            }
+            let c = next_client;
+            next_client = (next_client + 1) % clients.len();
+            if send_one(&mut clients[c], to, &mut datagram)? {
+                *count += 1;
+            }
         }
-        let datagram = &requests[c][next_request[c] % requests[c].len()];
-        next_request[c] += 1;
-        let id = u32::from_be_bytes([datagram[1], datagram[2], datagram[3], datagram[4]]);
-        if sockets[c].send_to(datagram, target).is_ok() {
-            outstanding[c] = Some((id, Instant::now()));
-            *count += 1;
-        }
+        Ok(())
     };
-    while count < in_flight {
-        send_one(sockets, &mut outstanding, &mut count);
-    }
+    fill(clients, &mut count)?;
     while Instant::now() < end {
         poll.poll(&mut events, Some(Duration::from_millis(50)))?;
         if events.is_empty() {
             // Lost on the way (a full buffer): send replacements.
-            for slot in outstanding.iter_mut() {
-                if slot.is_some_and(|(_, sent)| sent.elapsed() >= Duration::from_millis(500)) {
-                    *slot = None;
+            for client in clients.iter_mut() {
+                if client
+                    .outstanding
+                    .is_some_and(|(_, _, sent)| sent.elapsed() >= Duration::from_millis(500))
+                {
+                    client.outstanding = None;
                     count -= 1;
                 }
             }
         }
         for event in &events {
-            let c = event.token().0;
+            let client = &mut clients[event.token().0];
             loop {
-                let len = match sockets[c].recv_from(&mut buf) {
+                let len = match client.socket.recv_from(&mut buf) {
                     Ok((len, _)) => len,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),
                 };
-                if len < 5 {
-                    continue;
-                }
-                let id = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-                if let Some((expected, sent)) = outstanding[c]
-                    && expected == id
+                let answer = answers(client, target, &buf[..len], &mut scratch);
+                if answer != Answer::No
+                    && let Some((_, _, sent)) = client.outstanding.take()
                 {
-                    outstanding[c] = None;
                     count -= 1;
                     latencies.push(sent.elapsed());
+                    nobody += usize::from(answer == Answer::Nobody);
                 }
             }
         }
-        while count < in_flight {
-            send_one(sockets, &mut outstanding, &mut count);
-        }
+        fill(clients, &mut count)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
     // Drain what is still on its way so the next round starts clean.
@@ -252,20 +449,24 @@ fn run_round(
     while Instant::now() < drain_until {
         poll.poll(&mut events, Some(Duration::from_millis(20)))?;
         for event in &events {
-            while sockets[event.token().0].recv_from(&mut buf).is_ok() {}
+            while clients[event.token().0].socket.recv_from(&mut buf).is_ok() {}
         }
+    }
+    for client in clients.iter_mut() {
+        client.outstanding = None;
     }
     latencies.sort_unstable();
     let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or_default()
+        let last = latencies.len().saturating_sub(1);
+        // Rounded down to an index within the list.
+        let at = (last as f64 * q) as usize;
+        latencies.get(at.min(last)).copied().unwrap_or_default()
     };
     Ok(Round {
         rate: latencies.len() as f64 / elapsed,
         p50: pick(0.50),
         p99: pick(0.99),
+        nobody,
     })
 }
 
@@ -289,7 +490,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> io::Result<()> {
     let args = args();
-    let (child, server) = match args.server {
+    let (started, server) = match args.server {
         Some(addr) => (None, addr),
         None => {
             let (child, addr) = start_server()?;
@@ -298,16 +499,34 @@ fn main() -> io::Result<()> {
     };
     let echo = start_echo()?;
 
-    // Sign everyone in, one socket each.
+    // Sign everyone in, one socket each; each client's lookups of random
+    // signed-in names.
     let t = Instant::now();
-    let mut sockets = Vec::with_capacity(args.clients);
-    let mut tokens = Vec::with_capacity(args.clients);
+    let run = Run::new()?;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let clients_u64 = u64::try_from(args.clients).unwrap_or(u64::MAX);
+    let mut clients = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
-        tokens.push(sign_in(&socket, server, i)?);
+        let session = sign_in(&run, &socket, server, i)?;
         socket.set_nonblocking(true)?;
-        sockets.push(MioSocket::from_std(socket));
+        let targets = (0..TARGETS)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                run.name(usize::try_from(seed % clients_u64).unwrap_or(0))
+            })
+            .collect();
+        clients.push(Client {
+            socket: MioSocket::from_std(socket),
+            session,
+            targets,
+            next_target: 0,
+            next_request: 1,
+            outstanding: None,
+        });
     }
     println!(
         "{} clients signed in to {server} in {:.2} s",
@@ -315,39 +534,22 @@ fn main() -> io::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    // Each client's lookups of random signed-in names, ids counting up.
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let requests: Vec<Vec<Bytes>> = (0..args.clients)
-        .map(|c| {
-            (0..64u32)
-                .map(|k| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let target = name((seed % args.clients as u64) as usize);
-                    encode(&Packet::LookupRequest {
-                        request: k,
-                        token: &tokens[c],
-                        name: &target,
-                    })
-                })
-                .collect()
-        })
-        .collect();
-
     let mut poll = Poll::new()?;
-    for (i, socket) in sockets.iter_mut().enumerate() {
+    for (i, client) in clients.iter_mut().enumerate() {
         poll.registry()
-            .register(socket, Token(i), Interest::READABLE)?;
+            .register(&mut client.socket, Token(i), Interest::READABLE)?;
     }
 
     let (mut ours, mut bare) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        for (label, target, results) in [("echo", echo, &mut bare), ("server", server, &mut ours)] {
+        for (label, to, target, results) in [
+            ("echo", echo, Target::Echo, &mut bare),
+            ("server", server, Target::Server, &mut ours),
+        ] {
             let r = run_round(
-                &mut sockets,
+                &mut clients,
                 &mut poll,
-                &requests,
+                to,
                 target,
                 args.in_flight,
                 args.seconds,
@@ -359,6 +561,13 @@ fn main() -> io::Result<()> {
                 r.p50.as_secs_f64() * 1e6,
                 r.p99.as_secs_f64() * 1e6
             );
+            if r.nobody > 0 {
+                eprintln!(
+                    "round {}: {} lookups found nobody (a session expired?)",
+                    round + 1,
+                    r.nobody
+                );
+            }
             results.push(r);
         }
     }
@@ -376,9 +585,6 @@ fn main() -> io::Result<()> {
         p(&bare, |r| r.p99),
         rate(&ours) / rate(&bare)
     );
-    if let Some(mut child) = child {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(started);
     Ok(())
 }

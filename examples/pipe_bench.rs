@@ -18,6 +18,12 @@
 //! second per round, the medians and the chat's rate as a fraction of the
 //! bare pipe's. A bare pipe has no flow control, so it may lose datagrams;
 //! its rate counts only what arrived.
+//!
+//! The chat programs keep keys in files (the server's key and bindings, each
+//! client's identity and pinned server keys). A chat round gives them a fresh
+//! temporary directory of their own (`XDG_CONFIG_HOME` and `XDG_STATE_HOME`),
+//! removed at the end of the round, so every round starts from first use and
+//! nothing is written to the user's directories.
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -97,6 +103,25 @@ impl Drop for Guard {
     }
 }
 
+/// A temporary directory, removed (with what is in it) when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("udpchat-pipe-bench-{}-{label}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| usage(&format!("cannot make {}: {e}", dir.display())));
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn spawn(cmd: &mut Command) -> Guard {
     let child = cmd
         .stdin(Stdio::piped())
@@ -135,8 +160,15 @@ fn count_until(
 }
 
 fn chat_round(n: usize, round: usize) -> f64 {
-    let mut server =
-        spawn(Command::new(beside_me("ChatServer")).args(["-sp", "0", "--bind", "127.0.0.1"]));
+    // Declared first, so removed last: after the programs have stopped.
+    let keys = TempDir::new(&format!("round{round}"));
+    let program = |name: &str| {
+        let mut cmd = Command::new(beside_me(name));
+        cmd.env("XDG_CONFIG_HOME", &keys.0)
+            .env("XDG_STATE_HOME", &keys.0);
+        cmd
+    };
+    let mut server = spawn(program("ChatServer").args(["-sp", "0", "--bind", "127.0.0.1"]));
     let server_out = lines_of(server.0.stdout.take().expect("server stdout"));
     let port = wait_line(&server_out, "the server's address", |l| {
         l.split_whitespace()
@@ -146,14 +178,7 @@ fn chat_round(n: usize, round: usize) -> f64 {
     .to_string();
     let (alice_name, bob_name) = (format!("Alice{round}"), format!("Bob{round}"));
     let client = |name: &str| {
-        spawn(Command::new(beside_me("ChatClient")).args([
-            "-u",
-            name,
-            "-sip",
-            "127.0.0.1",
-            "-sp",
-            &port,
-        ]))
+        spawn(program("ChatClient").args(["-u", name, "-sip", "127.0.0.1", "-sp", &port]))
     };
     let mut bob = client(&bob_name);
     let bob_out = lines_of(bob.0.stdout.take().expect("bob stdout"));

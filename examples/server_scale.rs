@@ -8,21 +8,48 @@
 //! ```
 //!
 //! Everything runs in memory through `ServerState::handle_datagram` with real
-//! sign-ins (a Retry, then the sign-in with its cookie); no socket is opened.
+//! sign-ins; no socket is opened. Each user sends a padded Hello, gets a
+//! Retry with a cookie and the server's key, and makes a Noise IK handshake
+//! (a ServerInit carrying the SignIn, answered by a ServerResp): the fill
+//! rate is bounded by the server's half of one handshake a user. The users'
+//! halves are made on a second thread while the server answers, and only the
+//! first 1024 users (the askers) finish theirs.
+//!
+//! A lookup is a LookupRequest sealed under an asker's session: the server
+//! opens it, looks the name up, and seals the LookupReply. The requests are
+//! sealed before each timed round (in order, a fresh counter each, as the
+//! server's replay window wants), so the timed loop is the server's work
+//! alone.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use udpchat::{Packet, ServerConfig, ServerState};
+use udpchat::crypto::StaticKeypair;
+use udpchat::{Packet, PublicKey, ServerConfig, ServerState};
 
 // The counting allocator the memory tests use.
 #[path = "../tests/common/heap.rs"]
 mod heap;
 
+#[path = "common/raw_session.rs"]
+mod raw_session;
+
+use raw_session::{Handshake, RawSession};
+
+/// Users whose sessions are kept to send lookups from.
+const ASKERS: u32 = 1024;
+
+/// Users signed in per batch handed to the thread that makes their handshakes.
+const BATCH: u32 = 1024;
+
+/// Lookups in one timed round.
+const ROUND: u32 = 50_000;
+
 fn config() -> ServerConfig {
-    let mut config = ServerConfig::with_secret([7; 16]);
+    let mut config = ServerConfig::new([7; 32], [8; 32]);
     config.rate_per_second = 1e12;
     config.rate_burst = 1e12;
     config.max_users = usize::MAX;
@@ -42,75 +69,130 @@ fn name(i: u32) -> String {
     format!("user{i:07}")
 }
 
-fn encode(packet: &Packet<'_>) -> Bytes {
-    packet.to_bytes().expect("a valid packet")
+/// 32 bytes for user `i`, different for each `purpose`.
+fn bytes32(i: u32, purpose: u8) -> [u8; 32] {
+    let mut out = [purpose; 32];
+    out[..4].copy_from_slice(&i.to_be_bytes());
+    out
 }
 
-fn one_reply(server: &mut ServerState, now: Instant, from: SocketAddr, datagram: &[u8]) -> Bytes {
+fn one_reply(server: &mut ServerState, now: Instant, from: SocketAddr, datagram: &[u8]) -> Vec<u8> {
     server.handle_datagram(now, from, datagram);
     let reply = server.poll_transmit().expect("one reply");
     assert!(server.poll_transmit().is_none(), "more than one reply");
-    reply.payload
+    reply.payload.to_vec()
 }
 
-/// A server with `n` users; the heap it holds; the first 1024 users' tokens.
-fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<Vec<u8>>) {
+/// User `i`'s ServerInit with `cookie`, and for an asker the handshake to
+/// finish.
+fn server_init(i: u32, cookie: &[u8], server_key: &PublicKey) -> (Vec<u8>, Option<Handshake>) {
+    let identity = StaticKeypair::from_secret(bytes32(i, 0x1d));
+    let (handshake, init) = raw_session::server_init(
+        &identity,
+        server_key,
+        cookie,
+        i + 1,
+        bytes32(i, 0xe9),
+        2,
+        &name(i),
+    )
+    .expect("a ServerInit");
+    (init, (i < ASKERS).then_some(handshake))
+}
+
+/// A server with `n` users; the heap it holds; the askers' sessions.
+fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<RawSession>) {
+    let mut sessions = Vec::with_capacity(ASKERS as usize);
     let before = heap::in_use();
     let mut server = ServerState::new(config(), start);
-    let mut tokens = Vec::new();
-    for i in 0..n {
-        let (from, name) = (client(i), name(i));
-        let first = encode(&Packet::SignIn {
-            request: 1,
-            name: &name,
-            cookie: b"",
+    let key = server.public_key();
+    let batches = n.div_ceil(BATCH);
+    thread::scope(|scope| {
+        let (to_maker, batches_in) = mpsc::channel::<(u32, Vec<Vec<u8>>)>();
+        let (inits_out, from_maker) = mpsc::channel();
+        scope.spawn(move || {
+            for (first, cookies) in batches_in {
+                let inits: Vec<_> = (first..)
+                    .zip(&cookies)
+                    .map(|(i, cookie)| server_init(i, cookie, &key))
+                    .collect();
+                if inits_out.send(inits).is_err() {
+                    return;
+                }
+            }
         });
-        let retry = one_reply(&mut server, start, from, &first);
-        let Ok(Packet::Retry { cookie, .. }) = Packet::decode(&retry) else {
-            panic!("expected a Retry");
+        // The cookies of batch `b`: a Hello and its Retry for each user.
+        let cookies = |server: &mut ServerState, b: u32| {
+            let first = b * BATCH;
+            let cookies = (first..n.min(first + BATCH))
+                .map(|i| {
+                    let hello = raw_session::hello(1).expect("a Hello");
+                    let retry = one_reply(server, start, client(i), &hello);
+                    raw_session::read_retry(&retry, 1).expect("a Retry").0
+                })
+                .collect();
+            to_maker
+                .send((first, cookies))
+                .expect("the maker thread runs");
         };
-        let second = encode(&Packet::SignIn {
-            request: 2,
-            name: &name,
-            cookie,
-        });
-        let accepted = one_reply(&mut server, start, from, &second);
-        // A run loop drains events as they come; so does this one.
-        while server.poll_event().is_some() {}
-        if i < 1024 {
-            let Ok(Packet::SignInAccepted { token, .. }) = Packet::decode(&accepted) else {
-                panic!("expected SignInAccepted");
-            };
-            tokens.push(token.to_vec());
+        // Two batches ahead, so the maker is never idle.
+        for b in 0..batches.min(2) {
+            cookies(&mut server, b);
         }
-    }
+        for b in 0..batches {
+            let inits = from_maker.recv().expect("the maker thread runs");
+            if b + 2 < batches {
+                cookies(&mut server, b + 2);
+            }
+            for ((init, handshake), i) in inits.into_iter().zip(b * BATCH..) {
+                let resp = one_reply(&mut server, start, client(i), &init);
+                if let Some(handshake) = handshake {
+                    sessions.push(handshake.finish(&resp).expect("signed in"));
+                }
+                // A run loop drains events as they come; so does this one.
+                while server.poll_event().is_some() {}
+            }
+        }
+    });
     let held = heap::in_use() - before;
-    let tokens_heap: isize = tokens.iter().map(|t| t.capacity() as isize).sum::<isize>()
-        + (tokens.capacity() * std::mem::size_of::<Vec<u8>>()) as isize;
-    (server, held - tokens_heap, tokens)
+    assert_eq!(server.user_count(), n as usize, "every sign-in accepted");
+    (server, held, sessions)
 }
 
-/// Nanoseconds per lookup over `rounds` lookups of random names.
-fn lookups(server: &mut ServerState, n: u32, tokens: &[Vec<u8>], now: Instant, rounds: u32) -> f64 {
-    let requests: Vec<(SocketAddr, Bytes)> = (0..4096u32)
+/// Nanoseconds per lookup over `ROUND` lookups of random names, each sealed
+/// beforehand under one of the askers' sessions.
+fn lookups(server: &mut ServerState, n: u32, sessions: &mut [RawSession], now: Instant) -> f64 {
+    let askers = u32::try_from(sessions.len()).expect("at most 1024 askers");
+    let requests: Vec<(SocketAddr, Vec<u8>)> = (0..ROUND)
         .map(|i| {
-            let asker = i % 1024;
+            let asker = i % askers;
             let target = name(i.wrapping_mul(2_654_435_761) % n);
-            let packet = Packet::LookupRequest {
+            let request = Packet::LookupRequest {
                 request: i,
-                token: &tokens[asker as usize],
                 name: &target,
             };
-            (client(asker), encode(&packet))
+            let mut datagram = Vec::new();
+            sessions[asker as usize]
+                .seal(&request, &mut datagram)
+                .expect("sealed");
+            (client(asker), datagram)
         })
         .collect();
+    let before = server.stats();
     let t = Instant::now();
-    for i in 0..rounds {
-        let (from, datagram) = &requests[(i % 4096) as usize];
+    for (from, datagram) in &requests {
         server.handle_datagram(now, *from, black_box(datagram));
         black_box(server.poll_transmit());
     }
-    t.elapsed().as_nanos() as f64 / f64::from(rounds)
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(ROUND);
+    let after = server.stats();
+    assert_eq!(after.forged, before.forged, "every request opened");
+    assert_eq!(
+        after.sent - before.sent,
+        u64::from(ROUND),
+        "every lookup answered"
+    );
+    ns
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -123,13 +205,14 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("a number of users"))
         .unwrap_or(1_000_000);
+    assert!(users >= 1, "at least one user");
     let start = Instant::now();
 
     let t = Instant::now();
-    let (mut big, held, big_tokens) = populated(users, start);
+    let (mut big, held, mut big_sessions) = populated(users, start);
     let fill = t.elapsed();
     let per_user = held as f64 / f64::from(users);
-    let (mut small, small_held, small_tokens) = populated(10_000, start);
+    let (mut small, small_held, mut small_sessions) = populated(10_000, start);
 
     println!("server heap at {users} users: {held} bytes, {per_user:.0} bytes per user");
     println!(
@@ -137,7 +220,7 @@ fn main() {
         small_held as f64 / 10_000.0
     );
     println!(
-        "filled in {:.2} s ({:.0} sign-ins/s, two datagrams each)",
+        "filled in {:.2} s ({:.0} sign-ins/s: a Hello and a Noise IK handshake each)",
         fill.as_secs_f64(),
         f64::from(users) / fill.as_secs_f64()
     );
@@ -145,12 +228,12 @@ fn main() {
     let now = start + Duration::from_secs(1);
     let (mut at_small, mut at_big) = (Vec::new(), Vec::new());
     for _ in 0..7 {
-        at_small.push(lookups(&mut small, 10_000, &small_tokens, now, 200_000));
-        at_big.push(lookups(&mut big, users, &big_tokens, now, 200_000));
+        at_small.push(lookups(&mut small, 10_000, &mut small_sessions, now));
+        at_big.push(lookups(&mut big, users, &mut big_sessions, now));
     }
     let (s, b) = (median(at_small), median(at_big));
     println!(
-        "lookup at 10000 users: {s:.0} ns ({:.2} M/s); at {users} users: {b:.0} ns ({:.2} M/s); ratio {:.2}",
+        "sealed lookup at 10000 users: {s:.0} ns ({:.2} M/s); at {users} users: {b:.0} ns ({:.2} M/s); ratio {:.2}",
         1e3 / s,
         1e3 / b,
         s / b

@@ -1,12 +1,37 @@
-//! Drives a `ClientState` with a sequence of (source, time step, datagram or
-//! command) from the fuzzer. Checks, after every step:
+//! Drives a `ClientState` (Alice) with a sequence of steps from the fuzzer.
+//! The harness plays the directory server and the peer Bob by hand, with
+//! real handshakes, so the fuzzer's bytes reach the client not only as
+//! datagrams from anyone but also sealed under live sessions, past the
+//! handshakes:
+//!
+//! * **The server** answers Alice's Hello with a Retry, her ServerInit with
+//!   an accepting ServerResp, and her sealed requests: a lookup of Bob with
+//!   Bob's address and key, of anyone else with nobody; keep-alives, lists
+//!   and sign-outs as a server would.
+//! * **Bob** answers Alice's PeerInit with a PeerResp and acknowledges every
+//!   message fragment she seals to him; he can also start a handshake to her
+//!   himself.
+//!
+//! Input: steps of `op, time step (u16 ms), length (u8), payload`. Op bits
+//! 0-1 pick a source address (0 is the server's, 1 Bob's); bits 5-7 pick
+//! what the payload is:
+//!
+//! * 0: send the payload (as text) to Bob; 1: list; 2: sign out when the
+//!   payload starts with 0, else `whois Bob`;
+//! * 3: the payload sealed by the server under Alice's server session;
+//! * 4: with an even first byte, Bob starts a handshake to Alice from the
+//!   source; with an odd one, the rest sealed by Bob under his session with
+//!   her, from the source (a move, if it is not his address);
+//! * 5-7: the payload as a datagram from the source.
+//!
+//! Checks, after every step:
 //! - nothing panics;
-//! - the client sends only to the server, or to an address a lookup reply
-//!   from the server gave it, or acknowledges a stream whose sender the
-//!   directory vouched for (also an address from a lookup reply): never to an
-//!   address that merely sent it something;
-//! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than `now`;
-//! - no datagram is longer than 1200 bytes.
+//! - Alice sends only to the server, to an address a lookup reply from the
+//!   server gave her, or to where Bob's authenticated packets came from:
+//!   never to an address that merely sent her something;
+//! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than
+//!   `now`;
+//! - no datagram is longer than `MAX_DATAGRAM`.
 #![no_main]
 
 use std::collections::HashSet;
@@ -14,25 +39,345 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use udpchat::codec::{MAX_DATAGRAM, Packet};
+use udpchat::codec::{MAX_DATAGRAM, NameList, Packet};
+use udpchat::crypto::{Initiator, Responder, StaticKeypair};
+use udpchat::name;
+use udpchat::server::SERVER_PROLOGUE;
 use udpchat::{ClientConfig, ClientState};
+
+#[path = "../../examples/common/raw_session.rs"]
+mod raw_session;
+
+use raw_session::RawSession;
+
+/// The Noise prologue of peer handshakes (after the crate's own), as the
+/// crate-private `PEER_PROLOGUE` in `src/client/peers.rs`.
+const PEER_PROLOGUE: &[u8] = b" peer";
+
+/// The server's cookie: the harness checks none.
+const COOKIE: &[u8] = b"fuzz cookie 0001";
+
+/// What the harness sends Alice, and what it learns from her.
+struct World {
+    server_addr: SocketAddr,
+    bob_addr: SocketAddr,
+    server_key: StaticKeypair,
+    bob_key: StaticKeypair,
+    /// The server's session with Alice.
+    server_session: Option<RawSession>,
+    /// Bob's session with Alice, and his handshake to her under way (his
+    /// index and the initiator).
+    bob_session: Option<RawSession>,
+    bob_initiating: Option<(u32, Initiator)>,
+    /// Handshakes made, to give each its own index and seed.
+    handshakes: u32,
+    /// Where Alice may send (see the module docs).
+    vouched: HashSet<SocketAddr>,
+    /// Every authenticated datagram the harness sent: the fuzzer sending
+    /// one of them again (from anywhere) vouches for its source too, as
+    /// Noise message 1 may be replayed.
+    authentic: HashSet<Vec<u8>>,
+    /// Datagrams for Alice: (from, bytes).
+    to_alice: Vec<(SocketAddr, Vec<u8>)>,
+    scratch: Vec<u8>,
+}
+
+impl World {
+    fn next_handshake(&mut self) -> (u32, [u8; 32]) {
+        self.handshakes = self.handshakes.wrapping_add(1);
+        let mut seed = [0x5d; 32];
+        seed[..4].copy_from_slice(&self.handshakes.to_be_bytes());
+        (0x100 + self.handshakes, seed)
+    }
+
+    /// Queues an authenticated datagram for Alice from `from`.
+    fn send_authentic(&mut self, from: SocketAddr, datagram: Vec<u8>) {
+        self.vouched.insert(from);
+        self.authentic.insert(datagram.clone());
+        self.to_alice.push((from, datagram));
+    }
+
+    /// Seals `packet` from the server to Alice, if they have a session.
+    fn server_says(&mut self, packet: &Packet<'_>) {
+        if let Ok(plaintext) = packet.to_bytes() {
+            self.server_seals(&plaintext);
+        }
+    }
+
+    /// Seals `plaintext` from the server to Alice, if they have a session.
+    /// A lookup reply vouches for the address it gives.
+    fn server_seals(&mut self, plaintext: &[u8]) {
+        let Some(session) = self.server_session.as_mut() else {
+            return;
+        };
+        let mut datagram = Vec::new();
+        if session.seal_plaintext(plaintext, &mut datagram).is_err() {
+            return;
+        }
+        if let Ok(Packet::LookupReply {
+            address: Some(a), ..
+        }) = Packet::decode(plaintext)
+        {
+            self.vouched.insert(a);
+        }
+        let from = self.server_addr;
+        self.send_authentic(from, datagram);
+    }
+
+    /// Seals `plaintext` from Bob to Alice, sent from `from`, if they have
+    /// a session.
+    fn bob_seals(&mut self, from: SocketAddr, plaintext: &[u8]) {
+        let Some(session) = self.bob_session.as_mut() else {
+            return;
+        };
+        let mut datagram = Vec::new();
+        if session.seal_plaintext(plaintext, &mut datagram).is_ok() {
+            self.send_authentic(from, datagram);
+        }
+    }
+
+    /// Bob starts a handshake to Alice (whose key is `alice`) from `from`.
+    fn bob_initiates(&mut self, from: SocketAddr, alice: &udpchat::PublicKey) {
+        let (index, seed) = self.next_handshake();
+        let Ok((initiator, msg1)) =
+            Initiator::start(&self.bob_key, alice, PEER_PROLOGUE, seed, b"Bob")
+        else {
+            return;
+        };
+        let init = Packet::PeerInit {
+            sender: index,
+            handshake: &msg1,
+        };
+        if let Ok(datagram) = init.to_bytes() {
+            self.bob_initiating = Some((index, initiator));
+            self.send_authentic(from, datagram.to_vec());
+        }
+    }
+
+    /// A datagram Alice sent to the server.
+    fn server_receives(&mut self, datagram: &[u8]) {
+        match Packet::decode(datagram) {
+            Ok(Packet::Hello { request }) => {
+                let key = self.server_key.public().0;
+                let retry = Packet::Retry {
+                    request,
+                    cookie: COOKIE,
+                    key: &key,
+                };
+                if let Ok(retry) = retry.to_bytes() {
+                    let from = self.server_addr;
+                    self.to_alice.push((from, retry.to_vec()));
+                }
+            }
+            Ok(Packet::ServerInit {
+                sender, handshake, ..
+            }) => self.server_accepts(sender, handshake),
+            Ok(Packet::Sealed { .. }) => {
+                let Some(session) = self.server_session.as_ref() else {
+                    return;
+                };
+                let mut scratch = std::mem::take(&mut self.scratch);
+                if let Ok(request) = session.open(datagram, &mut scratch) {
+                    self.serve(request);
+                }
+                self.scratch = scratch;
+            }
+            _ => {}
+        }
+    }
+
+    /// Accepts Alice's sign-in: a new server session.
+    fn server_accepts(&mut self, sender: u32, handshake: &[u8]) {
+        let (index, seed) = self.next_handshake();
+        let Ok((responder, payload)) =
+            Responder::accept(&self.server_key, SERVER_PROLOGUE, seed, handshake)
+        else {
+            return;
+        };
+        let Ok(Packet::SignIn { request, .. }) = Packet::decode(&payload) else {
+            return;
+        };
+        let accepted = Packet::SignInAccepted {
+            request,
+            address: Some(SocketAddr::from(([10, 0, 0, 9], 4000))),
+        };
+        let Ok(accepted) = accepted.to_bytes() else {
+            return;
+        };
+        let Ok((msg2, keys)) = responder.finish(&accepted) else {
+            return;
+        };
+        let resp = Packet::ServerResp {
+            sender: index,
+            receiver: sender,
+            handshake: &msg2,
+        };
+        if let Ok(resp) = resp.to_bytes() {
+            self.server_session = Some(RawSession::new(keys, index, sender));
+            let from = self.server_addr;
+            self.send_authentic(from, resp.to_vec());
+        }
+    }
+
+    /// Answers a request Alice sealed to the server.
+    fn serve(&mut self, request: Packet<'_>) {
+        match request {
+            Packet::LookupRequest { request, name } => {
+                if name::same(name, "Bob") {
+                    let key = self.bob_key.public().0;
+                    self.server_says(&Packet::LookupReply {
+                        request,
+                        name: "Bob",
+                        address: Some(self.bob_addr),
+                        key: &key,
+                    });
+                } else {
+                    self.server_says(&Packet::LookupReply {
+                        request,
+                        name,
+                        address: None,
+                        key: &[],
+                    });
+                }
+            }
+            Packet::ListRequest { request, .. } => self.server_says(&Packet::ListReply {
+                request,
+                more: false,
+                cursor: 0,
+                names: NameList::Names(&["Alice", "Bob"]),
+            }),
+            Packet::KeepAlive { request } => self.server_says(&Packet::KeepAliveAck { request }),
+            Packet::SignOut { request } => self.server_says(&Packet::SignOutAck { request }),
+            _ => {}
+        }
+    }
+
+    /// A datagram Alice sent to Bob (at `to`).
+    fn bob_receives(&mut self, to: SocketAddr, datagram: &[u8]) {
+        match Packet::decode(datagram) {
+            Ok(Packet::PeerInit { sender, handshake }) => {
+                let (index, seed) = self.next_handshake();
+                let Ok((responder, _name)) =
+                    Responder::accept(&self.bob_key, PEER_PROLOGUE, seed, handshake)
+                else {
+                    return;
+                };
+                let Ok((msg2, keys)) = responder.finish(b"") else {
+                    return;
+                };
+                let resp = Packet::PeerResp {
+                    sender: index,
+                    receiver: sender,
+                    handshake: &msg2,
+                };
+                if let Ok(resp) = resp.to_bytes() {
+                    self.bob_session = Some(RawSession::new(keys, index, sender));
+                    self.send_authentic(to, resp.to_vec());
+                }
+            }
+            Ok(Packet::PeerResp {
+                sender,
+                receiver,
+                handshake,
+            }) => {
+                let Some((index, initiator)) = self.bob_initiating.take() else {
+                    return;
+                };
+                if index != receiver {
+                    self.bob_initiating = Some((index, initiator));
+                    return;
+                }
+                if let Ok((_, keys)) = initiator.finish(handshake) {
+                    self.bob_session = Some(RawSession::new(keys, index, sender));
+                    // Confirms the session: Alice, the responder, sends
+                    // under it only once something opened.
+                    self.bob_seals(to, &[]);
+                }
+            }
+            Ok(Packet::Sealed { .. }) => {
+                let Some(session) = self.bob_session.as_ref() else {
+                    return;
+                };
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let ack = match session.open(datagram, &mut scratch) {
+                    Ok(Packet::Message { stream, seq, .. }) => {
+                        Packet::Ack { stream, seq }.to_bytes().ok()
+                    }
+                    _ => None,
+                };
+                self.scratch = scratch;
+                if let Some(ack) = ack {
+                    self.bob_seals(to, &ack);
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
-    let server: SocketAddr = "10.0.0.1:9090".parse().unwrap();
+    let server_addr: SocketAddr = "10.0.0.1:9090".parse().unwrap();
+    let bob_addr: SocketAddr = "10.0.0.3:5000".parse().unwrap();
     let sources: [SocketAddr; 4] = [
-        server,
-        "10.0.0.3:5000".parse().unwrap(),
+        server_addr,
+        bob_addr,
         "10.0.0.4:6000".parse().unwrap(),
         "[2001:db8::1]:7000".parse().unwrap(),
     ];
-    let mut client = ClientState::new(ClientConfig::new("Alice", server), start, 7).unwrap();
+    let config = ClientConfig::new("Alice", server_addr, [1; 32]);
+    let mut alice = ClientState::new(config, start, [7; 32]).unwrap();
+    let alice_key = alice.public_key();
+    let mut world = World {
+        server_addr,
+        bob_addr,
+        server_key: StaticKeypair::from_secret([9; 32]),
+        bob_key: StaticKeypair::from_secret([3; 32]),
+        server_session: None,
+        bob_session: None,
+        bob_initiating: None,
+        handshakes: 0,
+        vouched: HashSet::from([server_addr]),
+        authentic: HashSet::new(),
+        to_alice: Vec::new(),
+        scratch: Vec::new(),
+    };
     let mut now = start;
-    let mut vouched: HashSet<SocketAddr> = HashSet::new();
-    vouched.insert(server);
 
     let mut rest = data;
-    while rest.len() >= 4 {
+    loop {
+        // Alice's datagrams to the harness, and its answers to her, until
+        // quiet (bounded).
+        for _ in 0..64 {
+            let mut moved = false;
+            while let Some(t) = alice.poll_transmit() {
+                moved = true;
+                assert!(t.payload.len() <= MAX_DATAGRAM);
+                assert!(
+                    world.vouched.contains(&t.destination),
+                    "sent to {} which nobody vouched for",
+                    t.destination
+                );
+                if t.destination == server_addr {
+                    world.server_receives(&t.payload);
+                } else {
+                    // Wherever Alice sends (a vouched address), Bob is
+                    // listening: it is where he was last heard from.
+                    world.bob_receives(t.destination, &t.payload);
+                }
+            }
+            for (from, datagram) in std::mem::take(&mut world.to_alice) {
+                moved = true;
+                alice.handle_datagram(now, from, &datagram);
+            }
+            while alice.poll_event().is_some() {}
+            if !moved {
+                break;
+            }
+        }
+        if rest.len() < 4 {
+            break;
+        }
         let op = rest[0];
         let source = sources[usize::from(op & 3)];
         let step = Duration::from_millis(u64::from(u16::from_be_bytes([rest[1], rest[2]])));
@@ -42,36 +387,30 @@ fuzz_target!(|data: &[u8]| {
         now += step;
         match op >> 5 {
             0 => {
-                let _ = client.send(now, "Bob", &String::from_utf8_lossy(payload));
+                let _ = alice.send(now, "Bob", &String::from_utf8_lossy(payload));
             }
             1 => {
-                client.list(now);
+                alice.list(now);
             }
-            2 if payload.first() == Some(&0) => client.sign_out(now),
+            2 if payload.first() == Some(&0) => alice.sign_out(now),
+            2 => {
+                let _ = alice.whois(now, "Bob");
+            }
+            3 => world.server_seals(payload),
+            4 => match payload.split_first() {
+                Some((&first, plaintext)) if first % 2 == 1 => world.bob_seals(source, plaintext),
+                _ => world.bob_initiates(source, &alice_key),
+            },
             _ => {
-                if source == server {
-                    if let Ok(Packet::LookupReply {
-                        address: Some(a), ..
-                    }) = Packet::decode(payload)
-                    {
-                        vouched.insert(a);
-                    }
+                if world.authentic.contains(payload) {
+                    world.vouched.insert(source);
                 }
-                client.handle_datagram(now, source, payload);
+                alice.handle_datagram(now, source, payload);
             }
         }
-        client.handle_timeout(now);
-        if let Some(t) = client.poll_timeout() {
+        alice.handle_timeout(now);
+        if let Some(t) = alice.poll_timeout() {
             assert!(t > now, "poll_timeout {t:?} is not after {now:?}");
         }
-        while let Some(t) = client.poll_transmit() {
-            assert!(t.payload.len() <= MAX_DATAGRAM);
-            assert!(
-                vouched.contains(&t.destination),
-                "sent to {} which nobody vouched for",
-                t.destination
-            );
-        }
-        while client.poll_event().is_some() {}
     }
 });

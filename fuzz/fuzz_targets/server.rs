@@ -1,18 +1,120 @@
-//! Drives a `ServerState` with a sequence of (source, time step, datagram)
-//! from the fuzzer, beside one honest client that signs in, lists and looks
-//! up through it. Checks, after every step:
+//! Drives a `ServerState` with a sequence of steps from the fuzzer, beside
+//! one honest client (a real `ClientState`) that signs in, lists and looks up
+//! through it, and Mallory, a client made by hand who holds a real session:
+//! so the fuzzer's bytes reach the server not only as datagrams from anyone
+//! but also sealed under a live session, past the handshake.
+//!
+//! Input: one flags byte (bit 0: Mallory signs in first, with a real
+//! handshake), then steps of `op, time step (u16 ms), length (u8), payload`:
+//!
+//! * op bits 0-1 pick the source address (3 is the honest client's; 0 is
+//!   Mallory's);
+//! * op bits 2-3 pick what the payload is: 0 and 1, a datagram sent as is;
+//!   2, a plaintext Mallory seals under her session and sends from the
+//!   source (a move, if it is not her address); 3, with an even first byte,
+//!   a new handshake from Mallory's address signing in as the rest of the
+//!   payload, with an odd one, the last datagram Mallory sealed, sent again
+//!   from the source (a replay).
+//!
+//! Checks, after every step:
 //! - nothing panics;
-//! - every address but the honest client's has been sent at most 3x the
-//!   bytes it sent (the fuzzer cannot forge a cookie, so none is validated);
-//! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than `now`.
+//! - every address that never proved itself (echoed a cookie, or sent a
+//!   packet that opened under a session) has been sent at most 3x the bytes
+//!   it sent: the fuzzer cannot forge a cookie;
+//! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than
+//!   `now`;
+//! - no datagram is longer than `MAX_DATAGRAM`.
 #![no_main]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use udpchat::codec::MAX_DATAGRAM;
+use udpchat::crypto::StaticKeypair;
 use udpchat::{ClientConfig, ClientState, ServerConfig, ServerState};
+
+#[path = "../../examples/common/raw_session.rs"]
+mod raw_session;
+
+use raw_session::RawSession;
+
+/// Mallory, by hand: her identity, her session once signed in, the last
+/// datagram she sealed, and how many handshakes she has made.
+struct Mallory {
+    identity: StaticKeypair,
+    session: Option<RawSession>,
+    last: Vec<u8>,
+    handshakes: u32,
+}
+
+impl Mallory {
+    /// Signs in as `name` from `from` through a real Hello, Retry and
+    /// handshake; keeps the session if the server accepts. Every datagram the
+    /// server sends is counted in `sent`.
+    fn sign_in(
+        &mut self,
+        server: &mut ServerState,
+        now: Instant,
+        from: SocketAddr,
+        name: &str,
+        sent: &mut HashMap<SocketAddr, usize>,
+    ) {
+        self.handshakes = self.handshakes.wrapping_add(1);
+        let request = self.handshakes;
+        let Ok(hello) = raw_session::hello(request) else {
+            return;
+        };
+        let Some(retry) = exchange(server, now, from, &hello, sent) else {
+            return;
+        };
+        let Ok((cookie, key)) = raw_session::read_retry(&retry, request) else {
+            return;
+        };
+        let mut seed = [0x3a; 32];
+        seed[..4].copy_from_slice(&request.to_be_bytes());
+        let Ok((handshake, init)) =
+            raw_session::server_init(&self.identity, &key, &cookie, request, seed, request, name)
+        else {
+            return;
+        };
+        if let Some(resp) = exchange(server, now, from, &init, sent)
+            && handshake.answers(&resp)
+            && let Ok(session) = handshake.finish(&resp)
+        {
+            self.session = Some(session);
+        }
+    }
+}
+
+/// Hands `datagram` from `from` to the server and returns the first reply to
+/// `from`, if any; every reply is counted in `sent` (and the others stay
+/// queued for the caller).
+fn exchange(
+    server: &mut ServerState,
+    now: Instant,
+    from: SocketAddr,
+    datagram: &[u8],
+    sent: &mut HashMap<SocketAddr, usize>,
+) -> Option<Vec<u8>> {
+    server.handle_datagram(now, from, datagram);
+    let mut others = Vec::new();
+    let mut reply = None;
+    while let Some(t) = server.poll_transmit() {
+        assert!(t.payload.len() <= MAX_DATAGRAM);
+        *sent.entry(t.destination).or_default() += t.payload.len();
+        if t.destination == from && reply.is_none() {
+            reply = Some(t.payload.to_vec());
+        } else {
+            others.push(t);
+        }
+    }
+    // Replies to others (a probe to a name's holder) are not delivered:
+    // their bytes are counted, which is what the checks need.
+    drop(others);
+    reply
+}
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
@@ -24,18 +126,35 @@ fuzz_target!(|data: &[u8]| {
         "[2001:db8::1]:7000".parse().unwrap(),
         honest_addr,
     ];
-    let mut server = ServerState::new(ServerConfig::with_secret([9; 16]), start);
-    let mut honest = ClientState::new(ClientConfig::new("Honest", server_addr), start, 1).unwrap();
+    let mallory_addr = sources[0];
+    let mut server = ServerState::new(ServerConfig::new([9; 32], [10; 32]), start);
+    let honest_config = ClientConfig::new("Honest", server_addr, [1; 32]);
+    let mut honest = ClientState::new(honest_config, start, [2; 32]).unwrap();
     let mut now = start;
     let mut received: HashMap<SocketAddr, usize> = HashMap::new();
     let mut sent: HashMap<SocketAddr, usize> = HashMap::new();
+    // Addresses that proved themselves: exempt from the 3x rule.
+    let mut proven: HashSet<SocketAddr> = HashSet::from([honest_addr]);
+    let mut mallory = Mallory {
+        identity: StaticKeypair::from_secret([5; 32]),
+        session: None,
+        last: Vec::new(),
+        handshakes: 0,
+    };
 
-    let mut rest = data;
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    if flags & 1 == 1 {
+        proven.insert(mallory_addr);
+        mallory.sign_in(&mut server, now, mallory_addr, "Mallory", &mut sent);
+    }
     while rest.len() >= 4 {
-        let source = sources[usize::from(rest[0] & 3)];
+        let op = rest[0];
+        let source = sources[usize::from(op & 3)];
         let step = Duration::from_millis(u64::from(u16::from_be_bytes([rest[1], rest[2]])));
         let len = usize::from(rest[3]).min(rest.len() - 4);
-        let datagram = &rest[4..4 + len];
+        let payload = &rest[4..4 + len];
         rest = &rest[4 + len..];
 
         now += step;
@@ -45,8 +164,33 @@ fuzz_target!(|data: &[u8]| {
         if rest.len() % 11 == 0 {
             let _ = honest.send(now, "Honest", "hi");
         }
-        *received.entry(source).or_default() += datagram.len();
-        server.handle_datagram(now, source, datagram);
+        match (op >> 2) & 3 {
+            2 => {
+                if let Some(session) = mallory.session.as_mut()
+                    && session.seal_plaintext(payload, &mut mallory.last).is_ok()
+                {
+                    // Authenticated: the server may move her session here.
+                    proven.insert(source);
+                    *received.entry(source).or_default() += mallory.last.len();
+                    server.handle_datagram(now, source, &mallory.last);
+                }
+            }
+            3 => match payload.split_first() {
+                Some((&first, name)) if first % 2 == 0 => {
+                    proven.insert(mallory_addr);
+                    let name = String::from_utf8_lossy(name);
+                    mallory.sign_in(&mut server, now, mallory_addr, &name, &mut sent);
+                }
+                _ => {
+                    *received.entry(source).or_default() += mallory.last.len();
+                    server.handle_datagram(now, source, &mallory.last);
+                }
+            },
+            _ => {
+                *received.entry(source).or_default() += payload.len();
+                server.handle_datagram(now, source, payload);
+            }
+        }
         server.handle_timeout(now);
         if let Some(t) = server.poll_timeout() {
             assert!(t > now, "server poll_timeout {t:?} is not after {now:?}");
@@ -69,7 +213,7 @@ fuzz_target!(|data: &[u8]| {
             }
             while let Some(t) = server.poll_transmit() {
                 moved = true;
-                assert!(t.payload.len() <= udpchat::codec::MAX_DATAGRAM);
+                assert!(t.payload.len() <= MAX_DATAGRAM);
                 *sent.entry(t.destination).or_default() += t.payload.len();
                 if t.destination == honest_addr {
                     honest.handle_datagram(now, server_addr, &t.payload);
@@ -82,7 +226,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for (addr, &out) in &sent {
-            if *addr == honest_addr {
+            if proven.contains(addr) {
                 continue;
             }
             let got = received.get(addr).copied().unwrap_or(0);
