@@ -177,3 +177,60 @@ fn a_peer_that_restarts_its_client_is_reached_again() {
         );
     });
 }
+
+/// More senders than the receiver keeps streams for, in waves with quiet
+/// spells between: a stream is forgotten only when that cannot show anything
+/// twice, so under this load a message may fail (its sender is told), but
+/// none is shown twice, none is acknowledged without being shown, and each
+/// wave gets through as far as there is room once the last one went quiet.
+#[test]
+fn more_senders_than_receive_streams_never_shows_twice() {
+    const SENDERS: usize = 6;
+    for_seeds(10, |seed| {
+        let mut sim = Sim::new(seed);
+        sim.add_client_as("Bob", "Bob", |c| c.max_receive_streams = 3);
+        let names: Vec<String> = (0..SENDERS).map(|i| format!("Sender{i}")).collect();
+        for n in &names {
+            sim.add_client(n);
+        }
+        let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+        all.push("Bob");
+        sim.wait_signed_in(&all, secs(15));
+        let mut sent: Vec<(String, String, CommandId)> = Vec::new();
+        for wave in 0..3 {
+            for n in &names {
+                let text = format!("wave {wave} from {n}");
+                let id = sim.send(n, "Bob", &text);
+                sent.push((n.clone(), text, id));
+            }
+            sim.run_until("the wave settles", secs(40), |s| {
+                sent.iter().all(|(n, _, id)| s.settled(n, *id))
+            });
+            // Long enough for every stream to go stale.
+            sim.run_for(secs(90));
+        }
+        let got = sim.received("Bob");
+        for (n, text, id) in &sent {
+            let times = got
+                .iter()
+                .filter(|(from, _, t)| from == n && t == text)
+                .count();
+            assert!(times <= 1, "seed {seed}: {text:?} shown {times} times");
+            if sim.delivered(n, *id) {
+                assert_eq!(times, 1, "seed {seed}: {text:?} acknowledged, never shown");
+            }
+        }
+        // After each quiet spell the stale streams make room: in every wave
+        // at least as many senders as Bob keeps streams for get through.
+        for wave in sent.chunks(SENDERS) {
+            let through = wave
+                .iter()
+                .filter(|(n, _, id)| sim.delivered(n, *id))
+                .count();
+            assert!(
+                through >= 3,
+                "seed {seed}: only {through} of a wave got through"
+            );
+        }
+    });
+}

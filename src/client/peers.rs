@@ -16,8 +16,9 @@
 //!   address follows its newest authenticated packet. A responder's session
 //!   is not used to send until a packet has opened under it (the initiator
 //!   has the keys), so a replayed PeerInit can never displace a working
-//!   session. At most [`MAX_SESSIONS_PER_KEY`] are kept per peer key, the
-//!   oldest going first, and none older than the reject time.
+//!   session. At most [`MAX_SESSIONS_PER_KEY`] are kept per peer key and
+//!   [`MAX_SESSIONS`] in all, the oldest going first, and none older than
+//!   the reject time.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub(crate) const MAX_VERIFYING: usize = 16;
 pub(crate) const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Sessions kept per peer key at most.
 pub(crate) const MAX_SESSIONS_PER_KEY: usize = 3;
+/// Sessions kept in all at most; beyond, the oldest goes.
+pub(crate) const MAX_SESSIONS: usize = 1024;
 
 /// An established session with a peer.
 #[derive(Debug)]
@@ -329,6 +332,17 @@ impl PeerSessions {
             let (_, oldest) = same.remove(0);
             self.sessions.remove(&oldest);
         }
+        if self.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(i, _)| *i)
+        {
+            // Its peer, if still there, makes a new handshake when it next
+            // hears nothing back.
+            self.sessions.remove(&oldest);
+        }
         self.sessions.insert(index, session);
     }
 
@@ -425,6 +439,7 @@ impl PeerSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::TransportKeys;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([192, 0, 2, 1], port))
@@ -517,6 +532,39 @@ mod tests {
         // A replay changes nothing, not even the address.
         assert_eq!(open(&mut bob, addr(9), &out), None);
         assert_eq!(bob.get(b).unwrap().addr, moved);
+    }
+
+    fn session(key: u8, created: Instant) -> PeerSession {
+        PeerSession {
+            key: PublicKey([key; 32]),
+            name: "x".into(),
+            addr: addr(1),
+            created,
+            initiator: true,
+            session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),
+            resp: None,
+        }
+    }
+
+    #[test]
+    fn sessions_are_capped_per_key_and_in_all_oldest_first() {
+        let now = Instant::now();
+        let mut s = PeerSessions::default();
+        for i in 0..5u32 {
+            s.insert(i + 1, session(7, now + Duration::from_secs(u64::from(i))));
+        }
+        assert_eq!(s.len(), MAX_SESSIONS_PER_KEY);
+        assert_eq!(s.best_for(&PublicKey([7; 32])), Some(5), "the newest stays");
+        let mut s = PeerSessions::default();
+        for i in 0..=u32::try_from(MAX_SESSIONS).unwrap() {
+            let key = u8::try_from(i % 251).unwrap();
+            s.insert(
+                i + 1,
+                session(key, now + Duration::from_millis(u64::from(i))),
+            );
+        }
+        assert!(s.len() <= MAX_SESSIONS);
+        assert!(s.get(1).is_none(), "the oldest went");
     }
 
     #[test]
