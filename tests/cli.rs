@@ -1,7 +1,10 @@
 //! Bad command lines, refused names and unusable ports: both binaries must
 //! say what is wrong, show the usage line where arguments are at fault, and
 //! exit non-zero, never panic. Every child runs under a deadline and is
-//! killed if it overstays.
+//! killed if it overstays, in a private `XDG_CONFIG_HOME` and
+//! `XDG_STATE_HOME` of its own (see `common_proc::Home`), removed after it.
+
+mod common_proc;
 
 use std::io::Read;
 use std::net::UdpSocket;
@@ -9,19 +12,34 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common_proc::{Home, is_fingerprint};
+
 const SERVER: &str = env!("CARGO_BIN_EXE_ChatServer");
 const CLIENT: &str = env!("CARGO_BIN_EXE_ChatClient");
 const SERVER_USAGE: &str = "Usage: ChatServer -sp PORT";
 const CLIENT_USAGE: &str = "Usage: ChatClient -u NAME -sip SERVER_IP -sp SERVER_PORT";
 
-/// A child that is killed when dropped.
-struct Guard(Child);
+/// A child that is killed when dropped, and the home it keeps its files in
+/// (removed after it, unless shared).
+struct Guard(
+    Child,
+    #[allow(dead_code, reason = "held for its Drop")] Home,
+);
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `bin` with its files in `home`, `NO_COLOR` set and no input.
+fn command(bin: &str, home: &Home) -> Command {
+    let mut cmd = Command::new(bin);
+    home.apply(&mut cmd)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// How a run ended.
@@ -32,18 +50,21 @@ struct Ran {
     stderr: String,
 }
 
-/// Runs `bin args` with empty standard input; fails the test if it is
-/// still running after `limit`.
+/// Runs `bin args` with empty standard input, in a home of its own; fails
+/// the test if it is still running after `limit`.
 fn run(bin: &str, args: &[&str], limit: Duration) -> Ran {
-    let child = Command::new(bin)
+    run_in(&Home::new(), bin, args, limit)
+}
+
+/// [`run`], with the files in `home`.
+fn run_in(home: &Home, bin: &str, args: &[&str], limit: Duration) -> Ran {
+    let child = command(bin, home)
         .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    let mut guard = Guard(child);
+    let mut guard = Guard(child, home.clone());
     let mut out = guard.0.stdout.take().expect("piped");
     let mut err = guard.0.stderr.take().expect("piped");
     let out_thread = thread::spawn(move || {
@@ -221,18 +242,19 @@ fn unanswered_sign_in_says_so_and_exits_non_zero() {
 }
 
 /// Starts `ChatServer -sp 0 --bind 127.0.0.1` and returns it with its port,
-/// read from the `Listening on` line that follows `Server Initialized...`.
+/// read from the `Listening on` line that follows `Server Initialized...`,
+/// once it has printed its key's fingerprint.
 fn start_server() -> (Guard, u16) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(SERVER)
+    let home = Home::new();
+    let mut child = command(SERVER, &home)
         .args(["-sp", "0", "--bind", "127.0.0.1", "-q"])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start ChatServer");
     let out = child.stdout.take().expect("piped");
-    let guard = Guard(child);
+    let guard = Guard(child, home);
     let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -252,23 +274,32 @@ fn start_server() -> (Guard, u16) {
         .strip_prefix("Listening on 127.0.0.1:")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected second line {second:?}"));
+    let third = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no fingerprint line");
+    assert!(
+        common_proc::parse_server_fingerprint(&third).is_some(),
+        "unexpected third line {third:?}"
+    );
     (guard, port)
 }
 
-/// A client signed in as `name` at the server on `port`, its input held
-/// open; returned once it shows its first prompt.
+/// A client signed in as `name` at the server on `port` (for the first time:
+/// in a home of its own), its input held open; returned once it shows its
+/// first prompt.
 fn signed_in_client(port: &str, name: &str) -> Guard {
-    let mut holder = Command::new(CLIENT)
+    let home = Home::new();
+    let mut holder = command(CLIENT, &home)
         .args(["-u", name, "-sip", "127.0.0.1", "-sp", port])
-        .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start holder");
     let mut out = holder.stdout.take().expect("piped");
-    let holder = Guard(holder);
-    // Signed in once the first prompt shows, after the two sign-in lines.
+    let holder = Guard(holder, home);
+    // Signed in once the first prompt shows, after the two sign-in lines
+    // and the server's key, pinned at this first sign-in.
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     while !seen.ends_with(b"+> ") {
@@ -278,11 +309,16 @@ fn signed_in_client(port: &str, name: &str) -> Guard {
     let seen = String::from_utf8_lossy(&seen);
     // The client shows its name as it signs in: in NFC.
     let name = udpchat::name::normalize(name);
-    assert_eq!(
-        seen,
-        format!(
-            "<\u{2013} Signing in to 127.0.0.1:{port} as {name}...\n<\u{2013} Signed in as {name}\n+> "
-        )
+    let expected_start = format!(
+        "<\u{2013} Signing in to 127.0.0.1:{port} as {name}...\n<\u{2013} Signed in as {name}\n\
+         <\u{2013} Server key fingerprint: "
+    );
+    let fingerprint = seen
+        .strip_prefix(&expected_start)
+        .and_then(|rest| rest.strip_suffix(" (first sign-in here; remembered)\n+> "));
+    assert!(
+        fingerprint.is_some_and(is_fingerprint),
+        "unexpected sign-in output {seen:?}"
     );
     holder
 }
@@ -421,14 +457,14 @@ fn a_name_may_start_with_a_dash_but_u_needs_a_name() {
 
 #[test]
 fn the_server_resolves_bind_names_and_always_says_where_it_listens() {
-    let child = Command::new(SERVER)
+    let home = Home::new();
+    let child = command(SERVER, &home)
         .args(["-sp", "0", "--bind", "localhost", "-q"])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ChatServer");
-    let mut guard = Guard(child);
+    let mut guard = Guard(child, home.clone());
     let mut out = guard.0.stdout.take().expect("piped");
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
@@ -452,14 +488,13 @@ fn the_server_resolves_bind_names_and_always_says_where_it_listens() {
         .and_then(|s| s.local_addr())
         .expect("a free port")
         .port();
-    let child = Command::new(SERVER)
+    let child = command(SERVER, &home)
         .args(["-sp", &port.to_string(), "--bind", "127.0.0.1", "-q"])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ChatServer");
-    let mut guard = Guard(child);
+    let mut guard = Guard(child, home.clone());
     let mut out = guard.0.stdout.take().expect("piped");
     let mut seen = Vec::new();
     while seen.iter().filter(|b| **b == b'\n').count() < 2 {

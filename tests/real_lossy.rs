@@ -12,10 +12,16 @@
 //! tool fails them: they never pass without having run.
 //!
 //! Retransmissions are counted by the kernel, not by the client: the inner
-//! scenario adds an nftables counter on the output hook for datagrams from
-//! Alice's port to Bob's (duplication happens later, at ingress, so it is not
-//! counted). Each message fits one datagram, so datagrams sent less messages
-//! is the number of retransmissions.
+//! scenario adds nftables counters on the output hook for datagrams between
+//! Alice's port and Bob's (duplication happens later, at ingress, so it is
+//! not counted). Since protocol v2 everything between peers after the Noise
+//! handshake is a `Sealed` datagram (type byte 0x05), so the counters look at
+//! the type byte and the size: a sealed message fragment is at least 55
+//! bytes of UDP payload (15 of header, 24 of the smallest `Message` with
+//! text, 16 of tag), a sealed `Ack` 44 and an empty sealed packet (which
+//! confirms a session) 31. Each message fits one datagram, so message
+//! datagrams sent less messages is the number of retransmissions; Alice's
+//! handshake datagrams (`PeerInit`, 0x06) are counted apart.
 
 mod common_proc;
 
@@ -35,9 +41,11 @@ const RESULT: &str = "LOSSY-RESULT";
 struct Outcome {
     messages: usize,
     elapsed_ms: u128,
-    /// Datagrams Alice's socket sent to Bob's.
+    /// Sealed message datagrams Alice's socket sent to Bob's.
     datagrams: u64,
-    /// Datagrams Bob's socket sent to Alice's (acknowledgements).
+    /// Handshake datagrams (PeerInit) Alice's socket sent to Bob's.
+    handshakes: u64,
+    /// Sealed datagrams Bob's socket sent to Alice's (acknowledgements).
     acks: u64,
     /// "not delivered" reports for messages Bob did show (all their
     /// acknowledgements lost).
@@ -118,6 +126,7 @@ fn run_in_lossy_netns(messages: usize) -> Outcome {
         messages: field("messages").parse().expect("messages"),
         elapsed_ms: field("elapsed_ms").parse().expect("elapsed_ms"),
         datagrams: field("datagrams").parse().expect("datagrams"),
+        handshakes: field("handshakes").parse().expect("handshakes"),
         acks: field("acks").parse().expect("acks"),
         false_failures: field("false_failures").parse().expect("false_failures"),
     }
@@ -126,11 +135,13 @@ fn run_in_lossy_netns(messages: usize) -> Outcome {
 fn report(outcome: &Outcome) -> String {
     format!(
         "{} messages at 25% loss, 10% duplication: all shown exactly once, in order, after {} ms; \
-         Alice sent {} datagrams to Bob ({} retransmissions), Bob sent {} acknowledgement datagrams{}",
+         Alice sent {} message datagrams to Bob ({} retransmissions) and {} handshake datagrams, \
+         Bob sent {} acknowledgement datagrams{}",
         outcome.messages,
         outcome.elapsed_ms,
         outcome.datagrams,
         outcome.retransmissions(),
+        outcome.handshakes,
         outcome.acks,
         if outcome.false_failures == 0 {
             String::new()
@@ -148,7 +159,21 @@ fn report(outcome: &Outcome) -> String {
 fn lossy_50_messages_shown_exactly_once_in_order() {
     let outcome = run_in_lossy_netns(50);
     assert_eq!(outcome.messages, 50);
+    check_counts(&outcome);
     println!("{}", report(&outcome));
+}
+
+/// What the kernel counted must fit what Bob showed: every message went at
+/// least once, sealed, after at least one handshake, and was acknowledged
+/// (Bob was shown it, so he sent an acknowledgement for it at least once).
+fn check_counts(outcome: &Outcome) {
+    let text = report(outcome);
+    assert!(
+        outcome.datagrams >= outcome.messages as u64,
+        "fewer message datagrams than messages: {text}"
+    );
+    assert!(outcome.handshakes >= 1, "no handshake counted: {text}");
+    assert!(outcome.acks >= 1, "no acknowledgement counted: {text}");
 }
 
 #[test]
@@ -156,6 +181,7 @@ fn lossy_50_messages_shown_exactly_once_in_order() {
 fn lossy_60_messages_timing() {
     let outcome = run_in_lossy_netns(60);
     assert_eq!(outcome.messages, 60);
+    check_counts(&outcome);
     let text = report(&outcome);
     println!("{text}");
     // The harness hides a passing test's output; .ci/run prints this file.
@@ -163,15 +189,23 @@ fn lossy_60_messages_timing() {
     std::fs::write(path, format!("{text}\n")).expect("write the timing report");
 }
 
+/// A UDP length (8 header bytes and the payload) above that of a sealed
+/// `Ack` (8 + 44): only a sealed message fragment is longer.
+const LONGER_THAN_AN_ACK: u16 = 8 + 44;
+
 /// Adds kernel counters for datagrams between two local ports, in the
-/// namespace this process runs in.
+/// namespace this process runs in, in this order: Alice's sealed message
+/// datagrams to Bob, her handshakes (PeerInit) to Bob, and Bob's sealed
+/// datagrams to Alice. `@th,64,8` is the first byte of the UDP payload: the
+/// packet type.
 fn add_counters(alice: u16, bob: u16) {
     let rules = format!(
         "table inet udpchat_count {{\n\
            chain out {{\n\
              type filter hook output priority 0; policy accept;\n\
-             udp sport {alice} udp dport {bob} counter\n\
-             udp sport {bob} udp dport {alice} counter\n\
+             udp sport {alice} udp dport {bob} @th,64,8 0x05 udp length > {LONGER_THAN_AN_ACK} counter\n\
+             udp sport {alice} udp dport {bob} @th,64,8 0x06 counter\n\
+             udp sport {bob} udp dport {alice} @th,64,8 0x05 counter\n\
            }}\n\
          }}\n"
     );
@@ -192,8 +226,8 @@ fn add_counters(alice: u16, bob: u16) {
     assert!(status.success(), "nft could not add the counters");
 }
 
-/// The two counters' packet counts, in rule order.
-fn read_counters() -> (u64, u64) {
+/// The three counters' packet counts, in rule order.
+fn read_counters() -> (u64, u64, u64) {
     let out = Command::new("nft")
         .args(["list", "chain", "inet", "udpchat_count", "out"])
         .output()
@@ -206,8 +240,8 @@ fn read_counters() -> (u64, u64) {
             rest.split_whitespace().next()?.parse().ok()
         })
         .collect();
-    assert_eq!(counts.len(), 2, "unexpected nft listing:\n{text}");
-    (counts[0], counts[1])
+    assert_eq!(counts.len(), 3, "unexpected nft listing:\n{text}");
+    (counts[0], counts[1], counts[2])
 }
 
 /// Runs inside the namespace (started by the tests above, never on its own):
@@ -261,7 +295,7 @@ fn inner_lossy_scenario() {
         alice.transcript(),
         bob.transcript()
     );
-    let (datagrams, acks) = read_counters();
+    let (datagrams, handshakes, acks) = read_counters();
 
     // End of input: Alice finishes and signs out, then Bob. Late duplicates
     // would show up in Bob's output before he exits.
@@ -301,7 +335,8 @@ fn inner_lossy_scenario() {
         .filter(|r| r.contains("not delivered"))
         .count();
     println!(
-        "{RESULT} messages={n} elapsed_ms={} datagrams={datagrams} acks={acks} false_failures={false_failures}",
+        "{RESULT} messages={n} elapsed_ms={} datagrams={datagrams} handshakes={handshakes} \
+         acks={acks} false_failures={false_failures}",
         elapsed.as_millis(),
     );
 }

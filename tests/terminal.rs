@@ -6,7 +6,11 @@
 //! tmux is required, so a plain `cargo test` lists these tests as ignored,
 //! with the reason; `cargo test -- --ignored` (as `.ci/run` does) runs them,
 //! and then a missing tmux fails them. Every wait polls with a bound; the server, Bob and the tmux
-//! server (with Alice in it) are killed by drop guards, pass or fail.
+//! server (with Alice in it) are killed by drop guards, pass or fail. Each of
+//! the three keeps its keys in a private `XDG_CONFIG_HOME` and
+//! `XDG_STATE_HOME` (see `common_proc::Home`), removed with its guard.
+
+mod common_proc;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -18,10 +22,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_ChatServer");
 const CLIENT: &str = env!("CARGO_BIN_EXE_ChatClient");
+use common_proc::{Home, is_fingerprint};
+
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A child process, killed on drop.
-struct Guard(Child);
+/// A child process, killed on drop, and the home it keeps its files in
+/// (removed after it).
+struct Guard(
+    Child,
+    #[allow(dead_code, reason = "held for its Drop")] Home,
+);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -31,9 +41,11 @@ impl Drop for Guard {
 }
 
 /// A private tmux server (its own socket file), killed and its socket
-/// removed on drop.
+/// removed on drop; the client in its pane keeps its files in `home`
+/// (removed after the tmux server is killed).
 struct Tmux {
     socket: PathBuf,
+    home: Home,
 }
 
 impl Tmux {
@@ -44,6 +56,7 @@ impl Tmux {
         let name = format!("udpchat-test-{}-{nanos}.sock", std::process::id());
         Tmux {
             socket: std::env::temp_dir().join(name),
+            home: Home::new(),
         }
     }
 
@@ -153,7 +166,9 @@ impl Collected {
 
 /// `ChatServer -sp 0 --bind 127.0.0.1` and its port.
 fn start_server() -> (Guard, u16) {
-    let mut child = Command::new(SERVER)
+    let home = Home::new();
+    let mut child = home
+        .apply(&mut Command::new(SERVER))
         .args(["-sp", "0", "--bind", "127.0.0.1"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -161,7 +176,7 @@ fn start_server() -> (Guard, u16) {
         .spawn()
         .expect("start ChatServer");
     let out = child.stdout.take().expect("piped");
-    let guard = Guard(child);
+    let guard = Guard(child, home);
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -177,14 +192,21 @@ fn start_server() -> (Guard, u16) {
         .strip_prefix("Listening on 127.0.0.1:")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected line {listening:?}"));
+    let keyed = line(&rx);
+    assert!(
+        common_proc::parse_server_fingerprint(&keyed).is_some(),
+        "unexpected line {keyed:?}"
+    );
     // Keep draining so the server never blocks on a full pipe.
     thread::spawn(move || while rx.recv().is_ok() {});
     (guard, port)
 }
 
-/// A piped client.
+/// A piped client, in a home of its own.
 fn start_piped_client(name: &str, port: u16) -> (Guard, ChildStdin, Collected) {
-    let mut child = Command::new(CLIENT)
+    let home = Home::new();
+    let mut child = home
+        .apply(&mut Command::new(CLIENT))
         .args(["-u", name, "-sip", "127.0.0.1", "-sp", &port.to_string()])
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
@@ -194,7 +216,19 @@ fn start_piped_client(name: &str, port: u16) -> (Guard, ChildStdin, Collected) {
         .expect("start ChatClient");
     let stdin = child.stdin.take().expect("piped");
     let out = Collected::spawn(child.stdout.take().expect("piped"));
-    (Guard(child), stdin, out)
+    (Guard(child, home), stdin, out)
+}
+
+/// Whether a piped client's output ends with its first prompt, after
+/// `Signed in as NAME` and the server's key, pinned at this first sign-in.
+fn at_first_prompt(text: &str, name: &str) -> bool {
+    let Some(rest) = text.strip_suffix(" (first sign-in here; remembered)\n+> ") else {
+        return false;
+    };
+    let Some((before, fingerprint)) = rest.rsplit_once("<\u{2013} Server key fingerprint: ") else {
+        return false;
+    };
+    is_fingerprint(fingerprint) && before.ends_with(&format!("<\u{2013} Signed in as {name}\n"))
 }
 
 #[test]
@@ -268,11 +302,11 @@ fn alice_at_a_terminal() -> (Guard, Guard, ChildStdin, Collected, Tmux) {
     }
     let (server, port) = start_server();
     let (bob, bob_in, bob_out) = start_piped_client("Bob", port);
-    bob_out.wait_for("Bob's first prompt", |t| {
-        t.ends_with("Signed in as Bob\n+> ")
-    });
+    bob_out.wait_for("Bob's first prompt", |t| at_first_prompt(t, "Bob"));
     let tmux = Tmux::new();
     let port_arg = port.to_string();
+    let config_home = format!("XDG_CONFIG_HOME={}", tmux.home.config_home().display());
+    let state_home = format!("XDG_STATE_HOME={}", tmux.home.state_home().display());
     tmux.run(&[
         "new-session",
         "-d",
@@ -282,6 +316,11 @@ fn alice_at_a_terminal() -> (Guard, Guard, ChildStdin, Collected, Tmux) {
         "200",
         "-y",
         "50",
+        // The pane's environment is the tmux server's: set Alice's home
+        // for her command alone.
+        "env",
+        &config_home,
+        &state_home,
         "sh",
         "-c",
         "\"$0\" \"$@\"; echo \"EXIT=$?\"; sleep 600",
@@ -294,6 +333,21 @@ fn alice_at_a_terminal() -> (Guard, Guard, ChildStdin, Collected, Tmux) {
         &port_arg,
     ]);
     tmux.wait_screen("Alice's prompt", |s| s.iter().any(|l| l == "+>"));
+    // Her first sign-in here: the server's key was pinned in her home.
+    let screen = tmux.screen();
+    assert!(
+        screen.iter().any(|l| {
+            l.strip_prefix("<\u{2013} Server key fingerprint: ")
+                .and_then(|r| r.strip_suffix(" (first sign-in here; remembered)"))
+                .is_some_and(is_fingerprint)
+        }),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        tmux.home.client_dir().join("known_servers").is_file(),
+        "Alice did not pin the server's key in her own home"
+    );
     (server, bob, bob_in, bob_out, tmux)
 }
 

@@ -117,26 +117,29 @@ struct Args {
 
 /// Where the keys live, and the peers' keys read so far.
 struct Keys {
-    known_servers: KnownKeys,
-    known_peers: KnownKeys,
+    /// `None` without a config directory: nothing is remembered.
+    known_servers: Option<KnownKeys>,
+    known_peers: Option<KnownKeys>,
     /// `known_peers`, read once at start and kept in step with the file.
     peers: HashMap<String, [u8; 32]>,
     /// The server's address as `known_servers` names it.
     server: String,
     /// The server key was pinned before this run.
     pinned: bool,
+    /// `--accept-new-server-key` replaced a pin.
+    replacing: bool,
 }
 
 impl Keys {
-    /// The name `known_peers` files a peer under.
+    /// The entry `known_peers` files a peer under: its name key in hex, so
+    /// names that differ only in ways the directory ignores share one entry
+    /// and every name makes a valid, unambiguous one.
     fn peer_entry(name: &str) -> String {
-        let key = NameKey::new(name);
-        let s = key.as_str();
-        if s.starts_with('#') {
-            s.bytes().map(|b| format!("{b:02x}")).collect()
-        } else {
-            s.to_owned()
-        }
+        NameKey::new(name)
+            .as_str()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -605,13 +608,24 @@ impl App {
             return;
         };
         self.keys.pinned = true;
-        let body = match self.keys.known_servers.set(&self.keys.server, &key.0) {
-            Ok(()) => format!(
-                "Server key fingerprint: {} (first sign-in here; remembered)",
-                key.fingerprint()
-            ),
-            Err(e) => format!(
-                "Server key fingerprint: {} (could not remember it: {e})",
+        let how = if self.keys.replacing {
+            "new key accepted"
+        } else {
+            "first sign-in here"
+        };
+        let body = match &self.keys.known_servers {
+            Some(file) => match file.set(&self.keys.server, &key.0) {
+                Ok(()) => format!(
+                    "Server key fingerprint: {} ({how}; remembered)",
+                    key.fingerprint()
+                ),
+                Err(e) => format!(
+                    "Server key fingerprint: {} ({how}; could not remember it: {e})",
+                    key.fingerprint()
+                ),
+            },
+            None => format!(
+                "Server key fingerprint: {} ({how}; not remembered: no config directory)",
                 key.fingerprint()
             ),
         };
@@ -638,11 +652,11 @@ impl App {
             None => {}
         }
         self.keys.peers.insert(entry.clone(), key.0);
-        if let Err(e) = self.keys.known_peers.set(&entry, &key.0) {
-            self.say(&format!(
-                "Could not remember {}'s key: {e}",
-                self.style.name(from)
-            ));
+        if let Some(file) = &self.keys.known_peers
+            && let Err(e) = file.set(&entry, &key.0)
+        {
+            let body = format!("Could not remember {}'s key: {e}", self.style.name(from));
+            self.say(&body);
         }
     }
 
@@ -857,13 +871,21 @@ fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)
     if identity == [0; 32] {
         return Err(io::Error::other("no randomness for a new identity"));
     }
-    // Without a config directory (no HOME), keys are not remembered.
-    let base = dir.unwrap_or_else(|_| std::env::temp_dir().join("udpchat-unremembered"));
-    let known_servers = KnownKeys::new(base.join("known_servers"));
-    let known_peers = KnownKeys::new(base.join("known_peers"));
+    // Without a config directory (no HOME), keys are kept for this run only.
+    let base = dir.ok();
+    let known_servers = base
+        .as_ref()
+        .map(|d| KnownKeys::new(d.join("known_servers")));
+    let known_peers = base.as_ref().map(|d| KnownKeys::new(d.join("known_peers")));
     let server_name = server.to_string();
-    let pinned = known_servers.get(&server_name)?;
-    let peers = known_peers.read()?.into_iter().collect();
+    let pinned = match &known_servers {
+        Some(file) => file.get(&server_name)?,
+        None => None,
+    };
+    let peers = match &known_peers {
+        Some(file) => file.read()?.into_iter().collect(),
+        None => HashMap::new(),
+    };
     let mut config = ClientConfig::new(args.name.clone(), server, identity);
     config.server_key = pinned
         .filter(|_| !args.accept_new_server_key)
@@ -874,6 +896,7 @@ fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)
         peers,
         server: server_name,
         pinned: config.server_key.is_some(),
+        replacing: pinned.is_some() && args.accept_new_server_key,
     };
     Ok((config, keys))
 }

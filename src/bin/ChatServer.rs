@@ -12,7 +12,7 @@
 //! made on first start (mode 0600); its fingerprint is printed after
 //! `Server Initialized...` for the operator to publish. The name → key
 //! bindings of signed-in users are kept in `--bindings FILE` (default
-//! `bindings` beside the key), rewritten atomically within seconds of a
+//! `bindings-PORT` beside the key), rewritten atomically within seconds of a
 //! change and at exit, and read back at start: for two minutes after a
 //! restart each name is reserved for its last key.
 //!
@@ -69,7 +69,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
     /// Where to keep the name → key bindings across restarts [default:
-    /// `bindings` beside the key file].
+    /// `bindings-PORT` beside the key file].
     #[arg(long, value_name = "FILE")]
     bindings: Option<PathBuf>,
     /// Do not print a line per sign-in and sign-out.
@@ -189,10 +189,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bindings_path = args
-        .bindings
-        .clone()
-        .unwrap_or_else(|| key_path.with_file_name("bindings"));
+
     let identity = keystore::load_or_create_secret(
         &key_path,
         "udpchat server key: keep it secret; clients pin its public half",
@@ -256,6 +253,10 @@ fn main() -> ExitCode {
         warn(format_args!("cannot catch Ctrl-C and SIGTERM: {e}"));
     }
 
+    // One bindings file per port: two servers of one user keep theirs apart.
+    let bindings_path = args.bindings.clone().unwrap_or_else(|| {
+        key_path.with_file_name(format!("bindings-{}", driver.local_addr().port()))
+    });
     let mut server = ServerState::new(config, Instant::now());
     say(format_args!("Server Initialized..."));
     say(format_args!("Listening on {}", driver.local_addr()));
@@ -268,7 +269,8 @@ fn main() -> ExitCode {
         Ok(bytes) => match server.restore(Instant::now(), &bytes) {
             Ok(0) => {}
             Ok(n) => say(format_args!(
-                "Restored {n} name bindings from {}: each name is kept for its key for 2 minutes",
+                "Restored {n} name binding{} from {}: each name is kept for its key for 2 minutes",
+                if n == 1 { "" } else { "s" },
                 bindings_path.display()
             )),
             Err(e) => warn(format_args!("ignoring {}: {e}", bindings_path.display())),

@@ -215,6 +215,13 @@ impl ServerLink {
         local: u32,
         remote: u32,
     ) {
+        // Trust on first use, for the rest of the run too: the key that
+        // answered the first handshake is the only one taken from now on,
+        // so a later sign-in (after a restart, or an "unknown session" in
+        // the clear that anyone could send) cannot move to another key.
+        if let Some(key) = self.server_key {
+            self.pinned.get_or_insert(key);
+        }
         self.session = Some(Session::new(keys, remote));
         self.local_index = local;
         self.previous = remote;
@@ -255,6 +262,7 @@ impl ServerLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::TransportKeys;
 
     #[test]
     fn a_retry_with_another_key_than_the_pinned_one_is_refused() {
@@ -282,6 +290,24 @@ mod tests {
         assert!(link.has_cookie(now));
         assert!(!link.has_cookie(now + COOKIE_REFRESH));
         assert_eq!(link.server_key(), Some(pinned));
+    }
+
+    #[test]
+    fn the_first_key_that_answers_is_pinned_for_the_rest_of_the_run() {
+        let now = Instant::now();
+        let mut link = ServerLink::new(None);
+        // Before a session, a Retry may show any key (the last one counts).
+        assert_eq!(link.on_retry(now, b"a", &[2; 32]), Ok(true));
+        assert_eq!(link.on_retry(now, b"b", &[3; 32]), Ok(true));
+        link.establish(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1, 2);
+        link.drop_session();
+        assert_eq!(
+            link.on_retry(now, b"c", &[4; 32]),
+            Err(LinkError::KeyChanged {
+                pinned: PublicKey([3; 32]),
+                offered: PublicKey([4; 32])
+            })
+        );
     }
 
     #[test]

@@ -5,12 +5,24 @@
 //! a failing test leaves no process behind. Output is read by one thread per
 //! pipe, so a child never blocks on a full pipe and the test never blocks on
 //! a read.
+//!
+//! Keys and remembered keys: every child gets a [`Home`] of its own (a fresh
+//! `XDG_CONFIG_HOME` and `XDG_STATE_HOME` under the system's temporary
+//! directory, removed when the child's [`Proc`] is dropped), so no test
+//! writes to the real home directory and no two children share an identity,
+//! a server key, name bindings or `known_servers`/`known_peers` by accident.
+//! A test that needs them shared (a restart, two clients of one user) makes
+//! one [`Home`] and passes it to [`start_server_in`], [`start_client_in`] or
+//! [`Proc::spawn_in`].
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,6 +34,91 @@ pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_ChatClient");
 
 /// The reply marker of the output contract: `<– ` (U+2013, then a space).
 pub const REPLY: &str = "<\u{2013} ";
+
+/// The environment variables that say where the binaries keep their files.
+pub const XDG_VARS: [&str; 2] = ["XDG_CONFIG_HOME", "XDG_STATE_HOME"];
+
+/// A private place for the binaries' files: `XDG_CONFIG_HOME` (the client's
+/// identities, `known_servers`, `known_peers`) and `XDG_STATE_HOME` (the
+/// server's key and bindings), both in one fresh directory under the
+/// system's temporary directory. Clones share the directory; it is removed
+/// when the last clone is dropped (after the children using it, when they
+/// are [`Proc`]s holding a clone).
+#[derive(Clone)]
+pub struct Home(Arc<HomeDir>);
+
+struct HomeDir {
+    path: PathBuf,
+}
+
+impl Drop for HomeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Home {
+    /// A new, empty home.
+    pub fn new() -> Home {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "udpchat-test-{}-{n}-{nanos:08x}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("config"))
+            .and_then(|()| std::fs::create_dir_all(path.join("state")))
+            .unwrap_or_else(|e| panic!("cannot make {}: {e}", path.display()));
+        Home(Arc::new(HomeDir { path }))
+    }
+
+    /// The directory holding everything.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// `XDG_CONFIG_HOME`.
+    pub fn config_home(&self) -> PathBuf {
+        self.path().join("config")
+    }
+
+    /// `XDG_STATE_HOME`.
+    pub fn state_home(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Where the client keeps its files: `$XDG_CONFIG_HOME/udpchat`.
+    pub fn client_dir(&self) -> PathBuf {
+        self.config_home().join("udpchat")
+    }
+
+    /// Where the server keeps its files: `$XDG_STATE_HOME/udpchat`.
+    pub fn server_dir(&self) -> PathBuf {
+        self.state_home().join("udpchat")
+    }
+
+    /// Points `cmd` at this home.
+    pub fn apply<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("XDG_CONFIG_HOME", self.config_home())
+            .env("XDG_STATE_HOME", self.state_home())
+    }
+}
+
+impl Default for Home {
+    fn default() -> Self {
+        Home::new()
+    }
+}
+
+/// Whether `cmd` was told where to keep its files already.
+pub fn has_home(cmd: &Command) -> bool {
+    cmd.get_envs()
+        .any(|(k, v)| v.is_some() && XDG_VARS.iter().any(|x| k == OsStr::new(x)))
+}
 
 /// What one reader thread has collected from a pipe.
 #[derive(Default)]
@@ -132,11 +229,31 @@ pub struct Proc {
     pub out: Stream,
     /// Its standard error.
     pub err: Stream,
+    /// Where it keeps its files; removed after the child is killed, unless
+    /// shared.
+    pub home: Home,
 }
 
 impl Proc {
-    /// Starts `cmd` with all three standard streams piped.
+    /// Starts `cmd` with all three standard streams piped, in a [`Home`] of
+    /// its own unless `cmd` sets `XDG_CONFIG_HOME` or `XDG_STATE_HOME`
+    /// itself (then the fresh home is unused).
     pub fn spawn(label: &str, cmd: &mut Command) -> Proc {
+        let home = Home::new();
+        if !has_home(cmd) {
+            home.apply(cmd);
+        }
+        Proc::start(label, cmd, home)
+    }
+
+    /// Starts `cmd` as [`Proc::spawn`] does, in `home` (shared with whoever
+    /// else holds it).
+    pub fn spawn_in(label: &str, cmd: &mut Command, home: &Home) -> Proc {
+        home.apply(cmd);
+        Proc::start(label, cmd, home.clone())
+    }
+
+    fn start(label: &str, cmd: &mut Command, home: Home) -> Proc {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -153,6 +270,7 @@ impl Proc {
             stdin,
             out,
             err,
+            home,
         }
     }
 
@@ -181,6 +299,45 @@ impl Proc {
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends the child SIGTERM (as `kill` does), which the binaries treat as
+    /// Ctrl-C: the server saves its bindings and stops, a client signs out.
+    pub fn terminate(&mut self) {
+        if self.is_running() {
+            let status = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -TERM {} failed", self.pid());
+        }
+    }
+
+    /// Kills the child (SIGKILL: a client does not sign out, a server does
+    /// not save its bindings) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits at most `timeout` for the child to exit and returns its exit
+    /// code; panics with the transcript if it does not exit, or was killed
+    /// by a signal.
+    pub fn exit_code(&mut self, timeout: Duration) -> i32 {
+        match self.wait_exit(timeout) {
+            Some(status) => status.code().unwrap_or_else(|| {
+                panic!(
+                    "{} was killed ({status})\n{}",
+                    self.label,
+                    self.transcript()
+                )
+            }),
+            None => panic!(
+                "{} did not exit within {timeout:?}\n{}",
+                self.label,
+                self.transcript()
+            ),
+        }
     }
 
     /// Waits at most `timeout` for the child to exit.
@@ -341,12 +498,51 @@ pub fn parse_message(reply: &str) -> Option<Received> {
     })
 }
 
-/// Starts `ChatServer -sp 0`, which binds a port the system picks, and
-/// waits for `Server Initialized...` and `Listening on ADDR`; returns the
-/// server and its port.
+/// Starts `ChatServer -sp 0`, which binds a port the system picks, in a
+/// [`Home`] of its own, and waits for `Server Initialized...`, `Listening
+/// on ADDR` and the key's fingerprint; returns the server and its port.
 pub fn start_server() -> (Proc, u16) {
-    let server = Proc::spawn("server", Command::new(SERVER_BIN).args(["-sp", "0"]));
-    let port = server.out.wait_for(Duration::from_secs(20), |lines| {
+    start_server_in(&Home::new(), 0, &[])
+}
+
+/// Starts `ChatServer -sp PORT ARGS...` in `home` (its key and bindings in
+/// `home`'s state directory unless `args` say otherwise) and waits as
+/// [`start_server`] does; returns the server and the port it listens on.
+/// With `port` 0 the system picks one; a given port (a restart on the port
+/// of a server just stopped) is tried again for a while if it is still in
+/// use.
+pub fn start_server_in(home: &Home, port: u16, args: &[&str]) -> (Proc, u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut server = Proc::spawn_in(
+            "server",
+            Command::new(SERVER_BIN)
+                .args(["-sp", &port.to_string()])
+                .args(args),
+            home,
+        );
+        match wait_listening(&server) {
+            Some(found) if found != 0 => return (server, found),
+            _ => {}
+        }
+        let in_use = server.err.text().contains("already in use");
+        if port != 0 && in_use && Instant::now() < deadline {
+            let _ = server.wait_exit(Duration::from_secs(5));
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        panic!(
+            "the server did not print `Server Initialized...`, `Listening on ADDR` and \
+             `Server key fingerprint: ...`\n{}",
+            server.transcript()
+        );
+    }
+}
+
+/// Waits for the server's start-up lines; the port it listens on, or `None`
+/// if it exited or said nothing within 20 s.
+fn wait_listening(server: &Proc) -> Option<u16> {
+    server.out.wait_for(Duration::from_secs(20), |lines| {
         let ready = lines
             .iter()
             .any(|l| l.trim_end() == "Server Initialized...");
@@ -356,30 +552,67 @@ pub fn start_server() -> (Proc, u16) {
                 .parse::<SocketAddr>()
                 .ok()
         });
-        port.filter(|_| ready).map(|a| a.port())
-    });
-    match port {
-        Some(port) if port != 0 => (server, port),
-        _ => panic!(
-            "the server did not print `Server Initialized...` and `Listening on ADDR`\n{}",
-            server.transcript()
-        ),
-    }
+        let keyed = lines.iter().any(|l| parse_server_fingerprint(l).is_some());
+        port.filter(|_| ready && keyed).map(|a| a.port())
+    })
 }
 
-/// Starts `ChatClient -u NAME -sip 127.0.0.1 -sp PORT`.
+/// A key fingerprint as the binaries print it: five groups of four
+/// lowercase hex digits, separated by single spaces.
+pub fn is_fingerprint(s: &str) -> bool {
+    let groups: Vec<&str> = s.split(' ').collect();
+    groups.len() == 5
+        && groups.iter().all(|g| {
+            g.len() == 4
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The fingerprint in the server's `Server key fingerprint: XXXX XXXX XXXX
+/// XXXX XXXX (in PATH)` line, and the path; `None` for any other line.
+pub fn parse_server_fingerprint(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix("Server key fingerprint: ")?;
+    let (fingerprint, path) = rest.split_once(" (in ")?;
+    let path = path.trim_end().strip_suffix(')')?;
+    is_fingerprint(fingerprint).then(|| (fingerprint.to_string(), path.to_string()))
+}
+
+/// The fingerprint the server printed at start.
+pub fn server_fingerprint(server: &Proc) -> String {
+    server
+        .out
+        .lines()
+        .iter()
+        .find_map(|l| parse_server_fingerprint(l))
+        .map(|(f, _)| f)
+        .unwrap_or_else(|| panic!("no fingerprint line\n{}", server.transcript()))
+}
+
+/// Starts `ChatClient -u NAME -sip 127.0.0.1 -sp PORT` in a [`Home`] of its
+/// own.
 pub fn start_client(name: &str, server_port: u16) -> Proc {
-    Proc::spawn(
+    Proc::spawn(name, &mut client_command(name, server_port, &[]))
+}
+
+/// Starts `ChatClient -u NAME -sip 127.0.0.1 -sp PORT ARGS...` in `home`:
+/// with the identity and the remembered keys kept there.
+pub fn start_client_in(home: &Home, name: &str, server_port: u16, args: &[&str]) -> Proc {
+    Proc::spawn_in(name, &mut client_command(name, server_port, args), home)
+}
+
+fn client_command(name: &str, server_port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(CLIENT_BIN);
+    cmd.args([
+        "-u",
         name,
-        Command::new(CLIENT_BIN).args([
-            "-u",
-            name,
-            "-sip",
-            "127.0.0.1",
-            "-sp",
-            &server_port.to_string(),
-        ]),
-    )
+        "-sip",
+        "127.0.0.1",
+        "-sp",
+        &server_port.to_string(),
+    ])
+    .args(args);
+    cmd
 }
 
 /// Has `asker` list the users until the list is exactly `expected` (others
