@@ -853,36 +853,18 @@ impl Sim {
             ),
             other => panic!("sign-in of {name}: expected Retry, got {other:?}"),
         };
-        let key = udpchat::StaticKeypair::from_secret(self.identity_of(name));
-        let payload = Packet::SignIn {
-            request: 2,
-            name,
-            replaces: 0,
-        }
-        .to_bytes()
-        .expect("encodes");
-        let (initiator, msg1) = udpchat::crypto::Initiator::start(
-            &key,
-            &server_key,
-            udpchat::server::SERVER_PROLOGUE,
-            bytes32(fnv(name.as_bytes())),
-            &payload,
-        )
-        .expect("handshake starts");
-        let init = Packet::ServerInit {
-            cookie: &cookie,
-            sender: 1,
-            handshake: &msg1,
-        }
-        .to_bytes()
-        .expect("encodes");
+        let secret = self.identity_of(name);
+        let seed = bytes32(fnv(name.as_bytes()));
+        let (initiator, init) = raw::server_init(secret, &server_key, name, &cookie, 1, seed);
         let reply = self.server_exchange(now, addr, &init);
         let Ok(Packet::ServerResp { handshake, .. }) = Packet::decode(&reply) else {
             panic!("sign-in of {name}: expected ServerResp");
         };
         let (answer, _) = initiator.finish(handshake).expect("handshake finishes");
         match Packet::decode(&answer) {
-            Ok(Packet::SignInAccepted { .. }) => key.public(),
+            Ok(Packet::SignInAccepted { .. }) => {
+                udpchat::StaticKeypair::from_secret(secret).public()
+            }
             other => panic!("sign-in of {name}: expected SignInAccepted, got {other:?}"),
         }
     }

@@ -48,6 +48,42 @@ impl RawSession {
     }
 }
 
+/// Message 1 of a sign-in as `name` with the key `secret`, to the server's
+/// `server_key`, and the ServerInit that carries it (index `sender`).
+pub fn server_init(
+    secret: [u8; 32],
+    server_key: &PublicKey,
+    name: &str,
+    cookie: &[u8],
+    sender: u32,
+    seed: [u8; 32],
+) -> (Initiator, Vec<u8>) {
+    let payload = Packet::SignIn {
+        request: 2,
+        name,
+        replaces: 0,
+    }
+    .to_bytes()
+    .expect("encodes");
+    let me = StaticKeypair::from_secret(secret);
+    let (initiator, msg1) = Initiator::start(
+        &me,
+        server_key,
+        udpchat::server::SERVER_PROLOGUE,
+        seed,
+        &payload,
+    )
+    .expect("handshake starts");
+    let init = Packet::ServerInit {
+        cookie,
+        sender,
+        handshake: &msg1,
+    }
+    .to_bytes()
+    .expect("encodes");
+    (initiator, init.to_vec())
+}
+
 /// What a hand-made sign-in got.
 pub enum Signed {
     /// Accepted: the session.
@@ -78,30 +114,10 @@ impl Sim {
             return Signed::Nothing;
         };
         let server_key = PublicKey(key.try_into().expect("a 32-byte key"));
-        let payload = Packet::SignIn {
-            request: 2,
-            name,
-            replaces: 0,
-        }
-        .to_bytes()
-        .expect("encodes");
-        let me = StaticKeypair::from_secret(secret);
         let seed = bytes32(fnv(label.as_bytes()) ^ self.steps());
-        let (initiator, msg1) = Initiator::start(
-            &me,
-            &server_key,
-            udpchat::server::SERVER_PROLOGUE,
-            seed,
-            &payload,
-        )
-        .expect("handshake starts");
+        let (initiator, init) = server_init(secret, &server_key, name, &cookie, 77, seed);
         let seen = self.inbox(label).len();
-        let init = Packet::ServerInit {
-            cookie: &cookie,
-            sender: 77,
-            handshake: &msg1,
-        };
-        self.inject_packet(addr, SERVER_ADDR, &init);
+        self.inject(addr, SERVER_ADDR, init);
         self.run_for(secs(1));
         let resp = self.inbox(label)[seen..]
             .iter()
