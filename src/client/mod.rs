@@ -1613,7 +1613,8 @@ impl ClientState {
         if !resent && self.peers.get(&key).is_none_or(|p| p.in_flight.is_empty()) {
             // Nothing to send: an empty packet confirms the session for the
             // responder, which may not send under it before.
-            self.seal_to(index, &[]);
+            self.plain.clear();
+            self.seal_plain_to(index);
         }
     }
 
@@ -1709,15 +1710,16 @@ impl ClientState {
             .encode(&mut self.plain)
             .is_ok()
         {
-            let plain = self.plain.split().freeze();
-            self.seal_to(index, &plain);
+            self.seal_plain_to(index);
         }
     }
 
-    /// Seals `plaintext` under peer session `index` and queues it.
-    fn seal_to(&mut self, index: u32, plaintext: &[u8]) -> bool {
+    /// Seals what `self.plain` holds under peer session `index` and queues
+    /// it (the plaintext buffer is reused: nothing allocated but the
+    /// datagram).
+    fn seal_plain_to(&mut self, index: u32) -> bool {
         self.buf.clear();
-        match self.sessions.seal(index, plaintext, &mut self.buf) {
+        match self.sessions.seal(index, &self.plain, &mut self.buf) {
             Some(to) => {
                 let payload = self.buf.split().freeze();
                 self.out.push_back(Transmit {
@@ -1767,8 +1769,7 @@ impl ClientState {
         if packet.encode(&mut self.plain).is_err() {
             return false;
         }
-        let plain = self.plain.split().freeze();
-        self.seal_to(index, &plain)
+        self.seal_plain_to(index)
     }
 
     /// Sends every fragment outstanding to `key` again under `index`.
