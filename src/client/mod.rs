@@ -1637,7 +1637,6 @@ impl ClientState {
             return;
         };
         let peer_key = session.key;
-        let peer_name = session.name.clone();
         let addr = session.addr;
         if !plaintext.is_empty() {
             match Packet::decode(plaintext) {
@@ -1657,7 +1656,7 @@ impl ClientState {
                         fragments,
                         body,
                     };
-                    self.on_fragment(now, receiver, peer_key, &peer_name, addr, f);
+                    self.on_fragment(now, receiver, peer_key, addr, f);
                 }
                 Ok(Packet::Ack { stream, seq }) => self.on_ack(now, peer_key, stream, seq),
                 _ => self.stats.malformed += 1,
@@ -1671,7 +1670,6 @@ impl ClientState {
         now: Instant,
         index: u32,
         peer_key: PublicKey,
-        peer_name: &str,
         addr: SocketAddr,
         f: Fragment<'_>,
     ) {
@@ -1680,13 +1678,20 @@ impl ClientState {
         match self.inbox.on_fragment(now, peer_key.0, f) {
             Outcome::Ack(texts) => {
                 self.send_ack(index, stream, seq);
+                // The sender's name is copied only for a message shown, not
+                // for every fragment.
+                let peer_name = match (texts.is_empty(), self.sessions.get(index)) {
+                    (false, Some(session)) => session.name.clone(),
+                    _ => String::new(),
+                };
                 for text in texts {
                     self.stats.messages_received += 1;
-                    if self.senders.len() < MAX_KNOWN_SENDERS {
-                        self.senders.insert(peer_name.to_owned());
+                    if self.senders.len() < MAX_KNOWN_SENDERS && !self.senders.contains(&peer_name)
+                    {
+                        self.senders.insert(peer_name.clone());
                     }
                     self.events.push_back(ClientEvent::MessageReceived {
-                        from: peer_name.to_owned(),
+                        from: peer_name.clone(),
                         key: peer_key,
                         address: addr,
                         text,
