@@ -120,7 +120,7 @@ pub mod server;
 mod session;
 pub mod text;
 
-pub use codec::{DecodeError, EncodeError, ErrorCode, Packet, PacketType, RefuseReason};
+pub use codec::{AddrList, DecodeError, EncodeError, ErrorCode, Packet, PacketType, RefuseReason};
 
 pub use client::{
     ClientConfig, ClientEvent, ClientState, ClientStats, CommandId, DeliveryFailure, PeerFlow,

@@ -15,11 +15,12 @@
 //! server's key, the handshake under way with its ServerInit, and the
 //! established session with the server's index for it.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::Packet;
+use crate::codec::{AddrList, Packet};
 use crate::crypto::{CryptoError, Initiator, PublicKey, StaticKeypair};
 use crate::server::SERVER_PROLOGUE;
 use crate::session::Session;
@@ -163,6 +164,7 @@ impl ServerLink {
         seed: [u8; 32],
         request: u32,
         name: &str,
+        candidates: &[SocketAddr],
         out: &mut BytesMut,
     ) -> Option<()> {
         let key = self.server_key?;
@@ -171,6 +173,7 @@ impl ServerLink {
             request,
             name,
             replaces: self.previous,
+            candidates: AddrList::Addrs(candidates),
         };
         let mut payload = BytesMut::new();
         sign_in.encode(&mut payload).ok()?;
@@ -318,7 +321,8 @@ mod tests {
         let mut link = ServerLink::new(None);
         link.on_retry(now, b"c", &server.public().0).unwrap();
         let mut out = BytesMut::new();
-        link.start(&me, 77, [1; 32], 5, "Alice", &mut out).unwrap();
+        link.start(&me, 77, [1; 32], 5, "Alice", &[], &mut out)
+            .unwrap();
         assert_eq!(link.on_resp(78, &[0; 48]).err(), Some(LinkError::Stray));
         assert!(link.handshake.is_some());
         assert_eq!(link.on_resp(77, &[0; 48]).err(), Some(LinkError::Stray));

@@ -1,4 +1,5 @@
-//! What the directory said: a cache of "name is at address, with this key".
+//! What the directory said: a cache of "name is reachable there (its
+//! reflexive address and host candidates), with this key".
 //!
 //! Only positive answers are kept: "nobody" may change any moment, and a
 //! forged sender must not make a real user unreachable by provoking one. An
@@ -7,14 +8,14 @@
 //! Names are keys already folded by the caller.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::paths::Reach;
 use crate::crypto::PublicKey;
 
 #[derive(Debug)]
 struct Entry {
-    address: SocketAddr,
+    reach: Reach,
     key: PublicKey,
     at: Instant,
 }
@@ -38,28 +39,22 @@ impl LookupCache {
     }
 
     /// Where `name` is and its key, if a recent answer said so.
-    pub(crate) fn get(&self, now: Instant, name: &str) -> Option<(SocketAddr, PublicKey)> {
+    pub(crate) fn get(&self, now: Instant, name: &str) -> Option<(&Reach, PublicKey)> {
         self.entries
             .get(name)
             .filter(|e| now.saturating_duration_since(e.at) < self.ttl)
-            .map(|e| (e.address, e.key))
+            .map(|e| (&e.reach, e.key))
     }
 
-    /// The directory said `name` is at `address` with `key`.
-    pub(crate) fn remember(
-        &mut self,
-        now: Instant,
-        name: &str,
-        address: SocketAddr,
-        key: PublicKey,
-    ) {
+    /// The directory said `name` is reachable at `reach` with `key`.
+    pub(crate) fn remember(&mut self, now: Instant, name: &str, reach: Reach, key: PublicKey) {
         if self.entries.len() >= self.max && !self.entries.contains_key(name) {
             self.entries.clear();
         }
         self.entries.insert(
             name.to_owned(),
             Entry {
-                address,
+                reach,
                 key,
                 at: now,
             },
@@ -90,8 +85,8 @@ mod tests {
 
     const K: PublicKey = PublicKey([7; 32]);
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([192, 0, 2, 1], port))
+    fn addr(port: u16) -> Reach {
+        Reach::new(std::net::SocketAddr::from(([192, 0, 2, 1], port)), [])
     }
 
     #[test]
@@ -102,7 +97,7 @@ mod tests {
         c.remember(now, "bob", addr(1), K);
         assert_eq!(
             c.get(now + ttl - Duration::from_millis(1), "bob"),
-            Some((addr(1), K))
+            Some((&addr(1), K))
         );
         assert_eq!(c.get(now + ttl, "bob"), None);
         c.expire(now + ttl);
@@ -118,12 +113,12 @@ mod tests {
         c.remember(now, "b", addr(3), K);
         assert_eq!(
             c.get(now, "a"),
-            Some((addr(1), K)),
+            Some((&addr(1), K)),
             "updating is not growing"
         );
         c.remember(now, "c", addr(4), K);
         assert_eq!(c.get(now, "a"), None);
-        assert_eq!(c.get(now, "c"), Some((addr(4), K)));
+        assert_eq!(c.get(now, "c"), Some((&addr(4), K)));
         c.forget("c");
         assert!(c.is_empty());
     }

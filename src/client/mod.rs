@@ -56,7 +56,9 @@ use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::Transmit;
-use crate::codec::{ErrorCode, MAX_DATAGRAM, MAX_FRAGMENT_BODY, Packet, RefuseReason};
+use crate::codec::{
+    ErrorCode, MAX_CANDIDATES, MAX_DATAGRAM, MAX_FRAGMENT_BODY, Packet, RefuseReason,
+};
 use crate::crypto::{KEY_LEN, PublicKey, SeededRng, StaticKeypair};
 use crate::name::{self, NameError};
 use crate::secret::Rng;
@@ -64,6 +66,7 @@ use crate::secret::Rng;
 mod inbox;
 mod link;
 mod lookup;
+mod paths;
 mod peers;
 mod requests;
 mod rtt;
@@ -71,6 +74,7 @@ mod rtt;
 use inbox::{Fragment, Inbox, Outcome};
 use link::{LinkError, ServerLink};
 use lookup::LookupCache;
+use paths::Reach;
 use peers::{InitOutcome, PeerSessions};
 use requests::{RequestKind, Requests};
 use rtt::Rtt;
@@ -79,6 +83,13 @@ use rtt::Rtt;
 /// handshake: it may have restarted and lost our session (WireGuard waits
 /// 15 s; a user is waiting here).
 pub const SILENT_REHANDSHAKE: Duration = Duration::from_secs(3);
+
+/// A peer not heard from for this long may be behind a NAT mapping that has
+/// expired (home routers forget idle UDP mappings after 30 s or more): the
+/// next message to it looks it up again, which makes the server introduce
+/// us, and makes a new handshake to every address worth trying, while the
+/// message goes by the old path too.
+pub const PATH_FRESH: Duration = Duration::from_secs(25);
 
 /// How soon a "nobody" answer is asked again while the directory settles
 /// after a restart (see [`ClientConfig::settle_grace`]).
@@ -174,6 +185,21 @@ pub struct ClientConfig {
     pub rekey_after_messages: u64,
     /// A peer session this old is dropped (WireGuard's REJECT_AFTER_TIME).
     pub reject_after: Duration,
+    /// The client's host candidates: its own interface addresses with the
+    /// port it receives on, IPv4 and IPv6. They are registered with the
+    /// directory at sign-in, so that a peer on the same network (behind the
+    /// same router) reaches us directly. At most [`MAX_CANDIDATES`] are
+    /// sent; the run loop fills them in (`run::host_candidates`). Leaving
+    /// them empty only loses those LAN paths.
+    pub host_candidates: Vec<SocketAddr>,
+    /// While a conversation is in use, an empty sealed packet goes to the
+    /// peer when nothing else was sent to it for this long, so that both
+    /// NATs on the path keep their mappings (home routers forget idle UDP
+    /// after 30 s or more).
+    pub peer_keepalive_interval: Duration,
+    /// A conversation is in use while a message or acknowledgement went
+    /// either way within this long.
+    pub peer_in_use: Duration,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -188,6 +214,7 @@ impl fmt::Debug for ClientConfig {
             .field("message_timeout", &self.message_timeout)
             .field("window", &self.window)
             .field("rekey_after", &self.rekey_after)
+            .field("host_candidates", &self.host_candidates)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +249,9 @@ impl ClientConfig {
             rekey_after: Duration::from_secs(120),
             rekey_after_messages: 1 << 60,
             reject_after: Duration::from_secs(180),
+            host_candidates: Vec::new(),
+            peer_keepalive_interval: Duration::from_secs(10),
+            peer_in_use: Duration::from_secs(120),
         }
     }
 }
@@ -382,6 +412,12 @@ pub enum DeliveryFailure {
     /// The server did not answer the lookup.
     #[error("the server did not answer")]
     ServerUnreachable,
+    /// The recipient is signed in, but no handshake to any of its
+    /// addresses was answered, and both sides are behind NATs: most likely
+    /// both NATs give each destination its own port ("symmetric"), which
+    /// hole punching cannot get through.
+    #[error("no direct path (both of you are behind strict NATs)")]
+    NoDirectPath,
 }
 
 /// Why [`ClientState::send`] refused a message outright.
@@ -440,6 +476,10 @@ pub struct ClientStats {
     pub messages_received: u64,
     /// Lookups sent to the server.
     pub lookups: u64,
+    /// Introductions from the server that made us send a handshake.
+    pub introductions: u64,
+    /// Keep-alives sent to peers.
+    pub peer_keepalives: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,9 +524,12 @@ struct InFlight {
 struct Peer {
     name: String,
     /// Where the directory says the peer is, and its key.
-    dest: Option<(SocketAddr, PublicKey)>,
+    dest: Option<(Reach, PublicKey)>,
     /// Looked up again already in this stretch of silence.
     relooked: bool,
+    /// When the path was last brokered again after a quiet spell (see
+    /// [`PATH_FRESH`]).
+    rebrokered: Option<Instant>,
     /// Our stream to this peer: random, kept for as long as the peer entry.
     stream: u64,
     next_seq: u32,
@@ -772,7 +815,7 @@ impl ClientState {
             .or_default()
             .push((id, name.to_owned()));
         self.cache.forget(&key);
-        self.lookup(now, name);
+        self.lookup(now, name, false);
         Ok(id)
     }
 
@@ -811,6 +854,7 @@ impl ClientState {
                     name: to.to_owned(),
                     dest: None,
                     relooked: false,
+                    rebrokered: None,
                     stream,
                     next_seq: 0,
                     messages: VecDeque::new(),
@@ -834,11 +878,14 @@ impl ClientState {
             });
         }
         self.queued += 1;
-        let known = self.peers.get(&key).and_then(|p| p.dest).is_some();
+        let known = self.peers.get(&key).is_some_and(|p| p.dest.is_some());
         if !known {
             match self.cache.get(now, &key) {
-                Some((addr, peer_key)) => self.set_dest(now, &key, addr, peer_key),
-                None => self.lookup(now, to),
+                Some((reach, peer_key)) => {
+                    let reach = reach.clone();
+                    self.set_dest(now, &key, reach, peer_key);
+                }
+                None => self.lookup(now, to, true),
             }
         }
         self.pump(now, &key);
@@ -965,6 +1012,14 @@ impl ClientState {
                 payload: datagram,
             });
         }
+        let (interval, in_use) = (self.config.peer_keepalive_interval, self.config.peer_in_use);
+        for index in self.sessions.keepalives_due(now, interval, in_use) {
+            // An empty sealed packet: it keeps the NAT mappings on the path.
+            self.plain.clear();
+            if self.seal_plain_to(now, index) {
+                self.stats.peer_keepalives += 1;
+            }
+        }
         let keys: Vec<String> = self.peers.keys().cloned().collect();
         for key in keys {
             self.peer_timeout(now, &key);
@@ -997,7 +1052,7 @@ impl ClientState {
                 let relook = if p.relooked {
                     t + self.config.message_timeout
                 } else {
-                    t + self.config.message_timeout / 2
+                    t + SILENT_REHANDSHAKE
                 };
                 let rehandshake = p.handshake_at.map_or(t, |h| h.max(t)) + SILENT_REHANDSHAKE;
                 [relook, rehandshake]
@@ -1010,6 +1065,10 @@ impl ClientState {
             .into_iter()
             .chain(peers)
             .chain(self.sessions.next_timeout(self.config.reject_after))
+            .chain(
+                self.sessions
+                    .next_keepalive(self.config.peer_keepalive_interval, self.config.peer_in_use),
+            )
             .chain(
                 self.next_keepalive
                     .filter(|_| self.phase == Phase::SignedIn),
@@ -1081,8 +1140,22 @@ impl ClientState {
                     let index = self.fresh_index();
                     let seed = self.seeds.seed();
                     let name = self.config.name.clone();
-                    self.link
-                        .start(&self.identity, index, seed, id, &name, &mut self.buf)
+                    let candidates: Vec<SocketAddr> = self
+                        .config
+                        .host_candidates
+                        .iter()
+                        .take(MAX_CANDIDATES)
+                        .copied()
+                        .collect();
+                    self.link.start(
+                        &self.identity,
+                        index,
+                        seed,
+                        id,
+                        &name,
+                        &candidates,
+                        &mut self.buf,
+                    )
                 } else {
                     Packet::Hello { request: id }.encode(&mut self.buf).ok()
                 }
@@ -1095,10 +1168,11 @@ impl ClientState {
                 },
                 &mut self.buf,
             ),
-            RequestKind::Lookup { name } => self.link.seal(
+            RequestKind::Lookup { name, introduce } => self.link.seal(
                 &Packet::LookupRequest {
                     request: id,
                     name: &name,
+                    introduce,
                 },
                 &mut self.buf,
             ),
@@ -1215,8 +1289,9 @@ impl ClientState {
                 name,
                 address,
                 key,
+                candidates,
             } => {
-                let Some(RequestKind::Lookup { name: asked }) = self
+                let Some(RequestKind::Lookup { name: asked, .. }) = self
                     .requests
                     .take_if(request, |k| matches!(k, RequestKind::Lookup { .. }))
                 else {
@@ -1228,10 +1303,27 @@ impl ClientState {
                 }
                 let key = <[u8; KEY_LEN]>::try_from(key).ok().map(PublicKey);
                 let answer = match (address, key) {
-                    (Some(address), Some(key)) => Some((address, key)),
+                    (Some(address), Some(key)) => {
+                        Some((Reach::new(address, candidates.iter()), key))
+                    }
                     _ => None,
                 };
                 self.on_lookup(now, &asked, Some(answer));
+            }
+            Packet::Introduction {
+                name,
+                key,
+                address,
+                candidates,
+            } => {
+                let key = <[u8; KEY_LEN]>::try_from(key).ok().map(PublicKey);
+                match (key, address) {
+                    (Some(key), Some(address)) if name::validate(name).is_ok() => {
+                        let reach = Reach::new(address, candidates.iter());
+                        self.on_introduction(now, name, key, reach);
+                    }
+                    _ => self.stats.malformed += 1,
+                }
             }
             Packet::KeepAliveAck { request } => {
                 self.take_request(request, |k| matches!(k, RequestKind::KeepAlive));
@@ -1296,7 +1388,7 @@ impl ClientState {
                 });
                 self.maybe_finish(now);
             }
-            RequestKind::Lookup { name } => self.on_lookup(now, &name, None),
+            RequestKind::Lookup { name, .. } => self.on_lookup(now, &name, None),
             RequestKind::KeepAlive => {
                 if self.phase == Phase::SignedIn {
                     self.events.push_back(ClientEvent::ServerLost);
@@ -1391,7 +1483,8 @@ impl ClientState {
 
     // ---- the directory --------------------------------------------------
 
-    /// Asks the server again, `delay` from now, where `name` is.
+    /// Asks the server again, `delay` from now, where `name` is (to write
+    /// to it).
     fn lookup_later(&mut self, now: Instant, name: &str, delay: Duration) {
         let key = name::fold(name);
         if self.lookups.contains_key(&key) {
@@ -1400,13 +1493,17 @@ impl ClientState {
         self.stats.lookups += 1;
         let kind = RequestKind::Lookup {
             name: name.to_owned(),
+            introduce: true,
         };
         let id = self.requests.start_delayed(now, delay, kind);
         self.lookups.insert(key, id);
     }
 
-    /// Asks the server where `name` is, unless that is already being asked.
-    fn lookup(&mut self, now: Instant, name: &str) {
+    /// Asks the server where `name` is, unless that is already being asked;
+    /// with `introduce` when we mean to write to it, so the server
+    /// introduces us and the peer sends our way too (its NAT then lets our
+    /// handshake in).
+    fn lookup(&mut self, now: Instant, name: &str, introduce: bool) {
         let key = name::fold(name);
         if self.lookups.contains_key(&key) {
             return;
@@ -1416,37 +1513,33 @@ impl ClientState {
             now,
             RequestKind::Lookup {
                 name: name.to_owned(),
+                introduce,
             },
         );
         self.lookups.insert(key, id);
     }
 
     /// A lookup of `name` finished: `None` when the server did not answer,
-    /// `Some(None)` for nobody, `Some(Some((address, key)))` otherwise.
-    fn on_lookup(
-        &mut self,
-        now: Instant,
-        name: &str,
-        answer: Option<Option<(SocketAddr, PublicKey)>>,
-    ) {
+    /// `Some(None)` for nobody, `Some(Some((reach, key)))` otherwise.
+    fn on_lookup(&mut self, now: Instant, name: &str, answer: Option<Option<(Reach, PublicKey)>>) {
         let key = name::fold(name);
         self.lookups.remove(&key);
         // Only "X is at A with K" is worth remembering: "nobody" may change
         // any moment.
-        if let Some(Some((address, peer_key))) = answer {
-            self.cache.remember(now, &key, address, peer_key);
+        if let Some(Some((reach, peer_key))) = &answer {
+            self.cache.remember(now, &key, reach.clone(), *peer_key);
         } else {
             self.cache.forget(&key);
         }
         for (id, name) in self.whois.remove(&key).unwrap_or_default() {
-            let key = answer.flatten().map(|(_, k)| k);
+            let key = answer.as_ref().and_then(|a| a.as_ref()).map(|(_, k)| *k);
             self.events
                 .push_back(ClientEvent::PeerKey { id, name, key });
         }
         // Handshakes from peers claiming this name, waiting to be checked.
         for incoming in self.sessions.take_held(&key) {
-            match answer {
-                Some(Some((_, bound))) if bound == incoming.key => self.respond(now, incoming),
+            match &answer {
+                Some(Some((_, bound))) if *bound == incoming.key => self.respond(now, incoming),
                 Some(Some(_)) => {
                     self.stats.forged += 1;
                     self.events.push_back(ClientEvent::ForgedMessage {
@@ -1477,11 +1570,12 @@ impl ClientState {
                 self.lookup_later(now, name, SETTLE_RECHECK);
             }
             Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
-            Some(Some((addr, peer_key))) => {
+            Some(Some((reach, peer_key))) => {
                 let relooked = peer.relooked;
-                self.set_dest(now, &key, addr, peer_key);
-                if relooked {
-                    // Still silent: try the (maybe new) address at once.
+                let moved = peer.dest.as_ref().is_some_and(|(r, _)| *r != reach);
+                self.set_dest(now, &key, reach, peer_key);
+                if relooked && moved {
+                    // Still silent, and somewhere new: try there at once.
                     self.handshake(now, &key);
                 }
                 self.pump(now, &key);
@@ -1491,13 +1585,13 @@ impl ClientState {
 
     // ---- peer sessions --------------------------------------------------
 
-    /// The directory says the peer `key` is at `addr` with `peer_key`. A
-    /// changed key ends the sessions with the old one.
-    fn set_dest(&mut self, now: Instant, key: &str, addr: SocketAddr, peer_key: PublicKey) {
+    /// The directory says the peer `key` is reachable at `reach` with
+    /// `peer_key`. A changed key ends the sessions with the old one.
+    fn set_dest(&mut self, now: Instant, key: &str, reach: Reach, peer_key: PublicKey) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        let old = peer.dest.replace((addr, peer_key));
+        let old = peer.dest.replace((reach, peer_key));
         if let Some((_, old_key)) = old
             && old_key != peer_key
         {
@@ -1508,25 +1602,80 @@ impl ClientState {
         }
     }
 
-    /// Starts a handshake to the peer `key` at the address the directory gave.
+    /// Starts a handshake to the peer `key` at every address worth trying
+    /// of those the directory gave.
     fn handshake(&mut self, now: Instant, key: &str) {
-        let Some((addr, peer_key)) = self.peers.get(key).and_then(|p| p.dest) else {
+        let Some((reach, peer_key)) = self.peers.get(key).and_then(|p| p.dest.clone()) else {
             return;
         };
+        if let Some(peer) = self.peers.get_mut(key) {
+            peer.handshake_at = Some(now);
+        }
+        self.handshake_to(now, key, &reach, peer_key);
+    }
+
+    /// Starts a handshake to `peer_key`, the peer `key` (folded), at the
+    /// addresses of `reach` worth trying.
+    fn handshake_to(&mut self, now: Instant, key: &str, reach: &Reach, peer_key: PublicKey) {
         let index = self.fresh_index();
         let seed = self.seeds.seed();
         let me = self.config.name.clone();
-        if let Some(datagram) =
-            self.sessions
-                .initiate(now, &self.identity, index, seed, &me, key, peer_key, addr)
-        {
-            if let Some(peer) = self.peers.get_mut(key) {
-                peer.handshake_at = Some(now);
-            }
+        let targets = reach.targets(self.own_reach().as_ref());
+        let sends = self.sessions.initiate(
+            now,
+            &self.identity,
+            index,
+            seed,
+            &me,
+            key,
+            peer_key,
+            &targets,
+            &reach.hosts,
+        );
+        for (datagram, to) in sends {
             self.out.push_back(Transmit {
-                destination: addr,
+                destination: to,
                 payload: datagram,
             });
+        }
+    }
+
+    /// Where we can be reached, once signed in: the reflexive address the
+    /// server saw and our host candidates.
+    fn own_reach(&self) -> Option<Reach> {
+        let reflexive = self.reflexive?;
+        Some(Reach::new(
+            reflexive,
+            self.config.host_candidates.iter().copied(),
+        ))
+    }
+
+    /// The server says `name` (with `peer_key`, at `reach`) looked us up to
+    /// write to us: remember that binding, answer any handshake of theirs
+    /// waiting for it, and send a handshake their way at once, so that our
+    /// NAT lets theirs in (and theirs lets ours in).
+    fn on_introduction(&mut self, now: Instant, name: &str, peer_key: PublicKey, reach: Reach) {
+        if peer_key == self.identity.public() {
+            self.stats.unexpected += 1;
+            return;
+        }
+        let key = name::fold(name);
+        self.cache.remember(now, &key, reach.clone(), peer_key);
+        for incoming in self.sessions.take_held(&key) {
+            if incoming.key == peer_key {
+                self.respond(now, incoming);
+            } else {
+                self.stats.forged += 1;
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&key)
+            && peer.dest.as_ref().is_some_and(|(_, k)| *k == peer_key)
+        {
+            peer.dest = Some((reach.clone(), peer_key));
+        }
+        if !self.sessions.is_initiating(&key) {
+            self.stats.introductions += 1;
+            self.handshake_to(now, &key, &reach, peer_key);
         }
     }
 
@@ -1544,8 +1693,8 @@ impl ClientState {
             InitOutcome::Bad => self.stats.forged += 1,
             InitOutcome::New(incoming) => {
                 let folded = name::fold(&incoming.name);
-                match self.cache.get(now, &folded) {
-                    Some((_, bound)) if bound == incoming.key => self.respond(now, *incoming),
+                match self.cache.get(now, &folded).map(|(_, k)| k) {
+                    Some(bound) if bound == incoming.key => self.respond(now, *incoming),
                     cached => {
                         if !self.lookups.contains_key(&folded)
                             && self.lookups.len() >= self.config.max_pending_lookups
@@ -1565,7 +1714,7 @@ impl ClientState {
                             // peer may have a new identity).
                             self.cache.forget(&folded);
                         }
-                        self.lookup(now, &claimed);
+                        self.lookup(now, &claimed, false);
                     }
                 }
             }
@@ -1576,7 +1725,13 @@ impl ClientState {
     fn respond(&mut self, now: Instant, incoming: peers::Incoming) {
         let index = self.fresh_index();
         let display = incoming.name.clone();
-        if let Some((datagram, to)) = self.sessions.respond(now, index, incoming, display) {
+        let hosts = self
+            .cache
+            .get(now, &name::fold(&incoming.name))
+            .filter(|(_, k)| *k == incoming.key)
+            .map(|(r, _)| r.hosts.clone())
+            .unwrap_or_default();
+        if let Some((datagram, to)) = self.sessions.respond(now, index, incoming, display, &hosts) {
             self.stats.handshakes += 1;
             self.out.push_back(Transmit {
                 destination: to,
@@ -1602,7 +1757,11 @@ impl ClientState {
                         .map_or_else(|| folded.to_owned(), |p| p.name.clone())
                 })
         else {
-            self.stats.forged += 1;
+            if self.sessions.on_resp_again(now, from, receiver, handshake) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.forged += 1;
+            }
             return;
         };
         self.stats.handshakes += 1;
@@ -1614,7 +1773,7 @@ impl ClientState {
             // Nothing to send: an empty packet confirms the session for the
             // responder, which may not send under it before.
             self.plain.clear();
-            self.seal_plain_to(index);
+            self.seal_plain_to(now, index);
         }
     }
 
@@ -1630,7 +1789,7 @@ impl ClientState {
         let mut scratch = std::mem::take(&mut self.scratch);
         let Some((plaintext, session)) =
             self.sessions
-                .open(from, datagram, receiver, counter, sealed, &mut scratch)
+                .open(now, from, datagram, receiver, counter, sealed, &mut scratch)
         else {
             self.stats.forged += 1;
             self.scratch = scratch;
@@ -1677,7 +1836,7 @@ impl ClientState {
         let before = (self.inbox.malformed, self.inbox.too_long);
         match self.inbox.on_fragment(now, peer_key.0, f) {
             Outcome::Ack(texts) => {
-                self.send_ack(index, stream, seq);
+                self.send_ack(now, index, stream, seq);
                 // The sender's name is copied only for a message shown, not
                 // for every fragment.
                 let peer_name = match (texts.is_empty(), self.sessions.get(index)) {
@@ -1700,7 +1859,7 @@ impl ClientState {
             }
             Outcome::Duplicate => {
                 self.stats.duplicates += 1;
-                self.send_ack(index, stream, seq);
+                self.send_ack(now, index, stream, seq);
             }
             Outcome::Dropped => self.stats.dropped += 1,
         }
@@ -1709,22 +1868,22 @@ impl ClientState {
         self.stats.dropped += too_long - before.1;
     }
 
-    fn send_ack(&mut self, index: u32, stream: u64, seq: u32) {
+    fn send_ack(&mut self, now: Instant, index: u32, stream: u64, seq: u32) {
         self.plain.clear();
         if (Packet::Ack { stream, seq })
             .encode(&mut self.plain)
             .is_ok()
         {
-            self.seal_plain_to(index);
+            self.seal_plain_to(now, index);
         }
     }
 
     /// Seals what `self.plain` holds under peer session `index` and queues
     /// it (the plaintext buffer is reused: nothing allocated but the
     /// datagram).
-    fn seal_plain_to(&mut self, index: u32) -> bool {
+    fn seal_plain_to(&mut self, now: Instant, index: u32) -> bool {
         self.buf.clear();
-        match self.sessions.seal(index, &self.plain, &mut self.buf) {
+        match self.sessions.seal(now, index, &self.plain, &mut self.buf) {
             Some(to) => {
                 let payload = self.buf.split().freeze();
                 self.out.push_back(Transmit {
@@ -1742,20 +1901,40 @@ impl ClientState {
     /// The session to send to the peer `key` under, starting a new handshake
     /// when there is none, or when the one there is due to be replaced.
     fn send_session(&mut self, now: Instant, key: &str) -> Option<u32> {
-        let peer_key = self.peers.get(key)?.dest?.1;
+        let peer = self.peers.get(key)?;
+        let peer_key = peer.dest.as_ref()?.1;
         let best = self.sessions.best_for(&peer_key);
         let due = best.and_then(|i| self.sessions.get(i)).is_some_and(|s| {
             s.initiator && now.saturating_duration_since(s.created) >= self.config.rekey_after
                 || s.sealed_count() >= self.config.rekey_after_messages
         });
-        if (best.is_none() || due) && !self.sessions.is_initiating(key) {
+        // After a quiet spell the NAT mappings on the path may be gone:
+        // broker it again (once per spell), while sending by the old path too.
+        let quiet = best.is_some()
+            && self
+                .sessions
+                .last_heard(&peer_key)
+                .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH)
+            && peer
+                .rebrokered
+                .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH);
+        if quiet {
+            let name = peer.name.clone();
+            if let Some(peer) = self.peers.get_mut(key) {
+                peer.rebrokered = Some(now);
+                peer.relooked = true;
+            }
+            self.cache.forget(key);
+            self.lookup(now, &name, true);
+            self.handshake(now, key);
+        } else if (best.is_none() || due) && !self.sessions.is_initiating(key) {
             self.handshake(now, key);
         }
         best
     }
 
     /// Seals and sends fragment `seq` to the peer `key` under `index`.
-    fn transmit_fragment(&mut self, key: &str, index: u32, seq: u32) -> bool {
+    fn transmit_fragment(&mut self, now: Instant, key: &str, index: u32, seq: u32) -> bool {
         let Some(peer) = self.peers.get(key) else {
             return false;
         };
@@ -1774,7 +1953,7 @@ impl ClientState {
         if packet.encode(&mut self.plain).is_err() {
             return false;
         }
-        self.seal_plain_to(index)
+        self.seal_plain_to(now, index)
     }
 
     /// Sends every fragment outstanding to `key` again under `index`.
@@ -1794,7 +1973,7 @@ impl ClientState {
                 f.retransmitted = true;
                 f.next_send = now + f.rto;
             }
-            any |= self.transmit_fragment(key, index, seq);
+            any |= self.transmit_fragment(now, key, index, seq);
         }
         any
     }
@@ -1851,7 +2030,7 @@ impl ClientState {
             );
             peer.sent += 1;
             self.stats.fragments_sent += 1;
-            self.transmit_fragment(key, index, seq);
+            self.transmit_fragment(now, key, index, seq);
         }
     }
 
@@ -1864,7 +2043,7 @@ impl ClientState {
             return;
         };
         // Only the key we are writing to can acknowledge.
-        if peer.dest.map(|(_, k)| k) != Some(from_key) {
+        if peer.dest.as_ref().map(|(_, k)| *k) != Some(from_key) {
             self.stats.unexpected += 1;
             return;
         }
@@ -1905,25 +2084,29 @@ impl ClientState {
         if let Some(since) = peer.silent_since() {
             let silent = now.saturating_duration_since(since);
             if silent >= timeout {
-                self.fail_peer(now, key, DeliveryFailure::NoAnswer);
+                let reason = self.failure_reason(key);
+                self.fail_peer(now, key, reason);
                 return;
             }
-            if silent >= timeout / 2 && !peer.relooked {
-                // Silent for half the deadline: it may have moved. Ask once
-                // (a lookup already under way serves as well).
+            let last_try = peer.handshake_at.map_or(since, |h| h.max(since));
+            if silent >= SILENT_REHANDSHAKE && !peer.relooked {
+                // Silent: it may have moved, or its NAT forgotten the path.
+                // Ask the directory once (which introduces us again: the
+                // peer sends our way too), and try where we know at once.
                 peer.relooked = true;
+                peer.handshake_at = Some(now);
                 let name = peer.name.clone();
                 self.cache.forget(key);
-                self.lookup(now, &name);
-            } else {
-                let last_try = peer.handshake_at.map_or(since, |h| h.max(since));
-                if now.saturating_duration_since(last_try) >= SILENT_REHANDSHAKE {
-                    // Silent: the peer may have lost our session (a restart).
-                    // The next try is counted from now either way.
-                    peer.handshake_at = Some(now);
-                    if !self.sessions.is_initiating(key) {
-                        self.handshake(now, key);
-                    }
+                self.lookup(now, &name, true);
+                if !self.sessions.is_initiating(key) {
+                    self.handshake(now, key);
+                }
+            } else if now.saturating_duration_since(last_try) >= SILENT_REHANDSHAKE {
+                // Silent: the peer may have lost our session (a restart).
+                // The next try is counted from now either way.
+                peer.handshake_at = Some(now);
+                if !self.sessions.is_initiating(key) {
+                    self.handshake(now, key);
                 }
             }
         }
@@ -1955,7 +2138,23 @@ impl ClientState {
             .unwrap_or_default();
         for seq in due {
             self.stats.retransmissions += 1;
-            self.transmit_fragment(key, index, seq);
+            self.transmit_fragment(now, key, index, seq);
+        }
+    }
+
+    /// Why messages to the peer `key` failed at the deadline: no direct path
+    /// when no handshake with it ever got through and both sides are behind
+    /// NATs; no answer otherwise.
+    fn failure_reason(&self, key: &str) -> DeliveryFailure {
+        let Some((reach, peer_key)) = self.peers.get(key).and_then(|p| p.dest.as_ref()) else {
+            return DeliveryFailure::NoAnswer;
+        };
+        let never_reached = self.sessions.last_heard(peer_key).is_none();
+        let me_behind_nat = self.own_reach().is_none_or(|r| r.behind_nat());
+        if never_reached && reach.behind_nat() && me_behind_nat {
+            DeliveryFailure::NoDirectPath
+        } else {
+            DeliveryFailure::NoAnswer
         }
     }
 

@@ -2,9 +2,13 @@
 //! found by our index.
 //!
 //! * **Initiating**: a PeerInit (message 1 to the key the directory gave for
-//!   the peer's name, carrying our name) is sent, and resent with backoff
-//!   from [`HANDSHAKE_RETRY`] until a PeerResp opens it or
-//!   [`HANDSHAKE_TIMEOUT`] passes.
+//!   the peer's name, carrying our name) is sent to every address worth
+//!   trying (the connectivity checks: see the `paths` module), and resent to
+//!   each with backoff from [`HANDSHAKE_RETRY`] until a PeerResp opens it or
+//!   [`HANDSHAKE_TIMEOUT`] passes. The sends are paced: at most
+//!   [`PROBE_BURST`] at once and [`PROBES_PER_SECOND`] after, per handshake,
+//!   and a host candidate is tried at most [`MAX_HOST_PROBES`] times. The
+//!   first PeerResp makes the session, on the path it came by.
 //! * **Responding**: a PeerInit proves who sent it (their static key) and
 //!   claims a name. The caller accepts it only if the directory binds that
 //!   name to that key, from its cache or from a lookup made now; meanwhile
@@ -13,7 +17,10 @@
 //!   key) gets the same PeerResp again, with no new session.
 //! * **Sessions**: found by our index in a Sealed packet's header, never by
 //!   source address: a peer may move, between IPv4 and IPv6 too, and its
-//!   address follows its newest authenticated packet. A responder's session
+//!   address follows its newest authenticated packet, except that a path to
+//!   one of its host candidates (a LAN path) is not left for a worse one
+//!   while it was heard from in the last [`PATH_STALE`]. The same handshake
+//!   answered again by a better path moves the session there. A responder's session
 //!   is not used to send until a packet has opened under it (the initiator
 //!   has the keys), so a replayed PeerInit can never displace a working
 //!   session. At most [`MAX_SESSIONS_PER_KEY`] are kept per peer key and
@@ -47,6 +54,16 @@ pub(crate) const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const MAX_SESSIONS_PER_KEY: usize = 3;
 /// Sessions kept in all at most; beyond, the oldest goes.
 pub(crate) const MAX_SESSIONS: usize = 1024;
+/// PeerInits one handshake may send at once.
+pub(crate) const PROBE_BURST: u32 = 10;
+/// PeerInits one handshake sends per second at most, after the burst.
+pub(crate) const PROBES_PER_SECOND: u32 = 20;
+/// Times one handshake sends to a host candidate at most (the reflexive
+/// address, which the server has checked, is tried until the handshake
+/// times out).
+pub(crate) const MAX_HOST_PROBES: u32 = 4;
+/// A better path silent this long gives way to a worse one the peer uses.
+pub(crate) const PATH_STALE: Duration = Duration::from_secs(2);
 
 /// An established session with a peer.
 #[derive(Debug)]
@@ -55,10 +72,26 @@ pub(crate) struct PeerSession {
     pub(crate) key: PublicKey,
     /// The peer's name, as the directory bound it to the key.
     pub(crate) name: String,
-    /// Where the peer's newest authenticated packet came from.
+    /// Where we send: the path the peer was last heard on (see the module
+    /// docs for when it changes).
     pub(crate) addr: SocketAddr,
+    /// The peer's host candidates, as the directory gave them: paths to
+    /// these rank above others.
+    hosts: Vec<SocketAddr>,
     /// When the handshake finished.
     pub(crate) created: Instant,
+    /// When a packet last opened under it, or the handshake finished.
+    pub(crate) last_heard: Instant,
+    /// When a packet was last heard on `addr`.
+    path_heard: Instant,
+    /// When we last sealed a packet under it.
+    pub(crate) last_sent: Instant,
+    /// When a message fragment or acknowledgement last went either way
+    /// under it (keep-alives do not count).
+    pub(crate) last_used: Instant,
+    /// As initiator: the responder's ephemeral key, to know its PeerResp if
+    /// it comes again by another path.
+    resp_ephemeral: Option<[u8; 32]>,
     /// We sent message 1.
     pub(crate) initiator: bool,
     session: Session<32>,
@@ -78,6 +111,71 @@ impl PeerSession {
     pub(crate) fn sealed_count(&self) -> u64 {
         self.session.sealed_count()
     }
+
+    fn rank(&self, addr: SocketAddr) -> u8 {
+        u8::from(self.hosts.contains(&addr))
+    }
+
+    /// A packet (or the same handshake again) authenticated from `from`:
+    /// moves the path there unless the current one ranks higher and was
+    /// heard from lately.
+    fn heard_from(&mut self, now: Instant, from: SocketAddr) {
+        if from != self.addr {
+            let better_still_alive = self.rank(self.addr) > self.rank(from)
+                && now.saturating_duration_since(self.path_heard) < PATH_STALE;
+            if better_still_alive {
+                return;
+            }
+            self.addr = from;
+        }
+        self.path_heard = now;
+    }
+}
+
+/// One address a handshake is sent to.
+#[derive(Debug)]
+struct Target {
+    addr: SocketAddr,
+    /// A host candidate (tried [`MAX_HOST_PROBES`] times at most).
+    host: bool,
+    next_send: Instant,
+    backoff: Duration,
+    sends: u32,
+}
+
+/// Paces one handshake's PeerInits: a token bucket.
+#[derive(Debug)]
+struct Pacer {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new(now: Instant) -> Self {
+        Pacer {
+            tokens: f64::from(PROBE_BURST),
+            at: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * f64::from(PROBES_PER_SECOND)).min(f64::from(PROBE_BURST));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is due.
+    fn next_token(&self) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.at + Duration::from_secs_f64(missing / f64::from(PROBES_PER_SECOND))
+    }
 }
 
 #[derive(Debug)]
@@ -85,12 +183,41 @@ struct Initiating {
     /// The peer's folded name.
     name: String,
     key: PublicKey,
-    addr: SocketAddr,
+    targets: Vec<Target>,
+    /// The peer's host candidates (for the session's path ranking).
+    hosts: Vec<SocketAddr>,
+    pacer: Pacer,
     initiator: Initiator,
     datagram: Bytes,
     started: Instant,
-    next_send: Instant,
-    backoff: Duration,
+}
+
+impl Initiating {
+    /// The PeerInits due at `now`, within the pacer's budget; pushes the
+    /// timers of those left for lack of a token to the next one.
+    fn due(&mut self, now: Instant, out: &mut Vec<(Bytes, SocketAddr)>) {
+        for t in &mut self.targets {
+            if now < t.next_send || (t.host && t.sends >= MAX_HOST_PROBES) {
+                continue;
+            }
+            if !self.pacer.take(now) {
+                t.next_send = self.pacer.next_token();
+                continue;
+            }
+            t.sends += 1;
+            t.next_send = now + t.backoff;
+            t.backoff = (t.backoff * 2).min(HANDSHAKE_MAX_RETRY);
+            out.push((self.datagram.clone(), t.addr));
+        }
+    }
+
+    fn next_send(&self) -> Option<Instant> {
+        self.targets
+            .iter()
+            .filter(|t| !t.host || t.sends < MAX_HOST_PROBES)
+            .map(|t| t.next_send)
+            .min()
+    }
 }
 
 /// A PeerInit that opened: who it claims to be, waiting for the caller's
@@ -153,8 +280,10 @@ impl PeerSessions {
         self.initiating.values().any(|h| h.name == name)
     }
 
-    /// Starts a handshake to `key` at `addr` for the peer `name` (folded),
-    /// claiming to be `me`; returns the PeerInit to send.
+    /// Starts a handshake to `key` for the peer `name` (folded), claiming
+    /// to be `me`, sent to each of `targets` (best first; `hosts` are the
+    /// peer's host candidates); returns the PeerInits to send now. Replaces
+    /// any handshake to `name` under way.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn initiate(
         &mut self,
@@ -165,30 +294,45 @@ impl PeerSessions {
         me: &str,
         name: &str,
         key: PublicKey,
-        addr: SocketAddr,
-    ) -> Option<Bytes> {
+        targets: &[SocketAddr],
+        hosts: &[SocketAddr],
+    ) -> Vec<(Bytes, SocketAddr)> {
+        let mut out = Vec::new();
         self.initiating.retain(|_, h| h.name != name);
-        let (initiator, msg1) =
-            Initiator::start(identity, &key, PEER_PROLOGUE, seed, me.as_bytes()).ok()?;
+        let Ok((initiator, msg1)) =
+            Initiator::start(identity, &key, PEER_PROLOGUE, seed, me.as_bytes())
+        else {
+            return out;
+        };
         let packet = Packet::PeerInit {
             sender: index,
             handshake: &msg1,
         };
-        let datagram = packet.to_bytes().ok()?;
-        self.initiating.insert(
-            index,
-            Initiating {
-                name: name.to_owned(),
-                key,
-                addr,
-                initiator,
-                datagram: datagram.clone(),
-                started: now,
-                next_send: now + HANDSHAKE_RETRY,
-                backoff: HANDSHAKE_RETRY,
-            },
-        );
-        Some(datagram)
+        let Ok(datagram) = packet.to_bytes() else {
+            return out;
+        };
+        let mut h = Initiating {
+            name: name.to_owned(),
+            key,
+            targets: targets
+                .iter()
+                .map(|&addr| Target {
+                    addr,
+                    host: hosts.contains(&addr),
+                    next_send: now,
+                    backoff: HANDSHAKE_RETRY,
+                    sends: 0,
+                })
+                .collect(),
+            hosts: hosts.to_vec(),
+            pacer: Pacer::new(now),
+            initiator,
+            datagram,
+            started: now,
+        };
+        h.due(now, &mut out);
+        self.initiating.insert(index, h);
+        out
     }
 
     /// A PeerResp: finishes our handshake `receiver`. Returns the new
@@ -213,13 +357,41 @@ impl PeerSessions {
                 key: h.key,
                 name,
                 addr: from,
+                hosts: h.hosts,
                 created: now,
+                last_heard: now,
+                path_heard: now,
+                last_sent: now,
+                last_used: now,
+                resp_ephemeral: ephemeral_of(handshake),
                 initiator: true,
                 session: Session::new(keys, sender),
                 resp: None,
             },
         );
         Some((receiver, h.name))
+    }
+
+    /// A PeerResp that finished one of our handshakes already, come again
+    /// (by another path, or duplicated): moves the session to that path if
+    /// it is better. `false` if it is no such thing.
+    pub(crate) fn on_resp_again(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        receiver: u32,
+        handshake: &[u8],
+    ) -> bool {
+        let Some(s) = self.sessions.get_mut(&receiver) else {
+            return false;
+        };
+        if s.resp_ephemeral.is_none() || s.resp_ephemeral != ephemeral_of(handshake) {
+            return false;
+        }
+        if s.rank(from) > s.rank(s.addr) {
+            s.heard_from(now, from);
+        }
+        true
     }
 
     /// A PeerInit from `from`.
@@ -238,12 +410,18 @@ impl PeerSessions {
         else {
             return InitOutcome::Bad;
         };
-        if let Some(again) = self
+        if let Some(s) = self
             .sessions
-            .values()
-            .find_map(|s| s.resp.as_ref().filter(|(e, _)| *e == ephemeral))
+            .values_mut()
+            .find(|s| s.resp.as_ref().is_some_and(|(e, _)| *e == ephemeral))
         {
-            return InitOutcome::Again(again.1.clone(), from);
+            // The same handshake by another path: a better one takes over.
+            if s.rank(from) > s.rank(s.addr) {
+                s.heard_from(now, from);
+            }
+            if let Some((_, again)) = &s.resp {
+                return InitOutcome::Again(again.clone(), from);
+            }
         }
         if self.verifying.iter().any(|v| v.ephemeral == ephemeral) {
             return InitOutcome::Waiting;
@@ -296,6 +474,7 @@ impl PeerSessions {
         index: u32,
         incoming: Incoming,
         display_name: String,
+        hosts: &[SocketAddr],
     ) -> Option<(Bytes, SocketAddr)> {
         let (msg2, keys) = incoming.responder.finish(&[]).ok()?;
         let packet = Packet::PeerResp {
@@ -310,7 +489,13 @@ impl PeerSessions {
                 key: incoming.key,
                 name: display_name,
                 addr: incoming.from,
+                hosts: hosts.to_vec(),
                 created: now,
+                last_heard: now,
+                path_heard: now,
+                last_sent: now,
+                last_used: now,
+                resp_ephemeral: None,
                 initiator: false,
                 session: Session::new(keys, incoming.sender),
                 resp: Some((incoming.ephemeral, datagram.clone())),
@@ -347,11 +532,13 @@ impl PeerSessions {
     }
 
     /// Opens a Sealed datagram under our session `receiver`: the plaintext
-    /// and the session. The session's address follows the newest packet,
-    /// and a responder's session is confirmed by its first.
+    /// and the session. The session's path follows the newest packet (see
+    /// the module docs), and a responder's session is confirmed by its
+    /// first.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open<'s>(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         receiver: u32,
@@ -362,7 +549,11 @@ impl PeerSessions {
         let s = self.sessions.get_mut(&receiver)?;
         let plaintext = s.session.open(datagram, counter, sealed, scratch).ok()?;
         if s.session.is_newest(counter) {
-            s.addr = from;
+            s.heard_from(now, from);
+        }
+        s.last_heard = now;
+        if !plaintext.is_empty() {
+            s.last_used = now;
         }
         s.resp = None;
         Some((plaintext, s))
@@ -385,13 +576,73 @@ impl PeerSessions {
     /// Seals `packet` under session `index` into `out`; returns where to send it.
     pub(crate) fn seal(
         &mut self,
+        now: Instant,
         index: u32,
         plaintext: &[u8],
         out: &mut BytesMut,
     ) -> Option<SocketAddr> {
         let s = self.sessions.get_mut(&index)?;
         s.session.seal(plaintext, out).ok()?;
+        s.last_sent = now;
+        if !plaintext.is_empty() {
+            s.last_used = now;
+        }
         Some(s.addr)
+    }
+
+    /// When anything was last heard from `key`, under any session.
+    pub(crate) fn last_heard(&self, key: &PublicKey) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter(|s| s.key == *key)
+            .map(|s| s.last_heard)
+            .max()
+    }
+
+    /// The sessions due a keep-alive at `now`: for each peer key in use (a
+    /// message or acknowledgement went either way in the last `in_use`),
+    /// the session we send under, if nothing was sent under it for
+    /// `interval`.
+    pub(crate) fn keepalives_due(
+        &self,
+        now: Instant,
+        interval: Duration,
+        in_use: Duration,
+    ) -> Vec<u32> {
+        self.keepalive_times(interval, in_use)
+            .into_iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// When the next keep-alive is due (see [`PeerSessions::keepalives_due`]).
+    pub(crate) fn next_keepalive(&self, interval: Duration, in_use: Duration) -> Option<Instant> {
+        self.keepalive_times(interval, in_use)
+            .into_iter()
+            .map(|(_, at)| at)
+            .min()
+    }
+
+    fn keepalive_times(&self, interval: Duration, in_use: Duration) -> Vec<(u32, Instant)> {
+        // Per peer key: the session we send under (the newest that may
+        // send) and when the conversation was last in use.
+        let mut per_key: BTreeMap<[u8; 32], (Option<(Instant, u32)>, Instant)> = BTreeMap::new();
+        for (i, s) in &self.sessions {
+            let entry = per_key.entry(s.key.0).or_insert((None, s.last_used));
+            entry.1 = entry.1.max(s.last_used);
+            if s.can_send() && entry.0.is_none_or(|(created, _)| s.created >= created) {
+                entry.0 = Some((s.created, *i));
+            }
+        }
+        per_key
+            .into_values()
+            .filter_map(|(best, used)| {
+                let (_, i) = best?;
+                let due = self.sessions.get(&i)?.last_sent + interval;
+                (due < used + in_use).then_some((i, due))
+            })
+            .collect()
     }
 
     /// Forgets every session and handshake with `key`.
@@ -404,11 +655,7 @@ impl PeerSessions {
     pub(crate) fn resend_due(&mut self, now: Instant) -> Vec<(Bytes, SocketAddr)> {
         let mut due = Vec::new();
         for h in self.initiating.values_mut() {
-            if now >= h.next_send {
-                h.backoff = (h.backoff * 2).min(HANDSHAKE_MAX_RETRY);
-                h.next_send = now + h.backoff;
-                due.push((h.datagram.clone(), h.addr));
-            }
+            h.due(now, &mut due);
         }
         due
     }
@@ -426,14 +673,21 @@ impl PeerSessions {
 
     /// When something here next has a timer: a resend, an expiry.
     pub(crate) fn next_timeout(&self, reject_after: Duration) -> Option<Instant> {
-        let resends = self
-            .initiating
-            .values()
-            .map(|h| h.next_send.min(h.started + HANDSHAKE_TIMEOUT));
+        let resends = self.initiating.values().map(|h| {
+            let end = h.started + HANDSHAKE_TIMEOUT;
+            h.next_send().map_or(end, |t| t.min(end))
+        });
         let sessions = self.sessions.values().map(|s| s.created + reject_after);
         let verifying = self.verifying.iter().map(|v| v.at + VERIFY_TIMEOUT);
         resends.chain(sessions).chain(verifying).min()
     }
+}
+
+/// The responder's ephemeral key at the start of a PeerResp's handshake.
+fn ephemeral_of(handshake: &[u8]) -> Option<[u8; 32]> {
+    handshake
+        .get(..32)
+        .and_then(|e| <[u8; 32]>::try_from(e).ok())
 }
 
 #[cfg(test)]
@@ -448,22 +702,38 @@ mod tests {
     /// Alice's side and Bob's, with a finished handshake: (alice, bob,
     /// alice's index, bob's index).
     fn pair(now: Instant) -> (PeerSessions, PeerSessions, u32, u32) {
+        pair_with(now, &[addr(2)], &[], &[])
+    }
+
+    /// [`pair`], Alice probing `targets` (Bob's `bob_hosts` among them),
+    /// Bob knowing Alice's `alice_hosts`.
+    fn pair_with(
+        now: Instant,
+        targets: &[SocketAddr],
+        bob_hosts: &[SocketAddr],
+        alice_hosts: &[SocketAddr],
+    ) -> (PeerSessions, PeerSessions, u32, u32) {
         let alice_key = StaticKeypair::generate([1; 32]);
         let bob_key = StaticKeypair::generate([2; 32]);
         let mut alice = PeerSessions::default();
         let mut bob = PeerSessions::default();
-        let init = alice
-            .initiate(
-                now,
-                &alice_key,
-                11,
-                [3; 32],
-                "Alice",
-                "bob",
-                bob_key.public(),
-                addr(2),
-            )
-            .unwrap();
+        let sends = alice.initiate(
+            now,
+            &alice_key,
+            11,
+            [3; 32],
+            "Alice",
+            "bob",
+            bob_key.public(),
+            targets,
+            bob_hosts,
+        );
+        assert_eq!(
+            sends.iter().map(|(_, to)| *to).collect::<Vec<_>>(),
+            targets,
+            "every target at once"
+        );
+        let init = sends[0].0.clone();
         let Ok(Packet::PeerInit { sender, handshake }) = Packet::decode(&init) else {
             panic!("not a PeerInit");
         };
@@ -475,7 +745,9 @@ mod tests {
         assert_eq!(incoming.name, "Alice");
         assert_eq!(incoming.key, alice_key.public());
         // The same PeerInit again, once answered, gets the same answer.
-        let (resp, to) = bob.respond(now, 22, *incoming, "Alice".into()).unwrap();
+        let (resp, to) = bob
+            .respond(now, 22, *incoming, "Alice".into(), alice_hosts)
+            .unwrap();
         assert_eq!(to, addr(1));
         let InitOutcome::Again(again, _) =
             bob.on_init(now, &bob_key, [5; 32], addr(1), sender, handshake)
@@ -509,8 +781,142 @@ mod tests {
             return None;
         };
         let mut scratch = Vec::new();
-        s.open(from, datagram, receiver, counter, sealed, &mut scratch)
+        s.open(
+            Instant::now(),
+            from,
+            datagram,
+            receiver,
+            counter,
+            sealed,
+            &mut scratch,
+        )
+        .map(|(p, _)| p.to_vec())
+    }
+
+    fn open_at(
+        s: &mut PeerSessions,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Option<Vec<u8>> {
+        let Ok(Packet::Sealed {
+            receiver,
+            counter,
+            sealed,
+        }) = Packet::decode(datagram)
+        else {
+            return None;
+        };
+        let mut scratch = Vec::new();
+        s.open(now, from, datagram, receiver, counter, sealed, &mut scratch)
             .map(|(p, _)| p.to_vec())
+    }
+
+    #[test]
+    fn probes_are_paced_and_host_candidates_tried_a_bounded_number_of_times() {
+        let now = Instant::now();
+        let me = StaticKeypair::generate([1; 32]);
+        let peer = StaticKeypair::generate([2; 32]);
+        let targets: Vec<SocketAddr> = (1..=12).map(addr).collect();
+        let hosts = &targets[1..];
+        let mut s = PeerSessions::default();
+        let first = s.initiate(
+            now,
+            &me,
+            5,
+            [3; 32],
+            "Alice",
+            "bob",
+            peer.public(),
+            &targets,
+            hosts,
+        );
+        assert_eq!(first.len(), PROBE_BURST as usize, "a burst, not a flood");
+        let mut sent = first.len();
+        let mut to_hosts = 0;
+        let mut t = now;
+        let mut per_second = [0usize; 6];
+        while t < now + HANDSHAKE_TIMEOUT {
+            t += Duration::from_millis(10);
+            s.expire(t, Duration::from_secs(180));
+            let due = s.resend_due(t);
+            per_second[usize::try_from((t - now).as_secs()).unwrap()] += due.len();
+            to_hosts += due.iter().filter(|(_, a)| hosts.contains(a)).count();
+            sent += due.len();
+        }
+        assert!(
+            per_second
+                .iter()
+                .all(|n| *n <= (PROBES_PER_SECOND + PROBE_BURST) as usize),
+            "{per_second:?}"
+        );
+        let host_sends = to_hosts + first.iter().filter(|(_, a)| hosts.contains(a)).count();
+        assert!(host_sends <= hosts.len() * MAX_HOST_PROBES as usize);
+        assert!(
+            sent > host_sends,
+            "the reflexive address is tried throughout"
+        );
+        assert!(!s.is_initiating("bob"), "given up at the timeout");
+    }
+
+    #[test]
+    fn a_lan_path_beats_the_public_one_until_it_goes_quiet() {
+        let now = Instant::now();
+        let public = addr(2);
+        let lan = SocketAddr::from(([192, 168, 1, 11], 5000));
+        let alice_lan = SocketAddr::from(([192, 168, 1, 10], 5000));
+        let (mut alice, mut bob, a, b) = pair_with(now, &[public, lan], &[lan], &[alice_lan]);
+        // Alice took the first answer, by the public path; the same PeerResp
+        // by the LAN moves her there.
+        assert_eq!(alice.get(a).unwrap().addr, public);
+        let mut out = BytesMut::new();
+        alice.seal(now, a, b"x", &mut out);
+        // (Bob answered her PeerInit from addr(1); it comes again by the LAN.)
+        assert_eq!(
+            open_at(&mut bob, now, alice_lan, &out).as_deref(),
+            Some(&b"x"[..])
+        );
+        assert_eq!(bob.get(b).unwrap().addr, alice_lan, "a better path");
+        // Packets by the public path do not take Bob off the LAN while it
+        // is alive...
+        let t = now + Duration::from_millis(500);
+        let mut out = BytesMut::new();
+        alice.seal(t, a, b"y", &mut out);
+        assert!(open_at(&mut bob, t, addr(1), &out).is_some());
+        assert_eq!(bob.get(b).unwrap().addr, alice_lan);
+        // ...but do once the LAN has been quiet a while (Alice left home).
+        let t = t + PATH_STALE + Duration::from_millis(1);
+        let mut out = BytesMut::new();
+        alice.seal(t, a, b"z", &mut out);
+        assert!(open_at(&mut bob, t, addr(1), &out).is_some());
+        assert_eq!(bob.get(b).unwrap().addr, addr(1));
+    }
+
+    #[test]
+    fn keepalives_are_due_only_while_the_conversation_is_in_use() {
+        let now = Instant::now();
+        let (mut alice, _, a, _) = pair(now);
+        let every = Duration::from_secs(10);
+        let in_use = Duration::from_secs(120);
+        assert_eq!(alice.keepalives_due(now, every, in_use), Vec::<u32>::new());
+        assert_eq!(alice.next_keepalive(every, in_use), Some(now + every));
+        assert_eq!(alice.keepalives_due(now + every, every, in_use), vec![a]);
+        // A keep-alive (empty) sent: the next is due an interval later.
+        let mut out = BytesMut::new();
+        alice.seal(now + every, a, b"", &mut out);
+        assert_eq!(alice.next_keepalive(every, in_use), Some(now + every * 2));
+        // Quiet for the in-use time: no more keep-alives.
+        let mut t = now + every;
+        while let Some(next) = alice.next_keepalive(every, in_use) {
+            t = next;
+            let mut out = BytesMut::new();
+            alice.seal(t, a, b"", &mut out);
+        }
+        assert!(t < now + in_use, "{:?}", t - now);
+        assert_eq!(
+            alice.keepalives_due(now + in_use * 2, every, in_use),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
@@ -522,13 +928,13 @@ mod tests {
         assert_eq!(alice.best_for(&alice_key), Some(a));
         assert_eq!(bob.best_for(&bob_key), None, "unconfirmed");
         let mut out = BytesMut::new();
-        assert_eq!(alice.seal(a, b"hi", &mut out), Some(addr(2)));
+        assert_eq!(alice.seal(now, a, b"hi", &mut out), Some(addr(2)));
         // It arrives from a new address (Alice moved, or went IPv6).
         let moved = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 7));
         assert_eq!(open(&mut bob, moved, &out).as_deref(), Some(&b"hi"[..]));
         assert_eq!(bob.best_for(&bob_key), Some(b));
         let mut back = BytesMut::new();
-        assert_eq!(bob.seal(b, b"ack", &mut back), Some(moved));
+        assert_eq!(bob.seal(now, b, b"ack", &mut back), Some(moved));
         // A replay changes nothing, not even the address.
         assert_eq!(open(&mut bob, addr(9), &out), None);
         assert_eq!(bob.get(b).unwrap().addr, moved);
@@ -539,7 +945,13 @@ mod tests {
             key: PublicKey([key; 32]),
             name: "x".into(),
             addr: addr(1),
+            hosts: Vec::new(),
             created,
+            last_heard: created,
+            path_heard: created,
+            last_sent: created,
+            last_used: created,
+            resp_ephemeral: None,
             initiator: true,
             session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),
             resp: None,

@@ -20,8 +20,10 @@ pub(crate) enum RequestKind {
         id: CommandId,
         cursor: u32,
     },
+    /// Where `name` is; `introduce` when we mean to write to it.
     Lookup {
         name: String,
+        introduce: bool,
     },
     KeepAlive,
     SignOut,
@@ -255,7 +257,13 @@ mod tests {
         let now = Instant::now();
         let mut r = requests();
         let a = r.start(now, RequestKind::KeepAlive);
-        let b = r.start(now, RequestKind::Lookup { name: "Bob".into() });
+        let b = r.start(
+            now,
+            RequestKind::Lookup {
+                name: "Bob".into(),
+                introduce: true,
+            },
+        );
         assert_eq!((a, b), (u32::MAX, 0));
         assert!(
             r.take_if(a, |k| matches!(k, RequestKind::SignOut))

@@ -28,6 +28,7 @@
 //! | `bytes16` | `u16` byte length, then that many bytes |
 //! | `bool` | one byte, `0` or `1`; anything else is an error |
 //! | `addr` | `u8` family (`0` none, `4` IPv4, `6` IPv6), then for 4: 4 address bytes + `u16` port, for 6: 16 address bytes + `u16` port, for 0: nothing |
+//! | `addrs` | `u8` count (at most [`MAX_CANDIDATES`]), then that many `addr`, each of family 4 or 6 |
 //! | `names` | `u16` count, then `count` × `str8` |
 //!
 //! Every packet starts with its type byte. `request` is the id a client puts on
@@ -132,6 +133,7 @@
 //! | request | `u32` |
 //! | name | `str8` |
 //! | replaces | `u32` |
+//! | candidates | `addrs`: the client's host candidates (its interface addresses, with its port) |
 //!
 //! **0x11 SignInAccepted** (the payload of a ServerResp): `address` is where
 //! the server saw the client's handshake come from.
@@ -183,6 +185,7 @@
 //! | type | `u8` = 0x15 |
 //! | request | `u32` |
 //! | name | `str8` |
+//! | introduce | `bool`: also send `name` an Introduction of the asker |
 //!
 //! **0x16 LookupReply** (server → client): the address `name`'s session was
 //! last heard from and the static key bound to the name, or family 0 and an
@@ -195,6 +198,7 @@
 //! | name | `str8` |
 //! | address | `addr` |
 //! | key | `bytes8` (32 bytes, or empty) |
+//! | candidates | `addrs`: the host candidates `name` registered |
 //!
 //! **0x17 KeepAlive** (client → server): keeps the session; also the answer
 //! to a [`Packet::Probe`], with the probe's `request`.
@@ -212,6 +216,20 @@
 //! |---|---|
 //! | type | `u8` = 0x18, 0x19, 0x1A or 0x1B |
 //! | request | `u32` |
+//!
+//! **0x1C Introduction** (server → client): `name` looked the receiver up
+//! to write to it; here is where `name` can be reached, so that the receiver
+//! sends to it too and both NATs let the answers in. The server sends it only
+//! on behalf of signed-in clients, at a bounded rate per asker and per
+//! receiver.
+//!
+//! | field | type |
+//! |---|---|
+//! | type | `u8` = 0x1C |
+//! | name | `str8` |
+//! | key | `bytes8` (32 bytes) |
+//! | address | `addr`: where `name`'s session was last heard from |
+//! | candidates | `addrs`: `name`'s host candidates |
 //!
 //! # Sealed packets: peers (client ⇄ client)
 //!
@@ -319,6 +337,8 @@ pub enum PacketType {
     SignOut = 0x1A,
     /// [`Packet::SignOutAck`]
     SignOutAck = 0x1B,
+    /// [`Packet::Introduction`]
+    Introduction = 0x1C,
     /// [`Packet::Message`]
     Message = 0x20,
     /// [`Packet::Ack`]
@@ -327,7 +347,7 @@ pub enum PacketType {
 
 impl PacketType {
     /// Every packet type, in type-byte order.
-    pub const ALL: [PacketType; 22] = [
+    pub const ALL: [PacketType; 23] = [
         PacketType::Hello,
         PacketType::Retry,
         PacketType::ServerInit,
@@ -348,6 +368,7 @@ impl PacketType {
         PacketType::Probe,
         PacketType::SignOut,
         PacketType::SignOutAck,
+        PacketType::Introduction,
         PacketType::Message,
         PacketType::Ack,
     ];
@@ -390,6 +411,7 @@ impl PacketType {
             PacketType::Probe => "probe",
             PacketType::SignOut => "sign-out",
             PacketType::SignOutAck => "sign-out-ack",
+            PacketType::Introduction => "introduction",
             PacketType::Message => "message",
             PacketType::Ack => "ack",
         }
@@ -441,6 +463,124 @@ impl ErrorCode {
                 field: "code",
                 value: byte.into(),
             }),
+        }
+    }
+}
+
+/// The most addresses an [`AddrList`] holds: a client's host candidates.
+pub const MAX_CANDIDATES: usize = 8;
+
+/// A list of addresses (a client's host candidates): either still encoded in
+/// the datagram it was decoded from (validated, read lazily, nothing
+/// copied), or a slice about to be encoded. At most [`MAX_CANDIDATES`].
+#[derive(Clone, Copy)]
+pub enum AddrList<'a> {
+    /// Decoded: `count` addresses, each an `addr` of family 4 or 6, in
+    /// `bytes` (already validated).
+    Encoded {
+        /// How many addresses `bytes` holds.
+        count: u8,
+        /// The addresses, back to back.
+        bytes: &'a [u8],
+    },
+    /// To encode.
+    Addrs(&'a [SocketAddr]),
+}
+
+impl<'a> AddrList<'a> {
+    /// No addresses.
+    pub const EMPTY: AddrList<'static> = AddrList::Addrs(&[]);
+
+    /// How many addresses the list holds.
+    pub fn len(&self) -> usize {
+        match self {
+            AddrList::Encoded { count, .. } => usize::from(*count),
+            AddrList::Addrs(addrs) => addrs.len(),
+        }
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The addresses, in order.
+    pub fn iter(&self) -> AddrIter<'a> {
+        match *self {
+            AddrList::Encoded { bytes, .. } => AddrIter::Encoded(bytes),
+            AddrList::Addrs(addrs) => AddrIter::Addrs(addrs.iter()),
+        }
+    }
+
+    /// Bytes the list takes on the wire, count included.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            AddrList::Encoded { bytes, .. } => 1 + bytes.len(),
+            AddrList::Addrs(addrs) => 1 + addrs.iter().map(|a| addr_len(Some(a))).sum::<usize>(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), EncodeError> {
+        if self.len() > MAX_CANDIDATES {
+            return Err(EncodeError::InvalidValue {
+                field: "candidates",
+                value: u64::try_from(self.len()).unwrap_or(u64::MAX),
+            });
+        }
+        if let AddrList::Encoded { count, bytes } = *self {
+            // A caller can build this variant by hand: check it holds
+            // exactly `count` addresses, as decode would.
+            let mut r = Reader::new(bytes);
+            let well_formed =
+                (0..count).all(|_| matches!(r.addr(), Ok(Some(_)))) && r.rest().is_empty();
+            if !well_formed {
+                return Err(EncodeError::InvalidValue {
+                    field: "candidates",
+                    value: count.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AddrList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for AddrList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for AddrList<'_> {}
+
+/// Iterator over an [`AddrList`].
+#[derive(Debug, Clone)]
+pub enum AddrIter<'a> {
+    /// Over validated `addr` fields.
+    Encoded(&'a [u8]),
+    /// Over a slice.
+    Addrs(std::slice::Iter<'a, SocketAddr>),
+}
+
+impl Iterator for AddrIter<'_> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        match self {
+            AddrIter::Addrs(it) => it.next().copied(),
+            AddrIter::Encoded(bytes) => {
+                // Validated at decode; a malformed slice (impossible through
+                // `decode`) simply ends the iteration.
+                let mut r = Reader::new(bytes);
+                let addr = r.addr().ok()??;
+                *bytes = r.rest();
+                Some(addr)
+            }
         }
     }
 }
@@ -612,6 +752,9 @@ pub enum Packet<'a> {
         name: &'a str,
         /// The server's index of the session this one replaces, or 0.
         replaces: u32,
+        /// The client's host candidates: its own interface addresses with
+        /// its port (at most [`MAX_CANDIDATES`]).
+        candidates: AddrList<'a>,
     },
     /// Sign-in accepted.
     SignInAccepted {
@@ -654,6 +797,9 @@ pub enum Packet<'a> {
         request: u32,
         /// Whom to look up.
         name: &'a str,
+        /// Whether the server should also introduce the asker to `name`
+        /// (see [`Packet::Introduction`]): set when the asker means to write.
+        introduce: bool,
     },
     /// Where `name` is and its key, or `None` and empty when nobody of that
     /// name is signed in.
@@ -666,6 +812,22 @@ pub enum Packet<'a> {
         address: Option<SocketAddr>,
         /// The static public key bound to the name (32 bytes), or empty.
         key: &'a [u8],
+        /// The host candidates it registered.
+        candidates: AddrList<'a>,
+    },
+    /// Server tells a signed-in client that `name` has looked it up to
+    /// write to it, and where `name` can be reached, so that both sides send
+    /// to each other at once (and their NATs let the answers in).
+    Introduction {
+        /// Who wants to reach the receiver, as the server spells it.
+        name: &'a str,
+        /// The static public key bound to that name (32 bytes).
+        key: &'a [u8],
+        /// Where its session with the server was last heard from (its
+        /// reflexive address).
+        address: Option<SocketAddr>,
+        /// Its host candidates.
+        candidates: AddrList<'a>,
     },
     /// Client keeps its session, or answers a probe.
     KeepAlive {
@@ -812,6 +974,7 @@ impl<'a> Packet<'a> {
             Packet::Probe { .. } => PacketType::Probe,
             Packet::SignOut { .. } => PacketType::SignOut,
             Packet::SignOutAck { .. } => PacketType::SignOutAck,
+            Packet::Introduction { .. } => PacketType::Introduction,
             Packet::Message { .. } => PacketType::Message,
             Packet::Ack { .. } => PacketType::Ack,
         }
@@ -874,6 +1037,7 @@ impl<'a> Packet<'a> {
                 request: r.u32("request")?,
                 name: r.str8("name")?,
                 replaces: r.u32("replaces")?,
+                candidates: r.addrs()?,
             },
             PacketType::SignInAccepted => Packet::SignInAccepted {
                 request: r.u32("request")?,
@@ -897,12 +1061,20 @@ impl<'a> Packet<'a> {
             PacketType::LookupRequest => Packet::LookupRequest {
                 request: r.u32("request")?,
                 name: r.str8("name")?,
+                introduce: r.bool("introduce")?,
             },
             PacketType::LookupReply => Packet::LookupReply {
                 request: r.u32("request")?,
                 name: r.str8("name")?,
                 address: r.addr()?,
                 key: r.bytes8("key")?,
+                candidates: r.addrs()?,
+            },
+            PacketType::Introduction => Packet::Introduction {
+                name: r.str8("name")?,
+                key: r.bytes8("key")?,
+                address: r.addr()?,
+                candidates: r.addrs()?,
             },
             PacketType::KeepAlive => Packet::KeepAlive {
                 request: r.u32("request")?,
@@ -972,15 +1144,40 @@ impl<'a> Packet<'a> {
             Packet::Sealed { sealed, .. } => 4 + 8 + 2 + sealed.len(),
             Packet::PeerInit { handshake, .. } => 4 + 2 + handshake.len(),
             Packet::Error { .. } => 4 + 1,
-            Packet::SignIn { name, .. } => 4 + 1 + name.len() + 4,
+            Packet::SignIn {
+                name, candidates, ..
+            } => 4 + 1 + name.len() + 4 + candidates.encoded_len(),
             Packet::SignInAccepted { address, .. } => 4 + addr_len(address.as_ref()),
             Packet::SignInRefused { holder, .. } => 4 + 1 + 1 + holder.len(),
             Packet::ListRequest { .. } => 4 + 4,
             Packet::ListReply { names, .. } => 4 + 1 + 4 + names.encoded_len(),
-            Packet::LookupRequest { name, .. } => 4 + 1 + name.len(),
+            Packet::LookupRequest { name, .. } => 4 + 1 + name.len() + 1,
             Packet::LookupReply {
-                name, address, key, ..
-            } => 4 + 1 + name.len() + addr_len(address.as_ref()) + 1 + key.len(),
+                name,
+                address,
+                key,
+                candidates,
+                ..
+            } => {
+                4 + 1
+                    + name.len()
+                    + addr_len(address.as_ref())
+                    + 1
+                    + key.len()
+                    + candidates.encoded_len()
+            }
+            Packet::Introduction {
+                name,
+                key,
+                address,
+                candidates,
+            } => {
+                1 + name.len()
+                    + 1
+                    + key.len()
+                    + addr_len(address.as_ref())
+                    + candidates.encoded_len()
+            }
             Packet::KeepAlive { .. }
             | Packet::KeepAliveAck { .. }
             | Packet::Probe { .. }
@@ -1075,10 +1272,12 @@ impl<'a> Packet<'a> {
                 request,
                 name,
                 replaces,
+                candidates,
             } => {
                 buf.put_u32(request);
                 put8(buf, name.as_bytes());
                 buf.put_u32(replaces);
+                put_addrs(buf, candidates);
             }
             Packet::SignInAccepted { request, address } => {
                 buf.put_u32(request);
@@ -1113,20 +1312,38 @@ impl<'a> Packet<'a> {
                     NameList::Names(names) => names.iter().for_each(|n| put8(buf, n.as_bytes())),
                 }
             }
-            Packet::LookupRequest { request, name } => {
+            Packet::LookupRequest {
+                request,
+                name,
+                introduce,
+            } => {
                 buf.put_u32(request);
                 put8(buf, name.as_bytes());
+                buf.put_u8(u8::from(introduce));
             }
             Packet::LookupReply {
                 request,
                 name,
                 address,
                 key,
+                candidates,
             } => {
                 buf.put_u32(request);
                 put8(buf, name.as_bytes());
                 put_addr(buf, address.as_ref());
                 put8(buf, key);
+                put_addrs(buf, candidates);
+            }
+            Packet::Introduction {
+                name,
+                key,
+                address,
+                candidates,
+            } => {
+                put8(buf, name.as_bytes());
+                put8(buf, key);
+                put_addr(buf, address.as_ref());
+                put_addrs(buf, candidates);
             }
             Packet::KeepAlive { request }
             | Packet::KeepAliveAck { request }
@@ -1184,7 +1401,12 @@ impl<'a> Packet<'a> {
             | Packet::PeerInit { handshake, .. }
             | Packet::PeerResp { handshake, .. } => long("handshake", handshake.len()),
             Packet::Sealed { sealed, .. } => long("sealed", sealed.len()),
-            Packet::SignIn { name, .. } => short("name", name.len()),
+            Packet::SignIn {
+                name, candidates, ..
+            } => {
+                short("name", name.len())?;
+                candidates.validate()
+            }
             Packet::ListReply { names, .. } => {
                 if let NameList::Encoded { count, bytes } = names {
                     // A caller can build this variant by hand: check it holds
@@ -1209,9 +1431,21 @@ impl<'a> Packet<'a> {
                 names.iter().try_for_each(|n| short("names", n.len()))
             }
             Packet::LookupRequest { name, .. } => short("name", name.len()),
-            Packet::LookupReply { name, key, .. } => {
+            Packet::LookupReply {
+                name,
+                key,
+                candidates,
+                ..
+            }
+            | Packet::Introduction {
+                name,
+                key,
+                candidates,
+                ..
+            } => {
                 short("name", name.len())?;
-                short("key", key.len())
+                short("key", key.len())?;
+                candidates.validate()
             }
             Packet::Message {
                 seq,
@@ -1313,6 +1547,15 @@ fn put_addr(buf: &mut impl BufMut, addr: Option<&SocketAddr>) {
     }
 }
 
+/// Writes an address list; the caller has validated its length.
+fn put_addrs(buf: &mut impl BufMut, addrs: AddrList<'_>) {
+    buf.put_u8(u8::try_from(addrs.len()).unwrap_or(u8::MAX));
+    match addrs {
+        AddrList::Encoded { bytes, .. } => buf.put_slice(bytes),
+        AddrList::Addrs(addrs) => addrs.iter().for_each(|a| put_addr(buf, Some(a))),
+    }
+}
+
 /// A cursor over a datagram that checks every length before using it.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -1396,6 +1639,30 @@ impl<'a> Reader<'a> {
         }
         let used = start.len() - self.buf.len();
         Ok(NameList::Encoded {
+            count,
+            bytes: &start[..used],
+        })
+    }
+
+    fn addrs(&mut self) -> Result<AddrList<'a>, DecodeError> {
+        let count = self.u8("candidates")?;
+        if usize::from(count) > MAX_CANDIDATES {
+            return Err(DecodeError::InvalidValue {
+                field: "candidates",
+                value: count.into(),
+            });
+        }
+        let start = self.buf;
+        for _ in 0..count {
+            if self.addr()?.is_none() {
+                return Err(DecodeError::InvalidValue {
+                    field: "candidates",
+                    value: 0,
+                });
+            }
+        }
+        let used = start.len() - self.buf.len();
+        Ok(AddrList::Encoded {
             count,
             bytes: &start[..used],
         })

@@ -35,6 +35,8 @@ use crate::crypto::KEY_LEN;
 use crate::name::{NameKey, Shape};
 use crate::session::Session;
 
+use super::introductions::IntroBudget;
+
 /// The most slots: a slot index fits the 24 bits [`Directory::wire`] gives it.
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
 
@@ -66,6 +68,12 @@ pub(crate) struct User {
     /// When the user was last heard from, in whole seconds since the server
     /// started, rounded up (so a timeout counted from it is never early).
     pub(crate) last_heard: u32,
+    /// The host candidates the user registered (its interface addresses).
+    pub(crate) candidates: Box<[SocketAddr]>,
+    /// Introductions made on the user's behalf (its lookups to write).
+    pub(crate) intros_made: IntroBudget,
+    /// Introductions sent to the user.
+    pub(crate) intros_received: IntroBudget,
 }
 
 impl std::fmt::Debug for User {
@@ -73,6 +81,7 @@ impl std::fmt::Debug for User {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("addr", &self.addr)
+            .field("candidates", &self.candidates)
             .field("last_heard", &self.last_heard)
             .finish()
     }
@@ -317,6 +326,9 @@ mod tests {
             addr: addr(port),
             session: Session::new(TransportKeys::from_raw(&[9; 32], &[8; 32]), 1),
             last_heard: 0,
+            candidates: Box::new([]),
+            intros_made: IntroBudget::new(0),
+            intros_received: IntroBudget::new(0),
         }
     }
 

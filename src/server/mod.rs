@@ -58,6 +58,7 @@ pub use bindings::BindingsError;
 mod cookie;
 mod directory;
 mod expiry;
+mod introductions;
 mod probe;
 mod rate;
 
@@ -69,8 +70,8 @@ use bytes::BytesMut;
 
 use crate::Transmit;
 use crate::codec::{
-    ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, NameList, Packet, PacketType, RefuseReason,
-    SEALED_HEADER_LEN, SEALED_TAG_LEN,
+    AddrList, ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, NameList, Packet, PacketType,
+    RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
 };
 use blake2::Blake2sMac256;
 use blake2::digest::{KeyInit, Mac};
@@ -84,6 +85,7 @@ use bindings::Reservations;
 use cookie::Cookies;
 use directory::{Directory, User, UserId};
 use expiry::ExpiryWheel;
+use introductions::IntroBudget;
 use probe::{Conflict, ProbeStep, Probes};
 use rate::RateLimiter;
 
@@ -256,6 +258,11 @@ pub struct ServerStats {
     pub handshakes: u64,
     /// Replies withheld because they would have exceeded the amplification limit.
     pub amplification_dropped: u64,
+    /// Introductions sent (see [`Packet::Introduction`]).
+    pub introductions: u64,
+    /// Introductions not sent: the asker or the target had used up its
+    /// budget.
+    pub introductions_limited: u64,
     /// Datagrams queued for sending.
     pub sent: u64,
 }
@@ -573,7 +580,7 @@ impl ServerState {
             }
         }
         match inner {
-            Ok(inner) => self.on_request(id, inner),
+            Ok(inner) => self.on_request(now, id, inner),
             Err(_) => self.stats.malformed += 1,
         }
         self.reply_to = None;
@@ -595,20 +602,14 @@ impl ServerState {
     }
 
     /// A request that opened under `id`'s session.
-    fn on_request(&mut self, id: UserId, request: Packet<'_>) {
+    fn on_request(&mut self, now: Instant, id: UserId, request: Packet<'_>) {
         match request {
             Packet::ListRequest { request, cursor } => self.on_list(id, request, cursor),
-            Packet::LookupRequest { request, name } => {
-                let found = self.lookup(name);
-                let key = found.map(|(_, k)| k.0);
-                let reply = Packet::LookupReply {
-                    request,
-                    name,
-                    address: found.map(|(a, _)| a),
-                    key: key.as_ref().map_or(&[][..], |k| &k[..]),
-                };
-                self.send_sealed(id, &reply);
-            }
+            Packet::LookupRequest {
+                request,
+                name,
+                introduce,
+            } => self.on_lookup(now, id, request, name, introduce),
             Packet::KeepAlive { request } => {
                 self.send_sealed(id, &Packet::KeepAliveAck { request });
             }
@@ -618,6 +619,65 @@ impl ServerState {
             }
             _ => self.stats.unexpected += 1,
         }
+    }
+
+    /// A lookup from `id`: the answer, and, when `id` means to write, an
+    /// introduction of `id` to the user looked up (see the
+    /// `introductions` module for the limits).
+    fn on_lookup(&mut self, now: Instant, id: UserId, request: u32, name: &str, introduce: bool) {
+        let target = self.directory.by_name(name);
+        let found = target.and_then(|t| self.directory.get(t));
+        let key = found.map(|u| u.key);
+        let candidates = found.map(|u| u.candidates.clone()).unwrap_or_default();
+        let reply = Packet::LookupReply {
+            request,
+            name,
+            address: found.map(|u| u.addr),
+            key: key.as_ref().map_or(&[][..], |k| &k[..]),
+            candidates: AddrList::Addrs(&candidates),
+        };
+        self.send_sealed(id, &reply);
+        if let Some(target) = target.filter(|t| introduce && *t != id) {
+            self.introduce(now, id, target);
+        }
+    }
+
+    /// Tells `target` that `asker` wants to reach it, and where, if both
+    /// have an introduction left in their budgets.
+    fn introduce(&mut self, now: Instant, asker: UserId, target: UserId) {
+        let second = self.stamp(now);
+        let allowed = self
+            .directory
+            .get(target)
+            .is_some_and(|t| t.intros_received.has_token(second))
+            && self
+                .directory
+                .get_mut(asker)
+                .is_some_and(|a| a.intros_made.take(second));
+        if !allowed {
+            self.stats.introductions_limited += 1;
+            return;
+        }
+        if let Some(t) = self.directory.get_mut(target) {
+            t.intros_received.take(second);
+        }
+        let Some(a) = self.directory.get(asker) else {
+            return;
+        };
+        let (name, key, address, candidates) =
+            (a.name.clone(), a.key, a.addr, a.candidates.clone());
+        let introduction = Packet::Introduction {
+            name: &name,
+            key: &key,
+            address: Some(address),
+            candidates: AddrList::Addrs(&candidates),
+        };
+        // To the target's address on record (validated), whatever path the
+        // asker's request came by.
+        let reply_to = self.reply_to.take();
+        self.send_sealed(target, &introduction);
+        self.reply_to = reply_to;
+        self.stats.introductions += 1;
     }
 
     /// The seed of the responder's ephemeral key for message 1 `msg1`: a
@@ -648,6 +708,7 @@ impl ServerState {
             request,
             name,
             replaces,
+            candidates,
         }) = Packet::decode(&payload)
         else {
             self.stats.malformed += 1;
@@ -773,6 +834,9 @@ impl ServerState {
             addr: from,
             session: Session::new(keys, sender),
             last_heard: self.stamp(now),
+            candidates: introductions::host_candidates(candidates),
+            intros_made: IntroBudget::new(self.stamp(now)),
+            intros_received: IntroBudget::new(self.stamp(now)),
         };
         let deadline = self.expires_at(&user);
         let id = self.directory.insert(user);
@@ -949,6 +1013,8 @@ mod tests {
         addr: SocketAddr,
         session: Option<(Session<2>, u32)>,
         seed: u8,
+        /// Host candidates its sign-ins register.
+        candidates: Vec<SocketAddr>,
     }
 
     /// What a handshake got back.
@@ -966,6 +1032,7 @@ mod tests {
                 addr: addr(port),
                 session: None,
                 seed: key_seed,
+                candidates: Vec::new(),
             }
         }
 
@@ -999,6 +1066,7 @@ mod tests {
                 request: 7,
                 name,
                 replaces,
+                candidates: AddrList::Addrs(&self.candidates),
             }
             .to_bytes()
             .unwrap();
@@ -1118,6 +1186,7 @@ mod tests {
             &Packet::LookupRequest {
                 request: 3,
                 name: "ALICE",
+                introduce: false,
             },
         );
         let key = alice.key.public().0;
@@ -1128,6 +1197,7 @@ mod tests {
                 name: "ALICE",
                 address: Some(addr(1)),
                 key: &key,
+                candidates: AddrList::EMPTY,
             })
         );
     }

@@ -62,6 +62,7 @@ pub fn server_init(
         request: 2,
         name,
         replaces: 0,
+        candidates: udpchat::AddrList::EMPTY,
     }
     .to_bytes()
     .expect("encodes");
