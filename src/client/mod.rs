@@ -91,6 +91,17 @@ pub const SILENT_REHANDSHAKE: Duration = Duration::from_secs(3);
 /// message goes by the old path too.
 pub const PATH_FRESH: Duration = Duration::from_secs(25);
 
+/// When a peer to which no session could be made yet is looked up (and we
+/// are introduced) again, counted from when messages began to wait.
+const RELOOK_STALLED: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(6),
+];
+
+/// When a peer that stopped acknowledging is looked up again.
+const RELOOK_SILENT: [Duration; 2] = [SILENT_REHANDSHAKE, Duration::from_secs(6)];
+
 /// How soon a "nobody" answer is asked again while the directory settles
 /// after a restart (see [`ClientConfig::settle_grace`]).
 const SETTLE_RECHECK: Duration = Duration::from_millis(500);
@@ -525,8 +536,9 @@ struct Peer {
     name: String,
     /// Where the directory says the peer is, and its key.
     dest: Option<(Reach, PublicKey)>,
-    /// Looked up again already in this stretch of silence.
-    relooked: bool,
+    /// Times looked up again (and introduced) in this stretch of silence
+    /// (see [`Peer::next_relook`]).
+    relooks: usize,
     /// When the path was last brokered again after a quiet spell (see
     /// [`PATH_FRESH`]).
     rebrokered: Option<Instant>,
@@ -566,6 +578,20 @@ impl Peer {
             .next()
             .copied()
             .unwrap_or(self.next_seq)
+    }
+
+    /// When to look the peer up again (and be introduced again) in a
+    /// stretch of silence that began at `since`, if at all: soon and often
+    /// while no session could be made yet (an introduction may have been
+    /// lost, and without it the peer's NAT drops our handshakes), later
+    /// when a session went quiet.
+    fn next_relook(&self, since: Instant) -> Option<Instant> {
+        let schedule: &[Duration] = if self.stalled_since.is_some() {
+            &RELOOK_STALLED
+        } else {
+            &RELOOK_SILENT
+        };
+        schedule.get(self.relooks).map(|after| since + *after)
     }
 
     /// Since when the peer has been silent about what we sent it: the first
@@ -853,7 +879,7 @@ impl ClientState {
                 Peer {
                     name: to.to_owned(),
                     dest: None,
-                    relooked: false,
+                    relooks: 0,
                     rebrokered: None,
                     stream,
                     next_seq: 0,
@@ -885,7 +911,13 @@ impl ClientState {
                     let reach = reach.clone();
                     self.set_dest(now, &key, reach, peer_key);
                 }
-                None => self.lookup(now, to, true),
+                None => {
+                    // The lookup brokers the path (it introduces us).
+                    if let Some(peer) = self.peers.get_mut(&key) {
+                        peer.rebrokered = Some(now);
+                    }
+                    self.lookup(now, to, true);
+                }
             }
         }
         self.pump(now, &key);
@@ -1049,11 +1081,7 @@ impl ClientState {
         let peers = self.peers.values().flat_map(|p| {
             let retransmit = p.in_flight.values().map(|f| f.next_send).min();
             let deadlines = p.silent_since().into_iter().flat_map(|t| {
-                let relook = if p.relooked {
-                    t + self.config.message_timeout
-                } else {
-                    t + SILENT_REHANDSHAKE
-                };
+                let relook = p.next_relook(t).unwrap_or(t + self.config.message_timeout);
                 let rehandshake = p.handshake_at.map_or(t, |h| h.max(t)) + SILENT_REHANDSHAKE;
                 [relook, rehandshake]
             });
@@ -1556,7 +1584,7 @@ impl ClientState {
         let Some(peer) = self.peers.get(&key) else {
             return;
         };
-        let waiting = peer.dest.is_none() || peer.relooked;
+        let waiting = peer.dest.is_none() || peer.relooks > 0;
         if !waiting {
             return;
         }
@@ -1571,7 +1599,7 @@ impl ClientState {
             }
             Some(None) => self.fail_peer(now, &key, DeliveryFailure::NoSuchUser),
             Some(Some((reach, peer_key))) => {
-                let relooked = peer.relooked;
+                let relooked = peer.relooks > 0;
                 let moved = peer.dest.as_ref().is_some_and(|(r, _)| *r != reach);
                 self.set_dest(now, &key, reach, peer_key);
                 if relooked && moved {
@@ -1605,18 +1633,20 @@ impl ClientState {
     /// Starts a handshake to the peer `key` at every address worth trying
     /// of those the directory gave.
     fn handshake(&mut self, now: Instant, key: &str) {
-        let Some((reach, peer_key)) = self.peers.get(key).and_then(|p| p.dest.clone()) else {
+        let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        if let Some(peer) = self.peers.get_mut(key) {
-            peer.handshake_at = Some(now);
-        }
-        self.handshake_to(now, key, &reach, peer_key);
+        let Some((reach, peer_key)) = peer.dest.clone() else {
+            return;
+        };
+        peer.handshake_at = Some(now);
+        let name = peer.name.clone();
+        self.handshake_to(now, &name, &reach, peer_key);
     }
 
-    /// Starts a handshake to `peer_key`, the peer `key` (folded), at the
-    /// addresses of `reach` worth trying.
-    fn handshake_to(&mut self, now: Instant, key: &str, reach: &Reach, peer_key: PublicKey) {
+    /// Starts a handshake to `peer_key`, the peer `name`, at the addresses
+    /// of `reach` worth trying.
+    fn handshake_to(&mut self, now: Instant, name: &str, reach: &Reach, peer_key: PublicKey) {
         let index = self.fresh_index();
         let seed = self.seeds.seed();
         let me = self.config.name.clone();
@@ -1627,7 +1657,7 @@ impl ClientState {
             index,
             seed,
             &me,
-            key,
+            name,
             peer_key,
             &targets,
             &reach.hosts,
@@ -1675,7 +1705,7 @@ impl ClientState {
         }
         if !self.sessions.is_initiating(&key) {
             self.stats.introductions += 1;
-            self.handshake_to(now, &key, &reach, peer_key);
+            self.handshake_to(now, name, &reach, peer_key);
         }
     }
 
@@ -1748,14 +1778,9 @@ impl ClientState {
         receiver: u32,
         handshake: &[u8],
     ) {
-        let peers = &self.peers;
-        let Some((index, key)) =
-            self.sessions
-                .on_resp(now, from, sender, receiver, handshake, |folded| {
-                    peers
-                        .get(folded)
-                        .map_or_else(|| folded.to_owned(), |p| p.name.clone())
-                })
+        let Some((index, key)) = self
+            .sessions
+            .on_resp(now, from, sender, receiver, handshake)
         else {
             if self.sessions.on_resp_again(now, from, receiver, handshake) {
                 self.stats.duplicates += 1;
@@ -1787,7 +1812,7 @@ impl ClientState {
         sealed: &[u8],
     ) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let Some((plaintext, session)) =
+        let Some((plaintext, session, confirmed)) =
             self.sessions
                 .open(now, from, datagram, receiver, counter, sealed, &mut scratch)
         else {
@@ -1797,6 +1822,19 @@ impl ClientState {
         };
         let peer_key = session.key;
         let addr = session.addr;
+        if confirmed {
+            // A session the peer made is usable now: what waits for the
+            // peer goes at once (it may have been lost on a dead path).
+            let key = name::fold(&session.name);
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.dest.as_ref().is_some_and(|(_, k)| *k == peer_key))
+            {
+                self.resend_all(now, &key, receiver);
+                self.pump(now, &key);
+            }
+        }
         if !plaintext.is_empty() {
             match Packet::decode(plaintext) {
                 Ok(Packet::Message {
@@ -1909,12 +1947,13 @@ impl ClientState {
                 || s.sealed_count() >= self.config.rekey_after_messages
         });
         // After a quiet spell the NAT mappings on the path may be gone:
-        // broker it again (once per spell), while sending by the old path too.
-        let quiet = best.is_some()
-            && self
-                .sessions
-                .last_heard(&peer_key)
-                .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH)
+        // broker it again (once per spell): a lookup that introduces us, so
+        // the peer sends our way too, and a new handshake, while what waits
+        // goes by the old path too.
+        let quiet = self
+            .sessions
+            .last_heard(&peer_key)
+            .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH)
             && peer
                 .rebrokered
                 .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH);
@@ -1922,12 +1961,12 @@ impl ClientState {
             let name = peer.name.clone();
             if let Some(peer) = self.peers.get_mut(key) {
                 peer.rebrokered = Some(now);
-                peer.relooked = true;
+                peer.relooks = peer.relooks.max(1);
             }
             self.cache.forget(key);
             self.lookup(now, &name, true);
-            self.handshake(now, key);
-        } else if (best.is_none() || due) && !self.sessions.is_initiating(key) {
+        }
+        if (quiet || best.is_none() || due) && !self.sessions.is_initiating(key) {
             self.handshake(now, key);
         }
         best
@@ -2054,7 +2093,7 @@ impl ClientState {
             peer.rtt.sample(now.saturating_duration_since(f.first_sent));
         }
         // Any answer shows the peer is alive where we think it is.
-        peer.relooked = false;
+        peer.relooks = 0;
         peer.last_progress = Some(now);
         let Some(i) = peer.messages.iter().position(|m| m.id == f.message) else {
             return;
@@ -2089,11 +2128,12 @@ impl ClientState {
                 return;
             }
             let last_try = peer.handshake_at.map_or(since, |h| h.max(since));
-            if silent >= SILENT_REHANDSHAKE && !peer.relooked {
-                // Silent: it may have moved, or its NAT forgotten the path.
-                // Ask the directory once (which introduces us again: the
-                // peer sends our way too), and try where we know at once.
-                peer.relooked = true;
+            if peer.next_relook(since).is_some_and(|at| now >= at) {
+                // Silent: it may have moved, its NAT may have forgotten the
+                // path, or our introduction was lost. Ask the directory
+                // again (which introduces us again: the peer sends our way
+                // too), and try where we know at once.
+                peer.relooks += 1;
                 peer.handshake_at = Some(now);
                 let name = peer.name.clone();
                 self.cache.forget(key);
@@ -2109,6 +2149,14 @@ impl ClientState {
                     self.handshake(now, key);
                 }
             }
+        }
+        if self
+            .peers
+            .get(key)
+            .is_none_or(|p| p.in_flight.is_empty() && p.messages.is_empty())
+        {
+            // Nothing to send: no rekey, no new path, until there is.
+            return;
         }
         let Some(index) = self.send_session(now, key) else {
             // No session to resend under (it expired, or was lost): one is

@@ -87,8 +87,8 @@ pub(crate) struct PeerSession {
     /// When we last sealed a packet under it.
     pub(crate) last_sent: Instant,
     /// When a message fragment or acknowledgement last went either way
-    /// under it (keep-alives do not count).
-    pub(crate) last_used: Instant,
+    /// under it (keep-alives and handshakes do not count).
+    pub(crate) last_used: Option<Instant>,
     /// As initiator: the responder's ephemeral key, to know its PeerResp if
     /// it comes again by another path.
     resp_ephemeral: Option<[u8; 32]>,
@@ -182,6 +182,8 @@ impl Pacer {
 struct Initiating {
     /// The peer's folded name.
     name: String,
+    /// The peer's name as the directory spells it.
+    display: String,
     key: PublicKey,
     targets: Vec<Target>,
     /// The peer's host candidates (for the session's path ranking).
@@ -280,10 +282,10 @@ impl PeerSessions {
         self.initiating.values().any(|h| h.name == name)
     }
 
-    /// Starts a handshake to `key` for the peer `name` (folded), claiming
-    /// to be `me`, sent to each of `targets` (best first; `hosts` are the
-    /// peer's host candidates); returns the PeerInits to send now. Replaces
-    /// any handshake to `name` under way.
+    /// Starts a handshake to `key` for the peer `name` (spelled `display`),
+    /// claiming to be `me`, sent to each of `targets` (best first; `hosts`
+    /// are the peer's host candidates); returns the PeerInits to send now.
+    /// Replaces any handshake to `name` under way.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn initiate(
         &mut self,
@@ -292,12 +294,13 @@ impl PeerSessions {
         index: u32,
         seed: [u8; 32],
         me: &str,
-        name: &str,
+        display: &str,
         key: PublicKey,
         targets: &[SocketAddr],
         hosts: &[SocketAddr],
     ) -> Vec<(Bytes, SocketAddr)> {
         let mut out = Vec::new();
+        let name = name::fold(display);
         self.initiating.retain(|_, h| h.name != name);
         let Ok((initiator, msg1)) =
             Initiator::start(identity, &key, PEER_PROLOGUE, seed, me.as_bytes())
@@ -312,7 +315,8 @@ impl PeerSessions {
             return out;
         };
         let mut h = Initiating {
-            name: name.to_owned(),
+            name,
+            display: display.to_owned(),
             key,
             targets: targets
                 .iter()
@@ -344,13 +348,12 @@ impl PeerSessions {
         sender: u32,
         receiver: u32,
         handshake: &[u8],
-        display_name: impl FnOnce(&str) -> String,
     ) -> Option<(u32, String)> {
         let h = self.initiating.remove(&receiver)?;
         let Ok((_, keys)) = h.initiator.finish(handshake) else {
             return None;
         };
-        let name = display_name(&h.name);
+        let name = h.display;
         self.insert(
             receiver,
             PeerSession {
@@ -362,7 +365,7 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                last_used: now,
+                last_used: None,
                 resp_ephemeral: ephemeral_of(handshake),
                 initiator: true,
                 session: Session::new(keys, sender),
@@ -494,7 +497,7 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                last_used: now,
+                last_used: None,
                 resp_ephemeral: None,
                 initiator: false,
                 session: Session::new(keys, incoming.sender),
@@ -531,8 +534,9 @@ impl PeerSessions {
         self.sessions.insert(index, session);
     }
 
-    /// Opens a Sealed datagram under our session `receiver`: the plaintext
-    /// and the session. The session's path follows the newest packet (see
+    /// Opens a Sealed datagram under our session `receiver`: the plaintext,
+    /// the session, and whether this packet confirmed it (we may send under
+    /// it from now on). The session's path follows the newest packet (see
     /// the module docs), and a responder's session is confirmed by its
     /// first.
     #[allow(clippy::too_many_arguments)]
@@ -545,18 +549,20 @@ impl PeerSessions {
         counter: u64,
         sealed: &[u8],
         scratch: &'s mut Vec<u8>,
-    ) -> Option<(&'s [u8], &PeerSession)> {
+    ) -> Option<(&'s [u8], &PeerSession, bool)> {
         let s = self.sessions.get_mut(&receiver)?;
+        let could_send = s.can_send();
         let plaintext = s.session.open(datagram, counter, sealed, scratch).ok()?;
         if s.session.is_newest(counter) {
             s.heard_from(now, from);
         }
         s.last_heard = now;
         if !plaintext.is_empty() {
-            s.last_used = now;
+            s.last_used = Some(now);
         }
         s.resp = None;
-        Some((plaintext, s))
+        let confirmed = !could_send && s.can_send();
+        Some((plaintext, s, confirmed))
     }
 
     /// The session to send to `key` under: the newest that may send.
@@ -585,7 +591,7 @@ impl PeerSessions {
         s.session.seal(plaintext, out).ok()?;
         s.last_sent = now;
         if !plaintext.is_empty() {
-            s.last_used = now;
+            s.last_used = Some(now);
         }
         Some(s.addr)
     }
@@ -627,9 +633,10 @@ impl PeerSessions {
     fn keepalive_times(&self, interval: Duration, in_use: Duration) -> Vec<(u32, Instant)> {
         // Per peer key: the session we send under (the newest that may
         // send) and when the conversation was last in use.
-        let mut per_key: BTreeMap<[u8; 32], (Option<(Instant, u32)>, Instant)> = BTreeMap::new();
+        let mut per_key: BTreeMap<[u8; 32], (Option<(Instant, u32)>, Option<Instant>)> =
+            BTreeMap::new();
         for (i, s) in &self.sessions {
-            let entry = per_key.entry(s.key.0).or_insert((None, s.last_used));
+            let entry = per_key.entry(s.key.0).or_insert((None, None));
             entry.1 = entry.1.max(s.last_used);
             if s.can_send() && entry.0.is_none_or(|(created, _)| s.created >= created) {
                 entry.0 = Some((s.created, *i));
@@ -640,7 +647,7 @@ impl PeerSessions {
             .filter_map(|(best, used)| {
                 let (_, i) = best?;
                 let due = self.sessions.get(&i)?.last_sent + interval;
-                (due < used + in_use).then_some((i, due))
+                (due < used? + in_use).then_some((i, due))
             })
             .collect()
     }
@@ -765,7 +772,7 @@ mod tests {
             panic!("not a PeerResp");
         };
         let (index, name) = alice
-            .on_resp(now, addr(2), sender, receiver, handshake, |n| n.to_owned())
+            .on_resp(now, addr(2), sender, receiver, handshake)
             .unwrap();
         assert_eq!((index, name.as_str()), (11, "bob"));
         (alice, bob, 11, 22)
@@ -790,7 +797,7 @@ mod tests {
             sealed,
             &mut scratch,
         )
-        .map(|(p, _)| p.to_vec())
+        .map(|(p, _, _)| p.to_vec())
     }
 
     fn open_at(
@@ -809,7 +816,7 @@ mod tests {
         };
         let mut scratch = Vec::new();
         s.open(now, from, datagram, receiver, counter, sealed, &mut scratch)
-            .map(|(p, _)| p.to_vec())
+            .map(|(p, _, _)| p.to_vec())
     }
 
     #[test]
@@ -898,6 +905,13 @@ mod tests {
         let (mut alice, _, a, _) = pair(now);
         let every = Duration::from_secs(10);
         let in_use = Duration::from_secs(120);
+        assert_eq!(
+            alice.next_keepalive(every, in_use),
+            None,
+            "a handshake alone is no conversation"
+        );
+        let mut out = BytesMut::new();
+        alice.seal(now, a, b"a message", &mut out);
         assert_eq!(alice.keepalives_due(now, every, in_use), Vec::<u32>::new());
         assert_eq!(alice.next_keepalive(every, in_use), Some(now + every));
         assert_eq!(alice.keepalives_due(now + every, every, in_use), vec![a]);
@@ -950,7 +964,7 @@ mod tests {
             last_heard: created,
             path_heard: created,
             last_sent: created,
-            last_used: created,
+            last_used: None,
             resp_ephemeral: None,
             initiator: true,
             session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),

@@ -14,11 +14,13 @@
 //! * **hairpinning**: whether a host may reach another host behind the same
 //!   NAT through the NAT's public address;
 //! * **timeout**: a mapping nobody sent out on for this long is forgotten
-//!   (inbound traffic does not refresh it, as on most home routers);
+//!   (inbound traffic does not refresh it, as on most home routers), and so
+//!   is each destination's permission to answer: traffic to the server keeps
+//!   the mapping, not a peer's right to send in;
 //! * **rebinding**: [`Nat::rebind`] forgets every mapping and moves the port
 //!   allocator on, as a router reboot does.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,16 @@ impl NatPolicy {
         }
     }
 
+    /// This policy with hairpinning on or off.
+    pub fn hairpin(self, hairpin: bool) -> Self {
+        NatPolicy { hairpin, ..self }
+    }
+
+    /// This policy with this filtering.
+    pub fn filtering(self, filtering: Filtering) -> Self {
+        NatPolicy { filtering, ..self }
+    }
+
     /// A strict ("symmetric") NAT: a new port per destination.
     pub fn strict() -> Self {
         NatPolicy {
@@ -94,8 +106,11 @@ struct Binding {
     /// The destination this mapping is for (dependent mappings only).
     scope: Option<SocketAddr>,
     external_port: u16,
-    /// Destinations sent to through this mapping.
-    contacted: BTreeSet<SocketAddr>,
+    /// Destinations sent to through this mapping, each with when it was
+    /// last sent to: like a conntrack entry per flow, each lets replies in
+    /// only until it times out, even while the mapping itself lives on
+    /// (kept by traffic to somewhere else).
+    contacted: BTreeMap<SocketAddr, Instant>,
     last_out: Instant,
 }
 
@@ -177,7 +192,7 @@ impl Nat {
                     internal,
                     scope,
                     external_port: port,
-                    contacted: BTreeSet::new(),
+                    contacted: BTreeMap::new(),
                     last_out: now,
                 });
                 self.bindings.len() - 1
@@ -185,7 +200,7 @@ impl Nat {
         };
         let b = &mut self.bindings[index];
         b.last_out = now;
-        b.contacted.insert(dst);
+        b.contacted.insert(dst, now);
         SocketAddr::new(self.public_ip, b.external_port)
     }
 
@@ -199,12 +214,17 @@ impl Nat {
     ) -> Option<SocketAddr> {
         self.expire(now);
         let filtering = self.policy.filtering;
+        let timeout = self.policy.timeout;
+        let live = |at: &Instant| now.saturating_duration_since(*at) < timeout;
         let found = self.bindings.iter().find(|b| {
             b.external_port == external.port()
                 && match filtering {
                     Filtering::EndpointIndependent => true,
-                    Filtering::AddressDependent => b.contacted.iter().any(|c| c.ip() == src.ip()),
-                    Filtering::AddressAndPortDependent => b.contacted.contains(&src),
+                    Filtering::AddressDependent => b
+                        .contacted
+                        .iter()
+                        .any(|(c, at)| c.ip() == src.ip() && live(at)),
+                    Filtering::AddressAndPortDependent => b.contacted.get(&src).is_some_and(live),
                 }
         });
         match found {
@@ -221,6 +241,14 @@ impl Nat {
         self.bindings.clear();
         self.preserve_ports = false;
         self.next_port = self.next_port.wrapping_add(1000).max(1024);
+    }
+
+    /// Mappings alive at `now`.
+    pub fn mappings(&self, now: Instant) -> usize {
+        self.bindings
+            .iter()
+            .filter(|b| now.saturating_duration_since(b.last_out) < self.policy.timeout)
+            .count()
     }
 
     /// The external port of `internal`'s mapping toward `dst`, if any.
