@@ -1160,6 +1160,145 @@ mod tests {
         }
     }
 
+    /// Opens what in `out` is for `client`.
+    fn opened_by(client: &mut Client, out: &[Transmit]) -> Vec<Vec<u8>> {
+        let (session, _) = client.session.as_mut().unwrap();
+        out.iter()
+            .filter(|t| t.destination == client.addr)
+            .filter_map(|t| {
+                let Ok(Packet::Sealed {
+                    counter, sealed, ..
+                }) = Packet::decode(&t.payload)
+                else {
+                    return None;
+                };
+                let mut scratch = Vec::new();
+                let opened = session
+                    .open(&t.payload, counter, sealed, &mut scratch)
+                    .is_ok();
+                opened.then_some(scratch)
+            })
+            .collect()
+    }
+
+    fn lookup_to_write(name: &str) -> Packet<'_> {
+        Packet::LookupRequest {
+            request: 3,
+            name,
+            introduce: true,
+        }
+    }
+
+    #[test]
+    fn a_lookup_to_write_introduces_the_asker_with_its_candidates_and_a_plain_one_does_not() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.candidates = vec![SocketAddr::from(([192, 168, 1, 10], 5000))];
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let mut bob = Client::new(2, 2);
+        let bob_lan = SocketAddr::from(([192, 168, 2, 10], 5000));
+        bob.candidates = vec![bob_lan, bob_lan];
+        bob.sign_in(&mut s, now, "Bob", 0);
+
+        // A plain lookup (a whois, or checking a handshake's claim): an
+        // answer with Bob's candidates, and nothing to Bob.
+        let datagram = alice.sealed(&Packet::LookupRequest {
+            request: 2,
+            name: "bob",
+            introduce: false,
+        });
+        s.handle_datagram(now, alice.addr, &datagram);
+        let out = drain(&mut s);
+        assert!(out.iter().all(|t| t.destination == alice.addr));
+        let replies = opened_by(&mut alice, &out);
+        let Ok(Packet::LookupReply { candidates, .. }) = Packet::decode(&replies[0]) else {
+            panic!("not a lookup reply");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), vec![bob_lan], "once");
+
+        // A lookup to write: Bob hears who wants him, where, and with what key.
+        let datagram = alice.sealed(&lookup_to_write("bob"));
+        s.handle_datagram(now, alice.addr, &datagram);
+        let out = drain(&mut s);
+        assert_eq!(opened_by(&mut alice, &out).len(), 1);
+        let to_bob = opened_by(&mut bob, &out);
+        let alice_key = alice.key.public().0;
+        assert_eq!(
+            to_bob
+                .iter()
+                .map(|p| Packet::decode(p).unwrap())
+                .collect::<Vec<_>>(),
+            vec![Packet::Introduction {
+                name: "Alice",
+                key: &alice_key,
+                address: Some(addr(1)),
+                candidates: AddrList::Addrs(&alice.candidates),
+            }]
+        );
+        assert_eq!(s.stats().introductions, 1);
+
+        // Nobody is introduced to themselves, nor to nobody.
+        for name in ["alice", "nobody"] {
+            let datagram = alice.sealed(&lookup_to_write(name));
+            s.handle_datagram(now, alice.addr, &datagram);
+            let out = drain(&mut s);
+            assert!(out.iter().all(|t| t.destination == alice.addr), "{name}");
+        }
+        assert_eq!(s.stats().introductions, 1);
+    }
+
+    #[test]
+    fn introductions_are_limited_per_asker_and_per_target_and_go_to_validated_addresses() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut mallory = Client::new(1, 1);
+        mallory.sign_in(&mut s, now, "Mallory", 0);
+        let mut alice = Client::new(2, 2);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let mut bob = Client::new(3, 3);
+        bob.sign_in(&mut s, now, "Bob", 0);
+        let introduced = |s: &mut ServerState, asker: &mut Client, name: &str, at: Instant| {
+            let datagram = asker.sealed(&lookup_to_write(name));
+            // From a new address the server has not validated: the reply
+            // is held to 3x there, and the introduction still goes to the
+            // target's address on record.
+            s.handle_datagram(at, SocketAddr::from(([10, 9, 9, 9], 9)), &datagram);
+            let out = drain(s);
+            out.iter()
+                .filter(|t| t.destination == addr(2) || t.destination == addr(3))
+                .count()
+        };
+        // A burst, then one a second, however fast Mallory asks.
+        let mut sent = 0;
+        for i in 0..40 {
+            let name = if i % 2 == 0 { "Alice" } else { "Bob" };
+            sent += introduced(&mut s, &mut mallory, name, now);
+        }
+        assert_eq!(sent, usize::from(introductions::INTRO_BURST));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(introduced(&mut s, &mut mallory, "Alice", later), 1);
+        assert_eq!(introduced(&mut s, &mut mallory, "Bob", later), 0);
+        assert!(s.stats().introductions_limited >= 30);
+
+        // A target gets at most its burst from everyone together.
+        let mut s = server(now);
+        let mut bob = Client::new(3, 3);
+        bob.sign_in(&mut s, now, "Bob", 0);
+        let mut askers: Vec<Client> = (10..30).map(|i| Client::new(i, u16::from(i))).collect();
+        let mut to_bob = 0;
+        for (i, a) in askers.iter_mut().enumerate() {
+            a.sign_in(&mut s, now, &format!("Asker{i}"), 0);
+            let datagram = a.sealed(&lookup_to_write("Bob"));
+            s.handle_datagram(now, a.addr, &datagram);
+            to_bob += drain(&mut s)
+                .iter()
+                .filter(|t| t.destination == bob.addr)
+                .count();
+        }
+        assert_eq!(to_bob, usize::from(introductions::INTRO_BURST));
+    }
+
     #[test]
     fn sign_in_takes_a_cookie_then_a_handshake_and_binds_the_name_to_the_key() {
         let now = Instant::now();
