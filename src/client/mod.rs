@@ -15,9 +15,20 @@
 //!   [`ClientConfig::keepalive_interval`]. When the server says it does not
 //!   hold our session (it restarted) or stops answering, the client signs in
 //!   again by itself and reports [`ClientEvent::Reconnected`].
-//! * **Peer sessions** (`peers`): a lookup answers with the peer's address
-//!   and key; the client makes a Noise IK handshake to that key, and accepts
-//!   one only from a key the directory binds to the name it claims. Messages
+//! * **Peer sessions** (`peers`): a lookup answers with the peer's
+//!   addresses (`paths`: the reflexive one the server sees and its host
+//!   candidates) and key; the client makes a Noise IK handshake to that key,
+//!   sent to every address worth trying, and accepts one only from a key the
+//!   directory binds to the name it claims.
+//! * **NAT traversal**: a lookup made to write also makes the server
+//!   introduce us to the peer, which then sends its own handshake our way at
+//!   once, so both NATs let the answers in. Our host candidates
+//!   ([`ClientConfig::host_candidates`]) go to the server at sign-in. A
+//!   conversation in use is kept alive every
+//!   [`ClientConfig::peer_keepalive_interval`]; after [`PATH_FRESH`] of
+//!   silence the next message brokers the path again. When no handshake
+//!   gets through and both sides are behind NATs, messages fail with
+//!   [`DeliveryFailure::NoDirectPath`]. Messages
 //!   and acknowledgements travel sealed, found by session index, never
 //!   trusted by source address. A session is replaced after
 //!   [`ClientConfig::rekey_after`] by the side that made it, and dropped
@@ -29,9 +40,11 @@
 //!   estimated from measured round trips (RFC 6298). At most
 //!   [`ClientConfig::window`] fragments per peer are unacknowledged at once.
 //!   A peer silent for [`SILENT_REHANDSHAKE`] while data is outstanding gets
-//!   a new handshake (it may have restarted and lost the session); at half
-//!   [`ClientConfig::message_timeout`] it is looked up again (it may have
-//!   moved); at the timeout its messages fail. [`ClientEvent::Delivered`]
+//!   a new handshake (it may have restarted and lost the session) and is
+//!   looked up again (it may have moved, or its NAT forgotten us), at 3 and
+//!   6 s; while no session can be made, the lookups come at 1, 3 and 6 s
+//!   (an introduction may have been lost); at
+//!   [`ClientConfig::message_timeout`] its messages fail. [`ClientEvent::Delivered`]
 //!   means an authenticated acknowledgement came back for every fragment.
 //! * **Receiving**, each stream is delivered exactly once and in order,
 //!   fragments reassembled, across rekeys, lost sessions and
@@ -41,7 +54,8 @@
 //!   all capped.
 //!
 //! The parts with their own invariants and tests: `link` (the server
-//! session), `peers` (peer handshakes and sessions), `inbox` (receive
+//! session), `paths` (which of a peer's addresses to try), `peers` (peer
+//! handshakes, sessions, paths and keep-alives), `inbox` (receive
 //! streams), `requests` (ids, retries, deadlines), `lookup` (the cache of
 //! directory answers), `rtt` (the RFC 6298 estimate). This module coordinates
 //! them and keeps the send side.
@@ -151,7 +165,7 @@ pub struct ClientConfig {
     pub keepalive_interval: Duration,
     /// A peer that acknowledges nothing new for this long while fragments
     /// to it are outstanding fails every message waiting for it (it is
-    /// looked up again at half this time, in case it moved).
+    /// looked up again before, in case it moved).
     pub message_timeout: Duration,
     /// Retransmission timeout before any round trip is measured.
     pub initial_rto: Duration,
