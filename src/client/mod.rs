@@ -553,9 +553,6 @@ struct Peer {
     /// Times looked up again (and introduced) in this stretch of silence
     /// (see [`Peer::next_relook`]).
     relooks: usize,
-    /// When the path was last brokered again after a quiet spell (see
-    /// [`PATH_FRESH`]).
-    rebrokered: Option<Instant>,
     /// Our stream to this peer: random, kept for as long as the peer entry.
     stream: u64,
     next_seq: u32,
@@ -661,6 +658,9 @@ pub struct ClientState {
     /// [`ClientConfig::settle_grace`]).
     settling_until: Option<Instant>,
     next_housekeeping: Instant,
+    /// When the path to each peer key was last brokered again (see
+    /// [`PATH_FRESH`]); entries older than that are dropped.
+    rebrokered: BTreeMap<PublicKey, Instant>,
     out: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     buf: BytesMut,
@@ -714,6 +714,7 @@ impl ClientState {
         );
         let mut client = ClientState {
             next_housekeeping: now + Duration::from_secs(1),
+            rebrokered: BTreeMap::new(),
             identity: StaticKeypair::from_secret(config.identity),
             link: ServerLink::new(config.server_key),
             config,
@@ -894,7 +895,6 @@ impl ClientState {
                     name: to.to_owned(),
                     dest: None,
                     relooks: 0,
-                    rebrokered: None,
                     stream,
                     next_seq: 0,
                     messages: VecDeque::new(),
@@ -927,9 +927,6 @@ impl ClientState {
                 }
                 None => {
                     // The lookup brokers the path (it introduces us).
-                    if let Some(peer) = self.peers.get_mut(&key) {
-                        peer.rebrokered = Some(now);
-                    }
                     self.lookup(now, to, true);
                 }
             }
@@ -1066,12 +1063,25 @@ impl ClientState {
                 self.stats.peer_keepalives += 1;
             }
         }
+        // Both sides keep a conversation in use alive: one that went quiet
+        // has lost its path (a NAT forgot it, or gave one of us a new port).
+        for (name, peer_key) in self.sessions.gone_quiet(now, in_use, PATH_FRESH) {
+            let recently = self
+                .rebrokered
+                .get(&peer_key)
+                .is_some_and(|t| now.saturating_duration_since(*t) < PATH_FRESH);
+            if !recently {
+                self.rebroker(now, &name, peer_key);
+            }
+        }
         let keys: Vec<String> = self.peers.keys().cloned().collect();
         for key in keys {
             self.peer_timeout(now, &key);
         }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + Duration::from_secs(1);
+            self.rebrokered
+                .retain(|_, t| now.saturating_duration_since(*t) < PATH_FRESH);
             self.inbox.expire(now, self.config.stream_idle_timeout);
             self.cache.expire(now);
         }
@@ -1384,6 +1394,21 @@ impl ClientState {
                             payload,
                         });
                     }
+                    // The server challenges our path: it sees us at a new
+                    // address (our NAT gave us a new port). Our peers' NATs
+                    // will drop what we send from there until they send to
+                    // it: broker each conversation in use again (once; the
+                    // answer above goes first, so the server knows where we
+                    // are before it introduces us).
+                    for (name, peer_key) in self.sessions.in_use(now, self.config.peer_in_use) {
+                        let recently = self
+                            .rebrokered
+                            .get(&peer_key)
+                            .is_some_and(|t| now.saturating_duration_since(*t) < PATH_FRESH);
+                        if !recently {
+                            self.rebroker(now, &name, peer_key);
+                        }
+                    }
                 }
             }
             Packet::SignOutAck { request } => {
@@ -1684,6 +1709,31 @@ impl ClientState {
         }
     }
 
+    /// Brokers the path to `peer_key` (the peer `name`) again: a lookup that
+    /// introduces us (the peer then sends our way, through its NAT and
+    /// ours), and a new handshake to where we last knew it.
+    fn rebroker(&mut self, now: Instant, name: &str, peer_key: PublicKey) {
+        self.rebrokered.insert(peer_key, now);
+        let key = name::fold(name);
+        self.lookup(now, name, true);
+        if self.sessions.is_initiating(&key) {
+            return;
+        }
+        let known = self.cache.get(now, &key).filter(|(_, k)| *k == peer_key);
+        let reach = match known {
+            Some((reach, _)) => reach.clone(),
+            None => match self
+                .sessions
+                .best_for(&peer_key)
+                .and_then(|i| self.sessions.get(i))
+            {
+                Some(s) => Reach::new(s.addr, []),
+                None => return,
+            },
+        };
+        self.handshake_to(now, name, &reach, peer_key);
+    }
+
     /// Where we can be reached, once signed in: the reflexive address the
     /// server saw and our host candidates.
     fn own_reach(&self) -> Option<Reach> {
@@ -1968,16 +2018,17 @@ impl ClientState {
             .sessions
             .last_heard(&peer_key)
             .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH)
-            && peer
+            && !self.lookups.contains_key(key)
+            && self
                 .rebrokered
-                .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH);
+                .get(&peer_key)
+                .is_none_or(|t| now.saturating_duration_since(*t) >= PATH_FRESH);
         if quiet {
             let name = peer.name.clone();
             if let Some(peer) = self.peers.get_mut(key) {
-                peer.rebrokered = Some(now);
                 peer.relooks = peer.relooks.max(1);
             }
-            self.cache.forget(key);
+            self.rebrokered.insert(peer_key, now);
             self.lookup(now, &name, true);
         }
         if (quiet || best.is_none() || due) && !self.sessions.is_initiating(key) {

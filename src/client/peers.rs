@@ -622,6 +622,39 @@ impl PeerSessions {
             .collect()
     }
 
+    /// The conversations in use at `now` (a message or acknowledgement went
+    /// either way within `in_use`) from which nothing at all was heard for
+    /// `quiet`, though both sides keep them alive: their path has stopped
+    /// answering. Each as (the peer's name, its key).
+    pub(crate) fn gone_quiet(
+        &self,
+        now: Instant,
+        in_use: Duration,
+        quiet: Duration,
+    ) -> Vec<(String, PublicKey)> {
+        let mut per_key: BTreeMap<[u8; 32], (&str, Option<Instant>, Instant)> = BTreeMap::new();
+        for s in self.sessions.values() {
+            let e = per_key
+                .entry(s.key.0)
+                .or_insert((&s.name, s.last_used, s.last_heard));
+            e.1 = e.1.max(s.last_used);
+            e.2 = e.2.max(s.last_heard);
+        }
+        per_key
+            .into_iter()
+            .filter(|(_, (_, used, heard))| {
+                used.is_some_and(|u| now.saturating_duration_since(u) < in_use)
+                    && now.saturating_duration_since(*heard) >= quiet
+            })
+            .map(|(k, (name, _, _))| (name.to_owned(), PublicKey(k)))
+            .collect()
+    }
+
+    /// The conversations in use at `now`, as (the peer's name, its key).
+    pub(crate) fn in_use(&self, now: Instant, in_use: Duration) -> Vec<(String, PublicKey)> {
+        self.gone_quiet(now, in_use, Duration::ZERO)
+    }
+
     /// When the next keep-alive is due (see [`PeerSessions::keepalives_due`]).
     pub(crate) fn next_keepalive(&self, interval: Duration, in_use: Duration) -> Option<Instant> {
         self.keepalive_times(interval, in_use)

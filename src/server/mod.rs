@@ -592,6 +592,15 @@ impl ServerState {
         if self.paths.len() >= self.config.max_probes && !self.paths.contains_key(&id) {
             return;
         }
+        // The challenge under way to that address, sent again: a new one
+        // for every packet the client sends meanwhile would make each
+        // answer stale before it arrives.
+        if let Some(&(pending, request)) = self.paths.get(&id)
+            && pending == to
+        {
+            self.send_sealed(id, &Packet::Probe { request });
+            return;
+        }
         // Unpredictable, so it cannot pass for one of the client's own
         // request ids by accident.
         self.next_challenge = self.next_challenge.wrapping_add(1);
@@ -1518,6 +1527,21 @@ mod tests {
             _ => None,
         });
         assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)), "not yet");
+        // Whatever else she sends from there before her answer arrives is
+        // challenged with the same request: the answer stays good. (A new
+        // challenge each time made every answer stale, and the address
+        // never moved.)
+        for i in 0..3 {
+            let again = alice.request(&mut s, now, &Packet::KeepAlive { request: 10 + i });
+            let probes: Vec<u32> = again
+                .iter()
+                .filter_map(|p| match Packet::decode(p) {
+                    Ok(Packet::Probe { request }) => Some(request),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(probes, vec![challenge.unwrap()]);
+        }
         alice.request(
             &mut s,
             now,
