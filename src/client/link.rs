@@ -157,6 +157,7 @@ impl ServerLink {
 
     /// Starts a handshake carrying `sign_in` (its `replaces` is filled in
     /// here) and writes the ServerInit into `out`. `None` without a cookie.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         &mut self,
         identity: &StaticKeypair,

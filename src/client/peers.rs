@@ -666,18 +666,25 @@ impl PeerSessions {
     fn keepalive_times(&self, interval: Duration, in_use: Duration) -> Vec<(u32, Instant)> {
         // Per peer key: the session we send under (the newest that may
         // send) and when the conversation was last in use.
-        let mut per_key: BTreeMap<[u8; 32], (Option<(Instant, u32)>, Option<Instant>)> =
-            BTreeMap::new();
+        /// One peer key's sessions, in outline.
+        #[derive(Default)]
+        struct Conversation {
+            /// The session we send under: (created, index).
+            best: Option<(Instant, u32)>,
+            /// When it was last in use.
+            used: Option<Instant>,
+        }
+        let mut per_key: BTreeMap<[u8; 32], Conversation> = BTreeMap::new();
         for (i, s) in &self.sessions {
-            let entry = per_key.entry(s.key.0).or_insert((None, None));
-            entry.1 = entry.1.max(s.last_used);
-            if s.can_send() && entry.0.is_none_or(|(created, _)| s.created >= created) {
-                entry.0 = Some((s.created, *i));
+            let c = per_key.entry(s.key.0).or_default();
+            c.used = c.used.max(s.last_used);
+            if s.can_send() && c.best.is_none_or(|(created, _)| s.created >= created) {
+                c.best = Some((s.created, *i));
             }
         }
         per_key
             .into_values()
-            .filter_map(|(best, used)| {
+            .filter_map(|Conversation { best, used }| {
                 let (_, i) = best?;
                 let due = self.sessions.get(&i)?.last_sent + interval;
                 (due < used? + in_use).then_some((i, due))
