@@ -553,6 +553,8 @@ struct Peer {
     /// Times looked up again (and introduced) in this stretch of silence
     /// (see [`Peer::next_relook`]).
     relooks: usize,
+    /// When we last asked the server to introduce us to the peer.
+    introduced: Option<Instant>,
     /// Our stream to this peer: random, kept for as long as the peer entry.
     stream: u64,
     next_seq: u32,
@@ -895,6 +897,7 @@ impl ClientState {
                     name: to.to_owned(),
                     dest: None,
                     relooks: 0,
+                    introduced: None,
                     stream,
                     next_seq: 0,
                     messages: VecDeque::new(),
@@ -1576,6 +1579,9 @@ impl ClientState {
             return;
         }
         self.stats.lookups += 1;
+        if introduce && let Some(peer) = self.peers.get_mut(&key) {
+            peer.introduced = Some(now);
+        }
         let id = self.start_request(
             now,
             RequestKind::Lookup {
@@ -1640,10 +1646,11 @@ impl ClientState {
             Some(Some((reach, peer_key))) => {
                 let relooked = peer.relooks > 0;
                 let moved = peer.dest.as_ref().is_some_and(|(r, _)| *r != reach);
-                self.set_dest(now, &key, reach, peer_key);
+                let name = peer.name.clone();
+                self.set_dest(now, &key, reach.clone(), peer_key);
                 if relooked && moved {
                     // Still silent, and somewhere new: try there at once.
-                    self.handshake(now, &key);
+                    self.probe(now, &name, &reach, peer_key);
                 }
                 self.pump(now, &key);
             }
@@ -1716,9 +1723,6 @@ impl ClientState {
         self.rebrokered.insert(peer_key, now);
         let key = name::fold(name);
         self.lookup(now, name, true);
-        if self.sessions.is_initiating(&key) {
-            return;
-        }
         let known = self.cache.get(now, &key).filter(|(_, k)| *k == peer_key);
         let reach = match known {
             Some((reach, _)) => reach.clone(),
@@ -1731,7 +1735,28 @@ impl ClientState {
                 None => return,
             },
         };
-        self.handshake_to(now, name, &reach, peer_key);
+        self.probe(now, name, &reach, peer_key);
+    }
+
+    /// Sends our handshake to the peer `name` (with `peer_key`) to the
+    /// addresses of `reach` worth trying: added to the handshake under way,
+    /// if there is one (the same PeerInit to new addresses), or a new one.
+    fn probe(&mut self, now: Instant, name: &str, reach: &Reach, peer_key: PublicKey) {
+        let targets = reach.targets(self.own_reach().as_ref());
+        match self
+            .sessions
+            .add_targets(now, &name::fold(name), &targets, &reach.hosts)
+        {
+            Some(sends) => {
+                for (datagram, to) in sends {
+                    self.out.push_back(Transmit {
+                        destination: to,
+                        payload: datagram,
+                    });
+                }
+            }
+            None => self.handshake_to(now, name, reach, peer_key),
+        }
     }
 
     /// Where we can be reached, once signed in: the reflexive address the
@@ -1767,10 +1792,11 @@ impl ClientState {
         {
             peer.dest = Some((reach.clone(), peer_key));
         }
-        if !self.sessions.is_initiating(&key) {
-            self.stats.introductions += 1;
-            self.handshake_to(now, name, &reach, peer_key);
-        }
+        // To where the introduction says, even if a handshake of ours is
+        // under way: its addresses may be stale (the peer's NAT gave it a
+        // new port).
+        self.stats.introductions += 1;
+        self.probe(now, name, &reach, peer_key);
     }
 
     fn on_peer_init(&mut self, now: Instant, from: SocketAddr, sender: u32, handshake: &[u8]) {
@@ -1888,8 +1914,10 @@ impl ClientState {
         let addr = session.addr;
         if confirmed {
             // A session the peer made is usable now: what waits for the
-            // peer goes at once (it may have been lost on a dead path).
+            // peer goes at once (it may have been lost on a dead path), and
+            // a handshake of ours to it is no longer needed.
             let key = name::fold(&session.name);
+            self.sessions.cancel_initiating(&peer_key);
             if self
                 .peers
                 .get(&key)
@@ -2006,23 +2034,25 @@ impl ClientState {
         let peer = self.peers.get(key)?;
         let peer_key = peer.dest.as_ref()?.1;
         let best = self.sessions.best_for(&peer_key);
+        // The side with something to send replaces an old session, whoever
+        // made it: with introductions both sides make handshakes, and the
+        // one we send under is often the peer's.
         let due = best.and_then(|i| self.sessions.get(i)).is_some_and(|s| {
-            s.initiator && now.saturating_duration_since(s.created) >= self.config.rekey_after
+            now.saturating_duration_since(s.created) >= self.config.rekey_after
                 || s.sealed_count() >= self.config.rekey_after_messages
         });
         // After a quiet spell the NAT mappings on the path may be gone:
         // broker it again (once per spell): a lookup that introduces us, so
         // the peer sends our way too, and a new handshake, while what waits
         // goes by the old path too.
-        let quiet = self
+        let lately = |t: &Instant| now.saturating_duration_since(*t) < PATH_FRESH;
+        let quiet = !self
             .sessions
             .last_heard(&peer_key)
-            .is_none_or(|t| now.saturating_duration_since(t) >= PATH_FRESH)
+            .is_some_and(|t| lately(&t))
             && !self.lookups.contains_key(key)
-            && self
-                .rebrokered
-                .get(&peer_key)
-                .is_none_or(|t| now.saturating_duration_since(*t) >= PATH_FRESH);
+            && !peer.introduced.is_some_and(|t| lately(&t))
+            && !self.rebrokered.get(&peer_key).is_some_and(lately);
         if quiet {
             let name = peer.name.clone();
             if let Some(peer) = self.peers.get_mut(key) {
@@ -2197,8 +2227,11 @@ impl ClientState {
                 // Silent: it may have moved, its NAT may have forgotten the
                 // path, or our introduction was lost. Ask the directory
                 // again (which introduces us again: the peer sends our way
-                // too), and try where we know at once.
-                peer.relooks += 1;
+                // too), and try where we know at once. Once, however many
+                // of the schedule's times have passed (a late call).
+                while peer.next_relook(since).is_some_and(|at| now >= at) {
+                    peer.relooks += 1;
+                }
                 peer.handshake_at = Some(now);
                 let name = peer.name.clone();
                 self.cache.forget(key);
@@ -2413,6 +2446,43 @@ mod tests {
         net.deliver(mallory, target, forged);
         net.pump();
         mallory
+    }
+
+    #[test]
+    fn a_late_timeout_call_leaves_no_timer_in_the_past() {
+        // Found by fuzzing: messages wait for a peer that never answers
+        // (Bob is gone, but still in the directory), and the first timeout
+        // call comes 8 s late, past several re-lookup times at once.
+        let mut net = Net::new(&["Alice", "Bob"]);
+        let bob = net.addr(1);
+        net.clients[0].1.send(net.now, "Bob", "one").unwrap();
+        net.clients[0].1.send(net.now, "Bob", "two").unwrap();
+        // Deliver to the server only: Bob hears nothing.
+        loop {
+            let mut queue = Vec::new();
+            while let Some(t) = net.clients[0].1.poll_transmit() {
+                queue.push((net.addr(0), t));
+            }
+            while let Some(t) = net.server.poll_transmit() {
+                queue.push((SERVER.parse().unwrap(), t));
+            }
+            queue.retain(|(_, t)| t.destination != bob);
+            if queue.is_empty() {
+                break;
+            }
+            for (from, t) in queue {
+                net.deliver(from, t.destination, t.payload);
+            }
+        }
+        let alice = &mut net.clients[0].1;
+        for late in [8, 9, 12] {
+            let now = net.now + Duration::from_secs(late);
+            alice.handle_timeout(now);
+            assert!(
+                alice.poll_timeout().is_none_or(|t| t > now),
+                "{late} s: a timer is due already"
+            );
+        }
     }
 
     #[test]

@@ -86,9 +86,6 @@ pub(crate) struct PeerSession {
     path_heard: Instant,
     /// When we last sealed a packet under it.
     pub(crate) last_sent: Instant,
-    /// When a message fragment or acknowledgement last went either way
-    /// under it (keep-alives and handshakes do not count).
-    pub(crate) last_used: Option<Instant>,
     /// As initiator: the responder's ephemeral key, to know its PeerResp if
     /// it comes again by another path.
     resp_ephemeral: Option<[u8; 32]>,
@@ -258,6 +255,11 @@ pub(crate) struct PeerSessions {
     sessions: BTreeMap<u32, PeerSession>,
     initiating: BTreeMap<u32, Initiating>,
     verifying: Vec<Incoming>,
+    /// Per peer key, when a message fragment or acknowledgement last went
+    /// either way (keep-alives and handshakes do not count): whether the
+    /// conversation is in use. Kept per key, not per session, so that new
+    /// sessions, and the eviction of old ones, change nothing.
+    used: BTreeMap<PublicKey, Instant>,
 }
 
 impl PeerSessions {
@@ -365,7 +367,6 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                last_used: None,
                 resp_ephemeral: ephemeral_of(handshake),
                 initiator: true,
                 session: Session::new(keys, sender),
@@ -497,7 +498,6 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                last_used: None,
                 resp_ephemeral: None,
                 initiator: false,
                 session: Session::new(keys, incoming.sender),
@@ -558,20 +558,60 @@ impl PeerSessions {
         }
         s.last_heard = now;
         if !plaintext.is_empty() {
-            s.last_used = Some(now);
+            self.used.insert(s.key, now);
         }
         s.resp = None;
         let confirmed = !could_send && s.can_send();
         Some((plaintext, s, confirmed))
     }
 
-    /// The session to send to `key` under: the newest that may send.
+    /// The session to send to `key` under: of those that may send, one on
+    /// the best path (a LAN path before a public one: two handshakes that
+    /// crossed can leave us a session on each), the newest of those.
     pub(crate) fn best_for(&self, key: &PublicKey) -> Option<u32> {
         self.sessions
             .iter()
             .filter(|(_, s)| s.key == *key && s.can_send())
-            .max_by_key(|(_, s)| s.created)
+            .max_by_key(|(_, s)| (s.rank(s.addr), s.created))
             .map(|(i, _)| *i)
+    }
+
+    /// Adds `targets` to the handshake to the peer `name` (folded) under
+    /// way, if any (the directory told us of new addresses, say after the
+    /// peer's NAT gave it a new port); returns the PeerInits to send now.
+    /// `None` when no handshake to `name` is under way.
+    pub(crate) fn add_targets(
+        &mut self,
+        now: Instant,
+        name: &str,
+        targets: &[SocketAddr],
+        hosts: &[SocketAddr],
+    ) -> Option<Vec<(Bytes, SocketAddr)>> {
+        let h = self.initiating.values_mut().find(|h| h.name == name)?;
+        for &addr in targets {
+            if h.targets.iter().all(|t| t.addr != addr) {
+                h.targets.push(Target {
+                    addr,
+                    host: hosts.contains(&addr),
+                    next_send: now,
+                    backoff: HANDSHAKE_RETRY,
+                    sends: 0,
+                });
+            }
+        }
+        for &host in hosts {
+            if !h.hosts.contains(&host) {
+                h.hosts.push(host);
+            }
+        }
+        let mut out = Vec::new();
+        h.due(now, &mut out);
+        Some(out)
+    }
+
+    /// Gives up any handshake to `key` under way (a session with it works).
+    pub(crate) fn cancel_initiating(&mut self, key: &PublicKey) {
+        self.initiating.retain(|_, h| h.key != *key);
     }
 
     /// The session `index`.
@@ -591,7 +631,7 @@ impl PeerSessions {
         s.session.seal(plaintext, out).ok()?;
         s.last_sent = now;
         if !plaintext.is_empty() {
-            s.last_used = Some(now);
+            self.used.insert(s.key, now);
         }
         Some(s.addr)
     }
@@ -632,21 +672,20 @@ impl PeerSessions {
         in_use: Duration,
         quiet: Duration,
     ) -> Vec<(String, PublicKey)> {
-        let mut per_key: BTreeMap<[u8; 32], (&str, Option<Instant>, Instant)> = BTreeMap::new();
+        let mut per_key: BTreeMap<PublicKey, (&str, Instant)> = BTreeMap::new();
         for s in self.sessions.values() {
-            let e = per_key
-                .entry(s.key.0)
-                .or_insert((&s.name, s.last_used, s.last_heard));
-            e.1 = e.1.max(s.last_used);
-            e.2 = e.2.max(s.last_heard);
+            let e = per_key.entry(s.key).or_insert((&s.name, s.last_heard));
+            e.1 = e.1.max(s.last_heard);
         }
         per_key
             .into_iter()
-            .filter(|(_, (_, used, heard))| {
-                used.is_some_and(|u| now.saturating_duration_since(u) < in_use)
+            .filter(|(k, (_, heard))| {
+                self.used
+                    .get(k)
+                    .is_some_and(|u| now.saturating_duration_since(*u) < in_use)
                     && now.saturating_duration_since(*heard) >= quiet
             })
-            .map(|(k, (name, _, _))| (name.to_owned(), PublicKey(k)))
+            .map(|(k, (name, _))| (name.to_owned(), k))
             .collect()
     }
 
@@ -666,28 +705,12 @@ impl PeerSessions {
     fn keepalive_times(&self, interval: Duration, in_use: Duration) -> Vec<(u32, Instant)> {
         // Per peer key: the session we send under (the newest that may
         // send) and when the conversation was last in use.
-        /// One peer key's sessions, in outline.
-        #[derive(Default)]
-        struct Conversation {
-            /// The session we send under: (created, index).
-            best: Option<(Instant, u32)>,
-            /// When it was last in use.
-            used: Option<Instant>,
-        }
-        let mut per_key: BTreeMap<[u8; 32], Conversation> = BTreeMap::new();
-        for (i, s) in &self.sessions {
-            let c = per_key.entry(s.key.0).or_default();
-            c.used = c.used.max(s.last_used);
-            if s.can_send() && c.best.is_none_or(|(created, _)| s.created >= created) {
-                c.best = Some((s.created, *i));
-            }
-        }
-        per_key
-            .into_values()
-            .filter_map(|Conversation { best, used }| {
-                let (_, i) = best?;
+        self.used
+            .iter()
+            .filter_map(|(key, used)| {
+                let i = self.best_for(key)?;
                 let due = self.sessions.get(&i)?.last_sent + interval;
-                (due < used? + in_use).then_some((i, due))
+                (due < *used + in_use).then_some((i, due))
             })
             .collect()
     }
@@ -716,6 +739,9 @@ impl PeerSessions {
             .retain(|_, h| now.saturating_duration_since(h.started) < HANDSHAKE_TIMEOUT);
         self.verifying
             .retain(|v| now.saturating_duration_since(v.at) < VERIFY_TIMEOUT);
+        let sessions = &self.sessions;
+        self.used
+            .retain(|k, _| sessions.values().any(|s| s.key == *k));
     }
 
     /// When something here next has a timer: a resend, an expiry.
@@ -1004,7 +1030,6 @@ mod tests {
             last_heard: created,
             path_heard: created,
             last_sent: created,
-            last_used: None,
             resp_ephemeral: None,
             initiator: true,
             session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),
