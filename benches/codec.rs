@@ -27,8 +27,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde::{Deserialize, Serialize};
 use udpchat::Packet;
 use udpchat::codec::{
-    ErrorCode, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, MAX_SHORT_FIELD, NameList, PacketType,
-    RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
+    AddrList, ErrorCode, MAX_CANDIDATES, MAX_DATAGRAM, MAX_SEALED_PLAINTEXT, MAX_SHORT_FIELD,
+    NameList, PacketType, RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
 };
 use udpchat::crypto::TransportKeys;
 use udpchat::crypto::noise::{MSG1_OVERHEAD, MSG2_OVERHEAD};
@@ -48,6 +48,9 @@ struct Data {
     page: Vec<String>,
     small_body: Vec<u8>,
     large_body: Vec<u8>,
+    /// Two host candidates (a LAN IPv4 and an IPv6), and a full list.
+    two_hosts: Vec<SocketAddr>,
+    hosts: Vec<SocketAddr>,
 }
 
 impl Data {
@@ -66,6 +69,16 @@ impl Data {
             page: (0..89).map(|i| format!("user{i:03}-name")).collect(),
             small_body: b"Hello, Carole!!!".to_vec(),
             large_body: "Hello this is Alice. ".repeat(60).into_bytes()[..1100].to_vec(),
+            two_hosts: vec![
+                SocketAddr::from((Ipv4Addr::new(192, 168, 1, 20), 51234)),
+                SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 0x14), 51234)),
+            ],
+            hosts: (0..MAX_CANDIDATES)
+                .map(|i| {
+                    let last = u16::try_from(i).unwrap_or(0);
+                    SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last), 51234))
+                })
+                .collect(),
         }
     }
 }
@@ -160,6 +173,17 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
                 request: 1,
                 name: "Alice",
                 replaces: 0,
+                candidates: AddrList::EMPTY,
+            },
+        ),
+        (
+            "sign-in",
+            "2 candidates",
+            Packet::SignIn {
+                request: 1,
+                name: "Alice",
+                replaces: 0,
+                candidates: AddrList::Addrs(&d.two_hosts),
             },
         ),
         (
@@ -169,6 +193,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
                 request: 1,
                 name: long,
                 replaces: 0x0000_0100,
+                candidates: AddrList::Addrs(&d.hosts),
             },
         ),
         (
@@ -230,6 +255,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
             Packet::LookupRequest {
                 request: 3,
                 name: "Carole",
+                introduce: true,
             },
         ),
         (
@@ -240,6 +266,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
                 name: "Carole",
                 address: Some(v4),
                 key: &d.key,
+                candidates: AddrList::EMPTY,
             },
         ),
         (
@@ -250,6 +277,18 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
                 name: "Carole",
                 address: Some(v6),
                 key: &d.key,
+                candidates: AddrList::EMPTY,
+            },
+        ),
+        (
+            "lookup-reply",
+            "2 candidates",
+            Packet::LookupReply {
+                request: 3,
+                name: "Carole",
+                address: Some(v4),
+                key: &d.key,
+                candidates: AddrList::Addrs(&d.two_hosts),
             },
         ),
         (
@@ -260,6 +299,7 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
                 name: "Carole",
                 address: None,
                 key: &[],
+                candidates: AddrList::EMPTY,
             },
         ),
         ("keep-alive", "small", Packet::KeepAlive { request: 4 }),
@@ -271,6 +311,26 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
         ("probe", "small", Packet::Probe { request: 5 }),
         ("sign-out", "small", Packet::SignOut { request: 6 }),
         ("sign-out-ack", "small", Packet::SignOutAck { request: 6 }),
+        (
+            "introduction",
+            "2 candidates",
+            Packet::Introduction {
+                name: "Alice",
+                key: &d.key,
+                address: Some(v4),
+                candidates: AddrList::Addrs(&d.two_hosts),
+            },
+        ),
+        (
+            "introduction",
+            "large",
+            Packet::Introduction {
+                name: long,
+                key: &d.key,
+                address: Some(v6),
+                candidates: AddrList::Addrs(&d.hosts),
+            },
+        ),
         ("message", "16B body", message(&d.small_body)),
         ("message", "1100B body", message(&d.large_body)),
         ("ack", "small", Packet::Ack { stream: 1, seq: 2 }),
@@ -328,6 +388,17 @@ fn encode_decode(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("list-reply+iter", size), |b| {
                 b.iter(|| match Packet::decode(black_box(bytes)) {
                     Ok(Packet::ListReply { names, .. }) => names.iter().map(str::len).sum(),
+                    _ => 0,
+                })
+            });
+        }
+        if *name == "introduction" {
+            // Decode and read every candidate.
+            group.bench_function(BenchmarkId::new("introduction+iter", size), |b| {
+                b.iter(|| match Packet::decode(black_box(bytes)) {
+                    Ok(Packet::Introduction { candidates, .. }) => {
+                        candidates.iter().map(|a| usize::from(a.port())).sum()
+                    }
                     _ => 0,
                 })
             });

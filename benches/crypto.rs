@@ -68,6 +68,7 @@ fn handshake(c: &mut Criterion) {
         request: 1,
         name: "Alice",
         replaces: 0,
+        candidates: udpchat::AddrList::EMPTY,
     }
     .to_bytes()
     .expect("a SignIn");

@@ -220,6 +220,7 @@ fn lookup_and_list(c: &mut Criterion) {
                 let lookup = Packet::LookupRequest {
                     request,
                     name: target,
+                    introduce: false,
                 };
                 sealed_by_next(&mut sessions, &mut next_asker, &lookup)
             },

@@ -319,6 +319,7 @@ fn send_one(client: &mut Client, to: SocketAddr, datagram: &mut Vec<u8>) -> io::
     let lookup = Packet::LookupRequest {
         request,
         name: target,
+        introduce: false,
     };
     let counter = client
         .session

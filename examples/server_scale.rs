@@ -170,6 +170,7 @@ fn lookups(server: &mut ServerState, n: u32, sessions: &mut [RawSession], now: I
             let request = Packet::LookupRequest {
                 request: i,
                 name: &target,
+                introduce: false,
             };
             let mut datagram = Vec::new();
             sessions[asker as usize]

@@ -1,6 +1,6 @@
 //! The codec allocates nothing: `Packet::decode` (of every packet type, clear
 //! and sealed, of a sealed packet's plaintext inside a decoded Sealed, and
-//! iterating a decoded name list), and `Packet::encode` into a buffer that
+//! iterating a decoded name list or candidate list), and `Packet::encode` into a buffer that
 //! already has room, or refused.
 //!
 //! A counting global allocator counts the allocations of the current thread
@@ -14,10 +14,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::BytesMut;
 use udpchat::codec::{
-    ErrorCode, MAX_DATAGRAM, MAX_FRAGMENT_BODY, MAX_SEALED_PLAINTEXT, NameList, RefuseReason,
-    SEALED_HEADER_LEN, SEALED_TAG_LEN,
+    ErrorCode, MAX_CANDIDATES, MAX_DATAGRAM, MAX_FRAGMENT_BODY, MAX_SEALED_PLAINTEXT, NameList,
+    RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
 };
-use udpchat::{Packet, PacketType};
+use udpchat::{AddrList, Packet, PacketType};
 
 struct CountingAllocator;
 
@@ -68,8 +68,13 @@ fn allocations_in<R>(f: impl FnOnce() -> R) -> u64 {
 }
 
 /// One packet of every type (two or more for those with several shapes),
-/// borrowing from `names`, `body` and `sealed`.
-fn samples<'a>(names: &'a [&'a str], body: &'a [u8], sealed: &'a [u8]) -> Vec<Packet<'a>> {
+/// borrowing from `names`, `hosts` (host candidates), `body` and `sealed`.
+fn samples<'a>(
+    names: &'a [&'a str],
+    hosts: &'a [SocketAddr],
+    body: &'a [u8],
+    sealed: &'a [u8],
+) -> Vec<Packet<'a>> {
     let v4 = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 4242));
     let v6 = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 9090, 0, 0));
     let key = &[0x4b; 32];
@@ -119,11 +124,19 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8], sealed: &'a [u8]) -> Vec<Pa
             request: 2,
             name: "Alice",
             replaces: 0,
+            candidates: AddrList::EMPTY,
         },
         Packet::SignIn {
             request: 2,
             name: "Alice",
             replaces: 22,
+            candidates: AddrList::Addrs(&hosts[..2]),
+        },
+        Packet::SignIn {
+            request: 2,
+            name: "Alice",
+            replaces: 0,
+            candidates: AddrList::Addrs(hosts),
         },
         Packet::SignInAccepted {
             request: 3,
@@ -161,24 +174,45 @@ fn samples<'a>(names: &'a [&'a str], body: &'a [u8], sealed: &'a [u8]) -> Vec<Pa
         Packet::LookupRequest {
             request: 7,
             name: "Carole",
+            introduce: false,
+        },
+        Packet::LookupRequest {
+            request: 7,
+            name: "Carole",
+            introduce: true,
         },
         Packet::LookupReply {
             request: 8,
             name: "Carole",
             address: Some(v4),
             key,
+            candidates: AddrList::Addrs(hosts),
         },
         Packet::LookupReply {
             request: 8,
             name: "Carole",
             address: Some(v6),
             key,
+            candidates: AddrList::Addrs(&hosts[..1]),
         },
         Packet::LookupReply {
             request: 8,
             name: "Nobody",
             address: None,
             key: &[],
+            candidates: AddrList::EMPTY,
+        },
+        Packet::Introduction {
+            name: "Alice",
+            key,
+            address: Some(v4),
+            candidates: AddrList::Addrs(hosts),
+        },
+        Packet::Introduction {
+            name: "Alice",
+            key,
+            address: None,
+            candidates: AddrList::EMPTY,
         },
         Packet::KeepAlive { request: 9 },
         Packet::KeepAliveAck { request: 9 },
@@ -233,7 +267,18 @@ fn codec_does_not_allocate() {
         .to_vec();
     assert_eq!(sealed.len(), MAX_SEALED_PLAINTEXT);
     sealed.extend_from_slice(&[0x5e; SEALED_TAG_LEN]);
-    let samples = samples(&names, &body, &sealed);
+    // A full list of host candidates, IPv4 and IPv6 mixed.
+    let hosts: Vec<SocketAddr> = (0..MAX_CANDIDATES)
+        .map(|i| {
+            let port = 5000 + u16::try_from(i).expect("a few");
+            if i % 2 == 0 {
+                SocketAddr::from((Ipv4Addr::new(192, 168, 1, 20), port))
+            } else {
+                SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x14), port))
+            }
+        })
+        .collect();
+    let samples = samples(&names, &hosts, &body, &sealed);
     let types: Vec<PacketType> = samples.iter().map(Packet::packet_type).collect();
     for t in PacketType::ALL {
         assert!(types.contains(&t), "no sample of {t:?}");
@@ -248,7 +293,8 @@ fn codec_does_not_allocate() {
 
     let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);
     for (packet, datagram) in samples.iter().zip(&datagrams) {
-        // Decode, and read every field of the result (names included).
+        // Decode, and read every field of the result (names and candidates
+        // included).
         let n = allocations_in(|| {
             let decoded = Packet::decode(datagram);
             assert_eq!(decoded.as_ref(), Ok(packet));
@@ -258,12 +304,24 @@ fn codec_does_not_allocate() {
                 assert_eq!(names.iter().count(), names.len());
                 black_box(total);
             }
+            if let Ok(
+                Packet::SignIn { candidates, .. }
+                | Packet::LookupReply { candidates, .. }
+                | Packet::Introduction { candidates, .. },
+            ) = decoded
+            {
+                assert!(matches!(candidates, AddrList::Encoded { .. }));
+                let ports: u32 = candidates.iter().map(|a| u32::from(a.port())).sum();
+                assert_eq!(candidates.iter().count(), candidates.len());
+                black_box(ports);
+            }
             decoded
         });
         assert_eq!(n, 0, "decode of {:?} allocated", packet.packet_type());
 
         // Encode into a buffer that has room, then re-encode the decoded
-        // packet (a ListReply's names are then `NameList::Encoded`).
+        // packet (a ListReply's names are then `NameList::Encoded`, and
+        // candidates `AddrList::Encoded`).
         let n = allocations_in(|| {
             buf.clear();
             assert_eq!(packet.encoded_len(), datagram.len());
@@ -297,7 +355,8 @@ fn codec_does_not_allocate() {
     assert_eq!(n, 0, "decode of a Sealed's plaintext allocated");
 
     // Rejected datagrams allocate nothing either: every truncation, a
-    // trailing byte, an unknown type, an oversized datagram.
+    // trailing byte, an unknown type, an oversized datagram, a candidate
+    // list too long or holding family 0.
     let oversized = vec![0x10; MAX_DATAGRAM + 1];
     let mut with_trailing = datagrams[0].clone();
     with_trailing.push(0);
@@ -310,12 +369,15 @@ fn codec_does_not_allocate() {
         assert!(Packet::decode(&with_trailing).is_err());
         assert!(Packet::decode(&[0x7f]).is_err());
         assert!(Packet::decode(&oversized).is_err());
+        assert!(Packet::decode(&[0x10, 0, 0, 0, 1, 0x01, b'A', 0, 0, 0, 0, 9]).is_err());
+        assert!(Packet::decode(&[0x1c, 0x01, b'A', 0x00, 0x00, 0x01, 0x00]).is_err());
     });
     assert_eq!(n, 0, "a failed decode allocated");
 
     // A failed encode allocates nothing (and writes nothing): too long, or
-    // a field out of range.
+    // a field out of range (too many candidates, or a malformed list).
     let too_long = vec![b'x'; MAX_DATAGRAM];
+    let too_many = [hosts[0]; MAX_CANDIDATES + 1];
     let refused = [
         Packet::Message {
             stream: 1,
@@ -342,6 +404,21 @@ fn codec_does_not_allocate() {
             request: 1,
             cookie: &too_long[..256],
             key: &[0x4b; 32],
+        },
+        Packet::SignIn {
+            request: 1,
+            name: "Alice",
+            replaces: 0,
+            candidates: AddrList::Addrs(&too_many),
+        },
+        Packet::Introduction {
+            name: "Alice",
+            key: &[0x4b; 32],
+            address: None,
+            candidates: AddrList::Encoded {
+                count: 2,
+                bytes: &[0x04, 10, 0, 0, 1, 0x0f, 0xa0, 0x00],
+            },
         },
     ];
     for p in &refused {

@@ -1,5 +1,6 @@
 //! Property tests for the codec: round trips for every packet type (clear
-//! and sealed), the size limits (a datagram, a sealed packet's plaintext, the
+//! and sealed, candidate lists of every length up to [`MAX_CANDIDATES`] mixing
+//! IPv4 and IPv6), the size limits (a datagram, a sealed packet's plaintext, the
 //! largest message fragment), refused encodes leaving the buffer alone, and
 //! decode of arbitrary or mutated bytes (never a panic, and canonical
 //! whenever it succeeds).
@@ -11,10 +12,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use udpchat::codec::{
-    ErrorCode, HELLO_LEN, MAX_DATAGRAM, MAX_FRAGMENT_BODY, MAX_SEALED_PLAINTEXT, MAX_SHORT_FIELD,
-    NameList, RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
+    ErrorCode, HELLO_LEN, MAX_CANDIDATES, MAX_DATAGRAM, MAX_FRAGMENT_BODY, MAX_SEALED_PLAINTEXT,
+    MAX_SHORT_FIELD, NameList, RefuseReason, SEALED_HEADER_LEN, SEALED_TAG_LEN,
 };
-use udpchat::{DecodeError, EncodeError, Packet, PacketType};
+use udpchat::{AddrList, DecodeError, EncodeError, Packet, PacketType};
 
 /// A [`Packet`] that owns its data, so a strategy can produce it; the
 /// borrowed packet is built from it inside the test body.
@@ -55,17 +56,25 @@ enum Owned {
         request: u32,
         name: String,
         replaces: u32,
+        candidates: Vec<SocketAddr>,
     },
     SignInAccepted(u32, Option<SocketAddr>),
     SignInRefused(u32, RefuseReason, String),
     ListRequest(u32, u32),
     ListReply(u32, bool, u32, Vec<String>),
-    LookupRequest(u32, String),
+    LookupRequest(u32, String, bool),
     LookupReply {
         request: u32,
         name: String,
         address: Option<SocketAddr>,
         key: Vec<u8>,
+        candidates: Vec<SocketAddr>,
+    },
+    Introduction {
+        name: String,
+        key: Vec<u8>,
+        address: Option<SocketAddr>,
+        candidates: Vec<SocketAddr>,
     },
     KeepAlive(u32),
     KeepAliveAck(u32),
@@ -150,10 +159,12 @@ impl Owned {
                 request,
                 name,
                 replaces,
+                candidates,
             } => Packet::SignIn {
                 request: *request,
                 name,
                 replaces: *replaces,
+                candidates: AddrList::Addrs(candidates),
             },
             Owned::SignInAccepted(request, address) => Packet::SignInAccepted {
                 request: *request,
@@ -174,20 +185,34 @@ impl Owned {
                 cursor: *cursor,
                 names: NameList::Names(&names),
             },
-            Owned::LookupRequest(request, name) => Packet::LookupRequest {
+            Owned::LookupRequest(request, name, introduce) => Packet::LookupRequest {
                 request: *request,
                 name,
+                introduce: *introduce,
             },
             Owned::LookupReply {
                 request,
                 name,
                 address,
                 key,
+                candidates,
             } => Packet::LookupReply {
                 request: *request,
                 name,
                 address: *address,
                 key,
+                candidates: AddrList::Addrs(candidates),
+            },
+            Owned::Introduction {
+                name,
+                key,
+                address,
+                candidates,
+            } => Packet::Introduction {
+                name,
+                key,
+                address: *address,
+                candidates: AddrList::Addrs(candidates),
             },
             Owned::KeepAlive(request) => Packet::KeepAlive { request: *request },
             Owned::KeepAliveAck(request) => Packet::KeepAliveAck { request: *request },
@@ -306,6 +331,35 @@ fn address() -> impl Strategy<Value = Option<SocketAddr>> {
     ]
 }
 
+/// An address of family 4 or 6 (with IPv6 flowinfo and scope 0): what a
+/// candidate list holds.
+fn some_address() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddrV4::new(
+            Ipv4Addr::from(ip),
+            port
+        )
+        .into()),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddrV6::new(
+            Ipv6Addr::from(ip),
+            port,
+            0,
+            0
+        )
+        .into()),
+    ]
+}
+
+/// A host candidate list: empty often, full (exactly [`MAX_CANDIDATES`])
+/// often, any length between otherwise; IPv4 and IPv6 mixed.
+fn candidates() -> impl Strategy<Value = Vec<SocketAddr>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        1 => vec(some_address(), MAX_CANDIDATES..=MAX_CANDIDATES),
+        3 => vec(some_address(), 0..=MAX_CANDIDATES),
+    ]
+}
+
 /// `(fragment, fragments)` with `fragment < fragments`.
 fn fragment_pair() -> impl Strategy<Value = (u16, u16)> {
     (1..=u16::MAX).prop_flat_map(|fragments| (0..fragments, Just(fragments)))
@@ -378,12 +432,14 @@ fn any_packet() -> impl Strategy<Value = Owned> {
         (
             any::<u32>(),
             short_string(),
-            prop_oneof![Just(0), any::<u32>()]
+            prop_oneof![Just(0), any::<u32>()],
+            candidates(),
         )
-            .prop_map(|(request, name, replaces)| Owned::SignIn {
+            .prop_map(|(request, name, replaces, candidates)| Owned::SignIn {
                 request,
                 name,
                 replaces,
+                candidates,
             }),
         (any::<u32>(), address()).prop_map(|(r, address)| Owned::SignInAccepted(r, address)),
         (any::<u32>(), refuse_reason(), short_string())
@@ -399,13 +455,30 @@ fn any_packet() -> impl Strategy<Value = Owned> {
             ]
         )
             .prop_map(|(r, more, cursor, names)| Owned::ListReply(r, more, cursor, names)),
-        (any::<u32>(), short_string()).prop_map(|(r, name)| Owned::LookupRequest(r, name)),
-        (any::<u32>(), short_string(), address(), key_bytes()).prop_map(
-            |(request, name, address, key)| Owned::LookupReply {
-                request,
+        (any::<u32>(), short_string(), any::<bool>())
+            .prop_map(|(r, name, introduce)| Owned::LookupRequest(r, name, introduce)),
+        (
+            any::<u32>(),
+            short_string(),
+            address(),
+            key_bytes(),
+            candidates()
+        )
+            .prop_map(|(request, name, address, key, candidates)| {
+                Owned::LookupReply {
+                    request,
+                    name,
+                    address,
+                    key,
+                    candidates,
+                }
+            }),
+        (short_string(), key_bytes(), address(), candidates()).prop_map(
+            |(name, key, address, candidates)| Owned::Introduction {
                 name,
-                address,
                 key,
+                address,
+                candidates,
             }
         ),
         any::<u32>().prop_map(Owned::KeepAlive),
@@ -434,8 +507,9 @@ fn ascii(len: usize) -> String {
 
 /// A packet that no encode accepts, whatever its size, with the error its
 /// encode must give: a `bytes8`/`str8` field one or more bytes over
-/// [`MAX_SHORT_FIELD`], a `bytes16` field over `u16::MAX`, a message whose
-/// `fragment` is not below `fragments` or whose `base` is above `seq`.
+/// [`MAX_SHORT_FIELD`], a `bytes16` field over `u16::MAX`, a candidate list
+/// longer than [`MAX_CANDIDATES`], a message whose `fragment` is not below
+/// `fragments` or whose `base` is above `seq`.
 fn invalid_packet() -> impl Strategy<Value = (Owned, EncodeError)> {
     let over = MAX_SHORT_FIELD + 1..=MAX_SHORT_FIELD + 40;
     let too_long = |field: &'static str, len: usize| EncodeError::FieldTooLong {
@@ -479,11 +553,12 @@ fn invalid_packet() -> impl Strategy<Value = (Owned, EncodeError)> {
                 max: usize::from(u16::MAX),
             }
         )),
-        (over.clone(), any::<u32>()).prop_map(move |(len, replaces)| (
+        (over.clone(), any::<u32>(), candidates()).prop_map(move |(len, replaces, candidates)| (
             Owned::SignIn {
                 request: 1,
                 name: ascii(len),
                 replaces,
+                candidates,
             },
             too_long("name", len)
         )),
@@ -491,25 +566,79 @@ fn invalid_packet() -> impl Strategy<Value = (Owned, EncodeError)> {
             Owned::SignInRefused(1, RefuseReason::NameInUse, ascii(len)),
             too_long("holder", len)
         )),
-        over.clone()
-            .prop_map(move |len| (Owned::LookupRequest(1, ascii(len)), too_long("name", len))),
-        (over.clone(), any::<bool>(), address()).prop_map(move |(len, in_key, address)| {
-            let (name, key) = if in_key {
-                (ascii(5), vec![2; len])
-            } else {
-                (ascii(len), vec![2; 32])
-            };
-            let field = if in_key { "key" } else { "name" };
-            (
-                Owned::LookupReply {
-                    request: 1,
-                    name,
-                    address,
-                    key,
-                },
-                too_long(field, len),
-            )
-        }),
+        (over.clone(), any::<bool>()).prop_map(move |(len, introduce)| (
+            Owned::LookupRequest(1, ascii(len), introduce),
+            too_long("name", len)
+        )),
+        (
+            over.clone(),
+            any::<bool>(),
+            any::<bool>(),
+            address(),
+            candidates()
+        )
+            .prop_map(move |(len, in_key, introduction, address, candidates)| {
+                let (name, key) = if in_key {
+                    (ascii(5), vec![2; len])
+                } else {
+                    (ascii(len), vec![2; 32])
+                };
+                let field = if in_key { "key" } else { "name" };
+                let packet = if introduction {
+                    Owned::Introduction {
+                        name,
+                        key,
+                        address,
+                        candidates,
+                    }
+                } else {
+                    Owned::LookupReply {
+                        request: 1,
+                        name,
+                        address,
+                        key,
+                        candidates,
+                    }
+                };
+                (packet, too_long(field, len))
+            }),
+        // More candidates than a list may hold, in each packet that has one.
+        (
+            vec(some_address(), MAX_CANDIDATES + 1..=3 * MAX_CANDIDATES),
+            0..3usize,
+            address()
+        )
+            .prop_map(|(candidates, which, address)| {
+                let value = u64::try_from(candidates.len()).unwrap_or(u64::MAX);
+                let packet = match which {
+                    0 => Owned::SignIn {
+                        request: 1,
+                        name: ascii(5),
+                        replaces: 0,
+                        candidates,
+                    },
+                    1 => Owned::LookupReply {
+                        request: 1,
+                        name: ascii(5),
+                        address,
+                        key: vec![2; 32],
+                        candidates,
+                    },
+                    _ => Owned::Introduction {
+                        name: ascii(5),
+                        key: vec![2; 32],
+                        address,
+                        candidates,
+                    },
+                };
+                (
+                    packet,
+                    EncodeError::InvalidValue {
+                        field: "candidates",
+                        value,
+                    },
+                )
+            }),
         over.prop_map(move |len| (
             Owned::ListReply(1, false, 0, vec!["Bob".into(), ascii(len)]),
             too_long("names", len)
@@ -667,7 +796,9 @@ fn byte() -> impl Strategy<Value = u8> {
         Just(0x0f),
         Just(0x10),
         Just(0x11),
+        Just(0x15),
         Just(0x16),
+        Just(0x1c),
         Just(0x20),
         Just(0x21),
         Just(0xff)
@@ -717,7 +848,37 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-/// `plaintext` followed by a tag's worth of bytes: what a [`Packet::Sealed`]
+/// The `addr` encoding of `a`: family, address bytes, port.
+fn addr_bytes(a: SocketAddr) -> Vec<u8> {
+    let (family, mut bytes) = match a {
+        SocketAddr::V4(v4) => (4, v4.ip().octets().to_vec()),
+        SocketAddr::V6(v6) => (6, v6.ip().octets().to_vec()),
+    };
+    bytes.insert(0, family);
+    bytes.extend_from_slice(&a.port().to_be_bytes());
+    bytes
+}
+
+/// The bytes of an [`AddrList::Encoded`] a caller might build by hand, and
+/// how many pieces they were made of: well-formed addresses mostly, with now
+/// and then family 0, an unknown family, an address cut short or a stray
+/// byte.
+fn hand_built_list() -> impl Strategy<Value = (Vec<u8>, usize)> {
+    let piece = prop_oneof![
+        24 => some_address().prop_map(addr_bytes),
+        1 => Just(vec![0]),
+        1 => (7..=u8::MAX).prop_map(|family| vec![family, 1, 2, 3, 4, 5, 6]),
+        1 => (some_address(), any::<Index>()).prop_map(|(a, cut)| {
+            let mut bytes = addr_bytes(a);
+            bytes.truncate(cut.index(bytes.len()));
+            bytes
+        }),
+        1 => any::<u8>().prop_map(|b| vec![b]),
+    ];
+    vec(piece, 0..=MAX_CANDIDATES + 3).prop_map(|pieces| (pieces.concat(), pieces.len()))
+}
+
+/// `plaintext` followed by a tag's worth of bytes/// `plaintext` followed by a tag's worth of bytes: what a [`Packet::Sealed`]
 /// carrying it holds (the codec does not look inside).
 fn with_tag(plaintext: &[u8]) -> Vec<u8> {
     let mut sealed = plaintext.to_vec();
@@ -829,6 +990,62 @@ proptest! {
     #[test]
     fn invalid_is_refused((owned, expected) in invalid_packet()) {
         owned.with_packet(|p| refused_untouched(&p, expected))?;
+    }
+
+    /// A hand-built [`AddrList::Encoded`] encodes exactly when the datagram
+    /// it would make decodes (to the same packet); otherwise the encode is
+    /// refused, naming the candidates and the count, and the buffer is left
+    /// alone.
+    #[test]
+    fn hand_built_addr_list_encodes_only_if_it_decodes(
+        (bytes, pieces) in hand_built_list(),
+        // The number of pieces mostly, so that well-formed lists turn up.
+        count in proptest::option::weighted(0.2, any::<u8>()),
+        which in 0..3usize,
+        address in address(),
+    ) {
+        let with = |candidates| match which {
+            0 => Packet::SignIn { request: 1, name: "Alice", replaces: 0, candidates },
+            1 => Packet::LookupReply {
+                request: 1,
+                name: "Alice",
+                address,
+                key: &[0x4b; 32],
+                candidates,
+            },
+            _ => Packet::Introduction { name: "Alice", key: &[0x4b; 32], address, candidates },
+        };
+        let count = count.unwrap_or(u8::try_from(pieces).unwrap_or(u8::MAX));
+        // The candidates are the last field: the packet without them, then
+        // the count and the hand-built bytes.
+        let empty = with(AddrList::EMPTY).to_bytes();
+        prop_assert!(empty.is_ok(), "{:?}", empty);
+        let mut datagram = empty.unwrap_or_default().to_vec();
+        datagram.pop();
+        datagram.push(count);
+        datagram.extend_from_slice(&bytes);
+
+        let packet = with(AddrList::Encoded { count, bytes: &bytes });
+        match Packet::decode(&datagram) {
+            Ok(decoded) => {
+                prop_assert_eq!(decoded, packet);
+                let encoded = packet.to_bytes();
+                prop_assert_eq!(encoded.as_deref(), Ok(&datagram[..]));
+                let list = match decoded {
+                    Packet::SignIn { candidates, .. }
+                    | Packet::LookupReply { candidates, .. }
+                    | Packet::Introduction { candidates, .. } => candidates,
+                    _ => return Err(TestCaseError::fail("another packet type")),
+                };
+                prop_assert_eq!(list.len(), usize::from(count));
+                prop_assert_eq!(list.iter().count(), usize::from(count));
+                prop_assert!(list.len() <= MAX_CANDIDATES);
+            }
+            Err(_) => refused_untouched(
+                &packet,
+                EncodeError::InvalidValue { field: "candidates", value: count.into() },
+            )?,
+        }
     }
 
     /// A message fragment's encoding grows with its body only: with the

@@ -11,11 +11,12 @@
 
 mod common_proc;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use udpchat::codec::{ErrorCode, NameList, Packet, RefuseReason};
+use udpchat::AddrList;
+use udpchat::codec::{ErrorCode, MAX_CANDIDATES, NameList, Packet, RefuseReason};
 
 use common_proc::{Rng, list_until, parse_message, start_client, start_server, wait_udp_port};
 
@@ -42,6 +43,27 @@ fn encode(p: Packet<'_>, length_fields: Vec<usize>) -> Valid {
     }
 }
 
+/// Up to [`MAX_CANDIDATES`] host candidates, IPv4 and IPv6, `fake_peer`
+/// among them now and then.
+fn candidates(rng: &mut Rng, fake_peer: SocketAddr) -> Vec<SocketAddr> {
+    (0..rng.below(MAX_CANDIDATES + 1))
+        .map(|i| {
+            let port = rng.next_u64() as u16;
+            match rng.below(3) {
+                0 if i == 0 => fake_peer,
+                0 => SocketAddr::from((Ipv4Addr::new(192, 168, 1, 20 + i as u8), port)),
+                1 => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                _ => SocketAddr::from((Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i as u16), port)),
+            }
+        })
+        .collect()
+}
+
+/// The `addr` field's length for `a`.
+fn addr_len(a: SocketAddr) -> usize {
+    if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }
+}
+
 /// One valid packet of every type, with random ids, cookies, keys,
 /// handshakes and ciphertext, and names that matter here (Alice and Bob are
 /// signed in; Mallory is not). Sealed-only packets are sent in the clear too:
@@ -58,7 +80,8 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
     let body_len = rng.below(300);
     let body = rng.bytes(body_len);
     let text = "Hello Bob, it is me, Alice. \u{1b}[2J";
-    match rng.below(22) {
+    let hosts = candidates(rng, fake_peer);
+    match rng.below(23) {
         0 => encode(Packet::Hello { request }, vec![]),
         1 => encode(
             Packet::ServerInit {
@@ -112,8 +135,9 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
                 request,
                 name,
                 replaces: index,
+                candidates: AddrList::Addrs(&hosts),
             },
-            vec![5],
+            vec![5, 10 + name.len()],
         ),
         8 => encode(
             Packet::SignInRefused {
@@ -142,16 +166,27 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
                 vec![10, 12],
             )
         }
-        11 => encode(Packet::LookupRequest { request, name }, vec![5]),
-        12 => encode(
-            Packet::LookupReply {
+        11 => encode(
+            Packet::LookupRequest {
                 request,
                 name,
-                address: Some(fake_peer),
-                key: &key,
+                introduce: rng.below(2) == 1,
             },
             vec![5],
         ),
+        12 => {
+            let key_at = 6 + name.len() + addr_len(fake_peer);
+            encode(
+                Packet::LookupReply {
+                    request,
+                    name,
+                    address: Some(fake_peer),
+                    key: &key,
+                    candidates: AddrList::Addrs(&hosts),
+                },
+                vec![5, key_at, key_at + 1 + key.len()],
+            )
+        }
         13 => encode(Packet::KeepAlive { request }, vec![]),
         14 => encode(Packet::KeepAliveAck { request }, vec![]),
         15 => encode(Packet::Probe { request }, vec![]),
@@ -195,6 +230,21 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
             },
             vec![],
         ),
+        21 => {
+            // "Mallory wants to reach you, she is at the fake peer's": in
+            // the clear, so Bob must drop it (and send her nothing).
+            let mallory = "Mallory";
+            let key_at = 2 + mallory.len();
+            encode(
+                Packet::Introduction {
+                    name: mallory,
+                    key: &key,
+                    address: Some(fake_peer),
+                    candidates: AddrList::Addrs(&hosts),
+                },
+                vec![1, key_at, key_at + 1 + key.len() + addr_len(fake_peer)],
+            )
+        }
         _ => encode(
             Packet::Ack {
                 stream: rng.next_u64(),

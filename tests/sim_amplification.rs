@@ -45,8 +45,13 @@ fn forgeries(sim: &mut Sim, captured: &[Bytes]) -> Vec<Bytes> {
             request,
             name,
             replaces: 0,
+            candidates: udpchat::AddrList::EMPTY,
         });
-        push(Packet::LookupRequest { request, name });
+        push(Packet::LookupRequest {
+            request,
+            name,
+            introduce: false,
+        });
     }
     push(Packet::ListRequest { request, cursor: 0 });
     push(Packet::KeepAlive { request });

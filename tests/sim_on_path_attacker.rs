@@ -80,12 +80,15 @@ fn an_observer_who_alters_and_replays_changes_nothing() {
         let first = seen(&sim, &nodes);
         attack(&mut sim, attacker, &first);
         // A directory answer in the clear from the server's address: "Bob is
-        // at the attacker's, with the attacker's key".
+        // at the attacker's (his only host candidate too), with the
+        // attacker's key".
+        let lie_hosts = [attacker];
         let lie = Packet::LookupReply {
             request: 1,
             name: "Bob",
             address: Some(attacker),
             key: &[0x66; 32],
+            candidates: udpchat::AddrList::Addrs(&lie_hosts),
         };
         sim.inject_packet(SERVER_ADDR, alice, &lie);
         sim.run_for(secs(6));

@@ -30,7 +30,9 @@
 
 use std::fmt;
 
-use udpchat::codec::{MAX_DATAGRAM, Packet, PacketType, SEALED_HEADER_LEN, SEALED_TAG_LEN};
+use udpchat::codec::{
+    AddrList, MAX_DATAGRAM, Packet, PacketType, SEALED_HEADER_LEN, SEALED_TAG_LEN,
+};
 use udpchat::crypto::{CryptoError, Initiator, PublicKey, StaticKeypair, TransportKeys};
 use udpchat::server::SERVER_PROLOGUE;
 use udpchat::{DecodeError, EncodeError};
@@ -122,7 +124,8 @@ pub struct Handshake {
 /// Starts signing in as `name` with `identity` to the server whose key is
 /// `server_key`: returns the handshake and the ServerInit datagram, which
 /// carries `cookie` (from the Retry), our session index `index` (not 0) and
-/// a SignIn with request id `request` (replacing no earlier session).
+/// a SignIn with request id `request` (replacing no earlier session, and
+/// giving no host candidates).
 /// `seed` draws the ephemeral key: never the same twice with one identity.
 pub fn server_init(
     identity: &StaticKeypair,
@@ -137,10 +140,34 @@ pub fn server_init(
         request,
         name,
         replaces: 0,
-    }
-    .to_bytes()?;
-    let (initiator, msg1) =
-        Initiator::start(identity, server_key, SERVER_PROLOGUE, seed, &sign_in)?;
+        candidates: AddrList::EMPTY,
+    };
+    server_init_with(identity, server_key, cookie, index, seed, &sign_in)
+}
+
+/// As [`server_init`], with `sign_in` (a [`Packet::SignIn`], which may
+/// replace a session or give host candidates) as the handshake's payload.
+pub fn server_init_with(
+    identity: &StaticKeypair,
+    server_key: &PublicKey,
+    cookie: &[u8],
+    index: u32,
+    seed: [u8; 32],
+    sign_in: &Packet<'_>,
+) -> Result<(Handshake, Vec<u8>), RawError> {
+    let Packet::SignIn { request, .. } = *sign_in else {
+        return Err(RawError::Unexpected(format!(
+            "a {} as a sign-in",
+            sign_in.packet_type().name()
+        )));
+    };
+    let (initiator, msg1) = Initiator::start(
+        identity,
+        server_key,
+        SERVER_PROLOGUE,
+        seed,
+        &sign_in.to_bytes()?,
+    )?;
     let init = Packet::ServerInit {
         cookie,
         sender: index,

@@ -18,11 +18,22 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 
-use udpchat::Packet;
 use udpchat::codec::{ErrorCode, NameList, RefuseReason};
 use udpchat::crypto::{Initiator, Responder, StaticKeypair};
+use udpchat::{AddrList, Packet};
 
 type Error = Box<dyn std::error::Error>;
+
+/// Host candidates for the seeds: a LAN IPv4 address and an IPv6 one.
+const HOSTS: [SocketAddr; 2] = [
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 20), 51234)),
+    SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x14),
+        51234,
+        0,
+        0,
+    )),
+];
 
 /// One valid packet of every shape.
 fn packets<'a>(body: &'a [u8], key: &'a [u8], blob: &'a [u8]) -> Vec<Packet<'a>> {
@@ -71,6 +82,13 @@ fn packets<'a>(body: &'a [u8], key: &'a [u8], blob: &'a [u8]) -> Vec<Packet<'a>>
             request: 2,
             name: "Zoë",
             replaces: 0x100,
+            candidates: AddrList::EMPTY,
+        },
+        Packet::SignIn {
+            request: 2,
+            name: "Alice",
+            replaces: 0,
+            candidates: AddrList::Addrs(&HOSTS),
         },
         Packet::SignInAccepted {
             request: 3,
@@ -105,24 +123,45 @@ fn packets<'a>(body: &'a [u8], key: &'a [u8], blob: &'a [u8]) -> Vec<Packet<'a>>
         Packet::LookupRequest {
             request: 7,
             name: "Carole",
+            introduce: false,
+        },
+        Packet::LookupRequest {
+            request: 7,
+            name: "Carole",
+            introduce: true,
         },
         Packet::LookupReply {
             request: 8,
             name: "Carole",
             address: Some(v4),
             key,
+            candidates: AddrList::Addrs(&HOSTS),
         },
         Packet::LookupReply {
             request: 8,
             name: "Bob",
             address: Some(v6),
             key,
+            candidates: AddrList::EMPTY,
         },
         Packet::LookupReply {
             request: 8,
             name: "Eve",
             address: None,
             key: &[],
+            candidates: AddrList::EMPTY,
+        },
+        Packet::Introduction {
+            name: "Bob",
+            key,
+            address: Some(v4),
+            candidates: AddrList::Addrs(&HOSTS),
+        },
+        Packet::Introduction {
+            name: "Eve",
+            key,
+            address: None,
+            candidates: AddrList::EMPTY,
         },
         Packet::KeepAlive { request: 9 },
         Packet::KeepAliveAck { request: 9 },
@@ -181,11 +220,19 @@ fn main() -> Result<(), Error> {
 
     // server: Mallory signs in (flags bit 0), then each request sealed
     // (kind 2, from her address), a sign-in under another name (kind 3),
-    // a replay (kind 3, odd), and a Hello from a stranger (kind 0).
+    // a replay (kind 3, odd), and a Hello from a stranger (kind 0); and
+    // Mallory signing in with host candidates (flags bit 1, then kind 3
+    // with picks after the name) and asking to be introduced.
     let requests = [
         Packet::LookupRequest {
             request: 1,
             name: "Honest",
+            introduce: false,
+        },
+        Packet::LookupRequest {
+            request: 5,
+            name: "Honest",
+            introduce: true,
         },
         Packet::ListRequest {
             request: 2,
@@ -215,11 +262,35 @@ fn main() -> Result<(), Error> {
         &Packet::Hello { request: 9 }.to_bytes()?,
     )?;
     write(&dir, "seed-all", &all)?;
+    let introduce = Packet::LookupRequest {
+        request: 6,
+        name: "Honest",
+        introduce: true,
+    }
+    .to_bytes()?;
+    let mut candidates = vec![0b11u8];
+    step(&mut candidates, 0b1000, 10, &introduce)?;
+    // Picks 0 (her own address), 4 and 5 (addresses that never send), 3
+    // (the honest client's).
+    step(
+        &mut candidates,
+        0b1100,
+        100,
+        b"\x02Mallory\x00\x00\x04\x05\x03",
+    )?;
+    step(&mut candidates, 0b1000, 10, &introduce)?;
+    write(&dir, "seed-candidates", &candidates)?;
 
     // client: a message to Bob (kind 0, which makes Alice look him up and
-    // make a handshake), then server replies sealed (kind 3), Bob's own
-    // handshake and a message under his session (kind 4), and a raw
-    // datagram (kind 5).
+    // make a handshake), then server replies sealed (kind 3, one of them an
+    // introduction of Bob with his key and candidates), Bob's own handshake
+    // and a message under his session (kind 4), and a raw datagram (kind 5).
+    // Bob as the target plays him (see fuzz_targets/client.rs).
+    let bob_key = StaticKeypair::from_secret([3; 32]).public().0;
+    let bob_hosts = [
+        SocketAddr::from(([10, 0, 0, 3], 5000)),
+        SocketAddr::from(([192, 168, 7, 3], 5000)),
+    ];
     let replies = [
         Packet::Probe { request: 5 },
         Packet::ListReply {
@@ -233,6 +304,13 @@ fn main() -> Result<(), Error> {
             name: "Carole",
             address: Some(SocketAddr::from(([10, 0, 0, 4], 6000))),
             key: &key,
+            candidates: AddrList::Addrs(&HOSTS),
+        },
+        Packet::Introduction {
+            name: "Bob",
+            key: &bob_key,
+            address: Some(SocketAddr::from(([10, 0, 0, 3], 5000))),
+            candidates: AddrList::Addrs(&bob_hosts),
         },
         Packet::Error {
             request: 8,
@@ -254,6 +332,10 @@ fn main() -> Result<(), Error> {
         )?;
     }
     step(&mut all, (4 << 5) | 1, 50, b"\x00")?;
+    // The server introduces Bob (from his address, source 1), with
+    // candidates picked 0 and 1 (his LAN addresses), and Bob then starts a
+    // handshake.
+    step(&mut all, (4 << 5) | 1, 50, b"\x06\x00\x01")?;
     let message = Packet::Message {
         stream: 77,
         seq: 0,

@@ -6,8 +6,10 @@
 //!
 //! * **The server** answers Alice's Hello with a Retry, her ServerInit with
 //!   an accepting ServerResp, and her sealed requests: a lookup of Bob with
-//!   Bob's address and key, of anyone else with nobody; keep-alives, lists
-//!   and sign-outs as a server would.
+//!   Bob's address, key and host candidates, of anyone else with nobody;
+//!   keep-alives, lists and sign-outs as a server would. When the fuzzer says
+//!   so, it also introduces Bob to Alice (as if Bob had looked her up to
+//!   write to her).
 //! * **Bob** answers Alice's PeerInit with a PeerResp and acknowledges every
 //!   message fragment she seals to him; he can also start a handshake to her
 //!   himself.
@@ -19,27 +21,32 @@
 //! * 0: send the payload (as text) to Bob; 1: list; 2: sign out when the
 //!   payload starts with 0, else `whois Bob`;
 //! * 3: the payload sealed by the server under Alice's server session;
-//! * 4: with an even first byte, Bob starts a handshake to Alice from the
-//!   source; with an odd one, the rest sealed by Bob under his session with
-//!   her, from the source (a move, if it is not his address);
+//! * 4: with an odd first byte, the rest sealed by Bob under his session
+//!   with her, from the source (a move, if it is not his address); with a
+//!   first byte of 0 mod 4, Bob starts a handshake to Alice from the source;
+//!   of 2 mod 4, the server seals Alice an Introduction of Bob, his address
+//!   the source and his host candidates picked by the rest of the payload
+//!   (one byte each, at most `MAX_CANDIDATES`), and with bit 2 set too Bob
+//!   then starts a handshake from the source;
 //! * 5-7: the payload as a datagram from the source.
 //!
 //! Checks, after every step:
 //! - nothing panics;
-//! - Alice sends only to the server, to an address a lookup reply from the
-//!   server gave her, or to where Bob's authenticated packets came from:
-//!   never to an address that merely sent her something;
+//! - Alice sends only to the server, to an address (or host candidate) a
+//!   lookup reply or an introduction from the server gave her, or to where
+//!   Bob's authenticated packets came from: never to an address that merely
+//!   sent her something;
 //! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than
 //!   `now`;
 //! - no datagram is longer than `MAX_DATAGRAM`.
 #![no_main]
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use udpchat::codec::{MAX_DATAGRAM, NameList, Packet};
+use udpchat::codec::{AddrList, MAX_CANDIDATES, MAX_DATAGRAM, NameList, Packet};
 use udpchat::crypto::{Initiator, Responder, StaticKeypair};
 use udpchat::name;
 use udpchat::server::SERVER_PROLOGUE;
@@ -56,6 +63,17 @@ const PEER_PROLOGUE: &[u8] = b" peer";
 
 /// The server's cookie: the harness checks none.
 const COOKIE: &[u8] = b"fuzz cookie 0001";
+
+/// Bob's host candidates, as the server gives them: his LAN addresses.
+const BOB_HOSTS: [SocketAddr; 2] = [
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 7, 3), 5000)),
+    SocketAddr::V6(SocketAddrV6::new(
+        Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3),
+        5000,
+        0,
+        0,
+    )),
+];
 
 /// What the harness sends Alice, and what it learns from her.
 struct World {
@@ -105,7 +123,8 @@ impl World {
     }
 
     /// Seals `plaintext` from the server to Alice, if they have a session.
-    /// A lookup reply vouches for the address it gives.
+    /// A lookup reply or an introduction vouches for the address and the
+    /// host candidates it gives.
     fn server_seals(&mut self, plaintext: &[u8]) {
         let Some(session) = self.server_session.as_mut() else {
             return;
@@ -114,11 +133,21 @@ impl World {
         if session.seal_plaintext(plaintext, &mut datagram).is_err() {
             return;
         }
-        if let Ok(Packet::LookupReply {
-            address: Some(a), ..
-        }) = Packet::decode(plaintext)
+        if let Ok(
+            Packet::LookupReply {
+                address,
+                candidates,
+                ..
+            }
+            | Packet::Introduction {
+                address,
+                candidates,
+                ..
+            },
+        ) = Packet::decode(plaintext)
         {
-            self.vouched.insert(a);
+            self.vouched.extend(address);
+            self.vouched.extend(candidates.iter());
         }
         let from = self.server_addr;
         self.send_authentic(from, datagram);
@@ -134,6 +163,25 @@ impl World {
         if session.seal_plaintext(plaintext, &mut datagram).is_ok() {
             self.send_authentic(from, datagram);
         }
+    }
+
+    /// The server introduces Bob to Alice: he is at `from`, with host
+    /// candidates picked from `picks` (one byte each) among his LAN
+    /// addresses and the fuzzer's sources.
+    fn server_introduces_bob(&mut self, from: SocketAddr, picks: &[u8], sources: &[SocketAddr]) {
+        let pool: Vec<SocketAddr> = BOB_HOSTS.iter().chain(sources).copied().collect();
+        let hosts: Vec<SocketAddr> = picks
+            .iter()
+            .take(MAX_CANDIDATES)
+            .map(|&b| pool[usize::from(b) % pool.len()])
+            .collect();
+        let key = self.bob_key.public().0;
+        self.server_says(&Packet::Introduction {
+            name: "Bob",
+            key: &key,
+            address: Some(from),
+            candidates: AddrList::Addrs(&hosts),
+        });
     }
 
     /// Bob starts a handshake to Alice (whose key is `alice`) from `from`.
@@ -222,7 +270,9 @@ impl World {
     /// Answers a request Alice sealed to the server.
     fn serve(&mut self, request: Packet<'_>) {
         match request {
-            Packet::LookupRequest { request, name } => {
+            // Whether Alice asks to be introduced changes nothing here: Bob
+            // is the harness, and answers whatever reaches him.
+            Packet::LookupRequest { request, name, .. } => {
                 if name::same(name, "Bob") {
                     let key = self.bob_key.public().0;
                     self.server_says(&Packet::LookupReply {
@@ -230,6 +280,7 @@ impl World {
                         name: "Bob",
                         address: Some(self.bob_addr),
                         key: &key,
+                        candidates: AddrList::Addrs(&BOB_HOSTS),
                     });
                 } else {
                     self.server_says(&Packet::LookupReply {
@@ -237,6 +288,7 @@ impl World {
                         name,
                         address: None,
                         key: &[],
+                        candidates: AddrList::EMPTY,
                     });
                 }
             }
@@ -399,6 +451,12 @@ fuzz_target!(|data: &[u8]| {
             3 => world.server_seals(payload),
             4 => match payload.split_first() {
                 Some((&first, plaintext)) if first % 2 == 1 => world.bob_seals(source, plaintext),
+                Some((&first, picks)) if first % 4 == 2 => {
+                    world.server_introduces_bob(source, picks, &sources);
+                    if first & 4 != 0 {
+                        world.bob_initiates(source, &alice_key);
+                    }
+                }
                 _ => world.bob_initiates(source, &alice_key),
             },
             _ => {

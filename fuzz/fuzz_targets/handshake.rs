@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
         counter.copy_from_slice(&data[..8]);
         let mut sealed = data[8..].to_vec();
         assert!(
-            keys.open_in_place(u64::from_le_bytes(counter), b"", &mut sealed).is_err(),
+            keys.open_in_place(u64::from_le_bytes(counter), b"", &mut sealed)
+                .is_err(),
             "random bytes opened"
         );
     }

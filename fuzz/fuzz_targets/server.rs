@@ -5,7 +5,9 @@
 //! but also sealed under a live session, past the handshake.
 //!
 //! Input: one flags byte (bit 0: Mallory signs in first, with a real
-//! handshake), then steps of `op, time step (u16 ms), length (u8), payload`:
+//! handshake; bit 1: giving as her host candidates two addresses that never
+//! send anything and the honest client's), then steps of `op, time step
+//! (u16 ms), length (u8), payload`:
 //!
 //! * op bits 0-1 pick the source address (3 is the honest client's; 0 is
 //!   Mallory's);
@@ -13,14 +15,17 @@
 //!   2, a plaintext Mallory seals under her session and sends from the
 //!   source (a move, if it is not her address); 3, with an even first byte,
 //!   a new handshake from Mallory's address signing in as the rest of the
-//!   payload, with an odd one, the last datagram Mallory sealed, sent again
-//!   from the source (a replay).
+//!   payload up to a 0 byte, each byte after it picking a host candidate
+//!   (among the sources and two addresses that never send anything; at
+//!   most `MAX_CANDIDATES`), with an odd one, the last datagram Mallory
+//!   sealed, sent again from the source (a replay).
 //!
 //! Checks, after every step:
 //! - nothing panics;
 //! - every address that never proved itself (echoed a cookie, or sent a
 //!   packet that opened under a session) has been sent at most 3x the bytes
-//!   it sent: the fuzzer cannot forge a cookie;
+//!   it sent: the fuzzer cannot forge a cookie, and host candidates (which
+//!   nobody vouches for) do not make the server send to them;
 //! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than
 //!   `now`;
 //! - no datagram is longer than `MAX_DATAGRAM`.
@@ -31,7 +36,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use udpchat::codec::MAX_DATAGRAM;
+use udpchat::codec::{AddrList, MAX_CANDIDATES, MAX_DATAGRAM, Packet};
 use udpchat::crypto::StaticKeypair;
 use udpchat::{ClientConfig, ClientState, ServerConfig, ServerState};
 
@@ -50,15 +55,16 @@ struct Mallory {
 }
 
 impl Mallory {
-    /// Signs in as `name` from `from` through a real Hello, Retry and
-    /// handshake; keeps the session if the server accepts. Every datagram the
-    /// server sends is counted in `sent`.
+    /// Signs in as `name` from `from`, giving `candidates`, through a real
+    /// Hello, Retry and handshake; keeps the session if the server accepts.
+    /// Every datagram the server sends is counted in `sent`.
     fn sign_in(
         &mut self,
         server: &mut ServerState,
         now: Instant,
         from: SocketAddr,
         name: &str,
+        candidates: &[SocketAddr],
         sent: &mut HashMap<SocketAddr, usize>,
     ) {
         self.handshakes = self.handshakes.wrapping_add(1);
@@ -74,8 +80,14 @@ impl Mallory {
         };
         let mut seed = [0x3a; 32];
         seed[..4].copy_from_slice(&request.to_be_bytes());
+        let sign_in = Packet::SignIn {
+            request,
+            name,
+            replaces: 0,
+            candidates: AddrList::Addrs(candidates),
+        };
         let Ok((handshake, init)) =
-            raw_session::server_init(&self.identity, &key, &cookie, request, seed, request, name)
+            raw_session::server_init_with(&self.identity, &key, &cookie, request, seed, &sign_in)
         else {
             return;
         };
@@ -127,6 +139,13 @@ fuzz_target!(|data: &[u8]| {
         honest_addr,
     ];
     let mallory_addr = sources[0];
+    // Host candidates Mallory may claim: the sources, and two addresses that
+    // never send anything (so the server may send them nothing at all).
+    let victims: [SocketAddr; 2] = [
+        "10.0.0.99:53".parse().unwrap(),
+        "[2001:db8::99]:53".parse().unwrap(),
+    ];
+    let pool: Vec<SocketAddr> = sources.iter().chain(&victims).copied().collect();
     let mut server = ServerState::new(ServerConfig::new([9; 32], [10; 32]), start);
     let honest_config = ClientConfig::new("Honest", server_addr, [1; 32]);
     let mut honest = ClientState::new(honest_config, start, [2; 32]).unwrap();
@@ -147,7 +166,19 @@ fuzz_target!(|data: &[u8]| {
     };
     if flags & 1 == 1 {
         proven.insert(mallory_addr);
-        mallory.sign_in(&mut server, now, mallory_addr, "Mallory", &mut sent);
+        let candidates: &[SocketAddr] = if flags & 2 == 2 {
+            &[victims[0], victims[1], honest_addr]
+        } else {
+            &[]
+        };
+        mallory.sign_in(
+            &mut server,
+            now,
+            mallory_addr,
+            "Mallory",
+            candidates,
+            &mut sent,
+        );
     }
     while rest.len() >= 4 {
         let op = rest[0];
@@ -176,10 +207,26 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             3 => match payload.split_first() {
-                Some((&first, name)) if first % 2 == 0 => {
+                Some((&first, tail)) if first % 2 == 0 => {
                     proven.insert(mallory_addr);
+                    let (name, picks) = match tail.iter().position(|&b| b == 0) {
+                        Some(end) => (&tail[..end], &tail[end + 1..]),
+                        None => (tail, &[][..]),
+                    };
                     let name = String::from_utf8_lossy(name);
-                    mallory.sign_in(&mut server, now, mallory_addr, &name, &mut sent);
+                    let candidates: Vec<SocketAddr> = picks
+                        .iter()
+                        .take(MAX_CANDIDATES)
+                        .map(|&b| pool[usize::from(b) % pool.len()])
+                        .collect();
+                    mallory.sign_in(
+                        &mut server,
+                        now,
+                        mallory_addr,
+                        &name,
+                        &candidates,
+                        &mut sent,
+                    );
                 }
                 _ => {
                     *received.entry(source).or_default() += mallory.last.len();

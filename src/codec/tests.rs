@@ -46,6 +46,16 @@ const BOB_V6: SocketAddr = SocketAddr::V6(SocketAddrV6::new(
     0,
 ));
 
+/// Host candidates, as a client behind a home router has them.
+const HOST_V4: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 20), 51234));
+const HOST_V6: SocketAddr = SocketAddr::V6(SocketAddrV6::new(
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x0014),
+    51234,
+    0,
+    0,
+));
+
 const HELLO: [u8; HELLO_LEN] = {
     let mut b = [0u8; HELLO_LEN];
     b[0] = 0x01; // type: Hello
@@ -162,11 +172,32 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
                 0x01, 0x02, 0x03, 0x04, // request = 0x01020304
                 0x04, b'Z', b'o', 0xc3, 0xab, // name: len 4, "Zoë" (ë is 2 bytes)
                 0x00, 0x00, 0x00, 0x05, // replaces = 5
+                0x00, // candidates: count 0
             ],
             Packet::SignIn {
                 request: 0x0102_0304,
                 name: "Zoë",
                 replaces: 5,
+                candidates: AddrList::EMPTY,
+            },
+        ),
+        (
+            &[
+                0x10, // type: SignIn
+                0x00, 0x00, 0x00, 0x02, // request = 2
+                0x05, b'A', b'l', b'i', b'c', b'e', // name: len 5, "Alice"
+                0x00, 0x00, 0x00, 0x00, // replaces = 0
+                0x02, // candidates: count 2
+                0x04, 192, 168, 1, 20, 0xc8, 0x22, // IPv4 192.168.1.20:51234
+                0x06, // IPv6
+                0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x14, // fd00::14
+                0xc8, 0x22, // port 51234
+            ],
+            Packet::SignIn {
+                request: 2,
+                name: "Alice",
+                replaces: 0,
+                candidates: AddrList::Addrs(&[HOST_V4, HOST_V6]),
             },
         ),
         (
@@ -253,10 +284,25 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
                 0x15, // type: LookupRequest
                 0x00, 0x00, 0x00, 0x03, // request = 3
                 0x03, b'B', b'o', b'b', // name: "Bob"
+                0x00, // introduce = false
             ],
             Packet::LookupRequest {
                 request: 3,
                 name: "Bob",
+                introduce: false,
+            },
+        ),
+        (
+            &[
+                0x15, // type: LookupRequest
+                0x00, 0x00, 0x00, 0x04, // request = 4
+                0x03, b'B', b'o', b'b', // name: "Bob"
+                0x01, // introduce = true
+            ],
+            Packet::LookupRequest {
+                request: 4,
+                name: "Bob",
+                introduce: true,
             },
         ),
         (
@@ -268,12 +314,35 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
                 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // 2001:db8::1
                 0x23, 0x82, // port 9090
                 0x02, 0x4b, 0x42, // key: len 2
+                0x00, // candidates: count 0
             ],
             Packet::LookupReply {
                 request: 3,
                 name: "Bob",
                 address: Some(BOB_V6),
                 key: b"KB",
+                candidates: AddrList::EMPTY,
+            },
+        ),
+        (
+            &[
+                0x16, // type: LookupReply
+                0x00, 0x00, 0x00, 0x04, // request = 4
+                0x03, b'B', b'o', b'b', // name: "Bob"
+                0x04, 127, 0, 0, 1, 0xc8, 0x22, // address: IPv4 127.0.0.1:51234
+                0x02, 0x4b, 0x42, // key: len 2
+                0x02, // candidates: count 2
+                0x06, // IPv6
+                0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x14, // fd00::14
+                0xc8, 0x22, // port 51234
+                0x04, 192, 168, 1, 20, 0xc8, 0x22, // IPv4 192.168.1.20:51234
+            ],
+            Packet::LookupReply {
+                request: 4,
+                name: "Bob",
+                address: Some(ALICE_V4),
+                key: b"KB",
+                candidates: AddrList::Addrs(&[HOST_V6, HOST_V4]),
             },
         ),
         (
@@ -283,12 +352,14 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
                 0x01, b'X', // name: "X"
                 0x00, // address: none
                 0x00, // key: empty
+                0x00, // candidates: count 0
             ],
             Packet::LookupReply {
                 request: 3,
                 name: "X",
                 address: None,
                 key: b"",
+                candidates: AddrList::EMPTY,
             },
         ),
         (
@@ -310,6 +381,37 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
         (
             &[0x1b, 0, 0, 0, 5], // SignOutAck, request = 5
             Packet::SignOutAck { request: 5 },
+        ),
+        (
+            &[
+                0x1c, // type: Introduction
+                0x05, b'A', b'l', b'i', b'c', b'e', // name: len 5, "Alice"
+                0x02, 0x4b, 0x41, // key: len 2 (the codec does not check 32)
+                0x04, 127, 0, 0, 1, 0xc8, 0x22, // address: IPv4 127.0.0.1:51234
+                0x01, // candidates: count 1
+                0x04, 192, 168, 1, 20, 0xc8, 0x22, // IPv4 192.168.1.20:51234
+            ],
+            Packet::Introduction {
+                name: "Alice",
+                key: b"KA",
+                address: Some(ALICE_V4),
+                candidates: AddrList::Addrs(&[HOST_V4]),
+            },
+        ),
+        (
+            &[
+                0x1c, // type: Introduction
+                0x01, b'X', // name: "X"
+                0x00, // key: empty
+                0x00, // address: none
+                0x00, // candidates: count 0
+            ],
+            Packet::Introduction {
+                name: "X",
+                key: b"",
+                address: None,
+                candidates: AddrList::EMPTY,
+            },
         ),
         (
             &[
@@ -394,7 +496,7 @@ fn trailing_bytes_after_any_vector_are_an_error() {
 #[test]
 fn sealed_types_are_told_apart_from_clear_ones() {
     let sealed: Vec<_> = PacketType::ALL.iter().filter(|t| t.is_sealed()).collect();
-    assert_eq!(sealed.len(), 14);
+    assert_eq!(sealed.len(), 15);
     assert!(!PacketType::Sealed.is_sealed());
     assert!(!PacketType::Error.is_sealed());
     assert!(PacketType::Message.is_sealed());
@@ -463,7 +565,7 @@ fn decoded_fields_borrow_from_the_datagram() {
 
 #[test]
 fn unknown_types() {
-    for byte in [0x00, 0x08, 0x0e, 0x1c, 0x1f, 0x22, 0x80, 0xff] {
+    for byte in [0x00, 0x08, 0x0e, 0x1d, 0x1f, 0x22, 0x80, 0xff] {
         assert_eq!(
             Packet::decode(&[byte, 0, 0, 0, 0]),
             Err(DecodeError::UnknownType(byte))
@@ -481,10 +583,12 @@ fn packet_type_names_are_distinct() {
 
 #[test]
 fn invalid_utf8_in_every_string_field() {
-    let cases: [(&[u8], &str); 4] = [
-        (&[0x10, 0, 0, 0, 1, 0x01, 0xff, 0, 0, 0, 0], "name"),
+    let cases: [(&[u8], &str); 6] = [
+        (&[0x10, 0, 0, 0, 1, 0x01, 0xff, 0, 0, 0, 0, 0], "name"),
         (&[0x12, 0, 0, 0, 1, 0x01, 0x01, 0xc3], "holder"),
-        (&[0x15, 0, 0, 0, 1, 0x02, 0xc3, 0x28], "name"),
+        (&[0x15, 0, 0, 0, 1, 0x02, 0xc3, 0x28, 0], "name"),
+        (&[0x16, 0, 0, 0, 1, 0x01, 0xfe, 0, 0, 0], "name"),
+        (&[0x1c, 0x02, 0xe2, 0x82, 0, 0, 0], "name"),
         (
             &[0x14, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x01, 0x80],
             "names",
@@ -501,12 +605,22 @@ fn invalid_utf8_in_every_string_field() {
 
 #[test]
 fn bad_enum_bool_and_family_values() {
-    let cases: [(&[u8], &str, u64); 5] = [
+    let cases: [(&[u8], &str, u64); 10] = [
         (&[0x12, 0, 0, 0, 1, 0x00, 0x00], "reason", 0),
         (&[0x12, 0, 0, 0, 1, 0x04, 0x00], "reason", 4),
         (&[0x0f, 0, 0, 0, 1, 0x03], "code", 3),
         (&[0x14, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 0, 0], "more", 2),
         (&[0x11, 0, 0, 0, 1, 0x05], "address family", 5),
+        (&[0x15, 0, 0, 0, 1, 0x01, b'B', 0x02], "introduce", 2),
+        (&[0x15, 0, 0, 0, 1, 0x01, b'B', 0xff], "introduce", 255),
+        (&[0x16, 0, 0, 0, 1, 0x01, b'B', 0x07], "address family", 7),
+        (&[0x1c, 0x01, b'A', 0x00, 0x03], "address family", 3),
+        // An unknown family inside a candidate list.
+        (
+            &[0x1c, 0x01, b'A', 0x00, 0x00, 0x01, 0x05],
+            "address family",
+            5,
+        ),
     ];
     for (bytes, field, value) in cases {
         assert_eq!(
@@ -686,6 +800,7 @@ fn encode_field_too_long_leaves_the_buffer_untouched() {
                 request: 1,
                 name: &s256,
                 replaces: 0,
+                candidates: AddrList::EMPTY,
             },
             short("name", 256),
         ),
@@ -693,6 +808,7 @@ fn encode_field_too_long_leaves_the_buffer_untouched() {
             Packet::LookupRequest {
                 request: 1,
                 name: &s256,
+                introduce: true,
             },
             short("name", 256),
         ),
@@ -702,6 +818,35 @@ fn encode_field_too_long_leaves_the_buffer_untouched() {
                 name: "A",
                 address: None,
                 key: &b256,
+                candidates: AddrList::EMPTY,
+            },
+            short("key", 256),
+        ),
+        (
+            Packet::LookupReply {
+                request: 1,
+                name: &s256,
+                address: None,
+                key: b"",
+                candidates: AddrList::EMPTY,
+            },
+            short("name", 256),
+        ),
+        (
+            Packet::Introduction {
+                name: &s256,
+                key: b"",
+                address: None,
+                candidates: AddrList::EMPTY,
+            },
+            short("name", 256),
+        ),
+        (
+            Packet::Introduction {
+                name: "A",
+                key: &b256,
+                address: Some(ALICE_V4),
+                candidates: AddrList::Addrs(&[HOST_V4]),
             },
             short("key", 256),
         ),
@@ -768,6 +913,295 @@ fn encode_rejects_malformed_encoded_name_list() {
                 value: count.into(),
             },
         );
+    }
+}
+
+/// The three packets that carry an `addrs` field, each holding `candidates`.
+fn with_candidates(candidates: AddrList<'_>) -> [Packet<'_>; 3] {
+    [
+        Packet::SignIn {
+            request: 1,
+            name: "A",
+            replaces: 0,
+            candidates,
+        },
+        Packet::LookupReply {
+            request: 1,
+            name: "A",
+            address: Some(ALICE_V4),
+            key: b"K",
+            candidates,
+        },
+        Packet::Introduction {
+            name: "A",
+            key: b"K",
+            address: None,
+            candidates,
+        },
+    ]
+}
+
+/// The fields before `candidates` in each of [`with_candidates`]' packets.
+const BEFORE_CANDIDATES: [&[u8]; 3] = [
+    &[0x10, 0, 0, 0, 1, 0x01, b'A', 0, 0, 0, 0],
+    &[
+        0x16, 0, 0, 0, 1, 0x01, b'A', 0x04, 127, 0, 0, 1, 0xc8, 0x22, 0x01, b'K',
+    ],
+    &[0x1c, 0x01, b'A', 0x01, b'K', 0x00],
+];
+
+/// Each packet of [`with_candidates`] with `list` (count and addresses) as
+/// its candidates field.
+fn with_list_bytes(list: &[u8]) -> [Vec<u8>; 3] {
+    BEFORE_CANDIDATES.map(|head| [head, list].concat())
+}
+
+#[test]
+fn decoded_addr_list_iterates_in_place() {
+    let bytes: &[u8] = &[
+        0x10, // type: SignIn
+        0x00, 0x00, 0x00, 0x01, // request = 1
+        0x01, b'A', // name: "A"
+        0x00, 0x00, 0x00, 0x00, // replaces = 0
+        0x03, // candidates: count 3
+        0x04, 192, 168, 1, 20, 0xc8, 0x22, // IPv4 192.168.1.20:51234
+        0x06, // IPv6
+        0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x14, // fd00::14
+        0xc8, 0x22, // port 51234
+        0x04, 127, 0, 0, 1, 0xc8, 0x22, // IPv4 127.0.0.1:51234
+    ];
+    let Ok(Packet::SignIn { candidates, .. }) = Packet::decode(bytes) else {
+        panic!("not a sign-in");
+    };
+    assert!(matches!(candidates, AddrList::Encoded { count: 3, .. }));
+    // The list borrows the datagram's bytes: nothing was copied.
+    let AddrList::Encoded { bytes: list, .. } = candidates else {
+        unreachable!();
+    };
+    assert_eq!(list.as_ptr(), bytes[12..].as_ptr());
+    assert_eq!(candidates.len(), 3);
+    assert!(!candidates.is_empty());
+    assert_eq!(
+        candidates.iter().collect::<Vec<_>>(),
+        [HOST_V4, HOST_V6, ALICE_V4]
+    );
+    assert_eq!(candidates.encoded_len(), bytes.len() - 11);
+    assert_eq!(
+        format!("{candidates:?}"),
+        "[192.168.1.20:51234, [fd00::14]:51234, 127.0.0.1:51234]"
+    );
+    assert_eq!(candidates, AddrList::Addrs(&[HOST_V4, HOST_V6, ALICE_V4]));
+    assert_ne!(candidates, AddrList::Addrs(&[HOST_V6, HOST_V4, ALICE_V4]));
+    assert_ne!(candidates, AddrList::Addrs(&[HOST_V4, HOST_V6]));
+    assert_ne!(candidates, AddrList::EMPTY);
+    // The decoded list (still `Encoded`) encodes back to the same bytes.
+    check_vector(bytes, Packet::decode(bytes).unwrap());
+
+    assert!(AddrList::EMPTY.is_empty());
+    assert_eq!(AddrList::EMPTY.encoded_len(), 1);
+    assert_eq!(AddrList::EMPTY.iter().next(), None);
+    assert_eq!(format!("{:?}", AddrList::EMPTY), "[]");
+    assert_eq!(
+        AddrList::EMPTY,
+        AddrList::Encoded {
+            count: 0,
+            bytes: &[]
+        }
+    );
+}
+
+#[test]
+fn max_candidates_of_either_family_round_trip() {
+    let full: Vec<SocketAddr> = (0..MAX_CANDIDATES)
+        .map(|i| {
+            let port = 4000 + u16::try_from(i).unwrap();
+            if i % 2 == 0 {
+                SocketAddr::new(Ipv4Addr::new(10, 0, 0, 2).into(), port)
+            } else {
+                SocketAddr::new(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2).into(), port)
+            }
+        })
+        .collect();
+    for packet in with_candidates(AddrList::Addrs(&full)) {
+        let bytes = packet.to_bytes().unwrap();
+        check_vector(&bytes, packet);
+        let decoded = Packet::decode(&bytes).unwrap();
+        check_vector(&bytes, decoded);
+    }
+}
+
+#[test]
+fn candidate_count_over_the_limit_is_an_error() {
+    // Nine well-formed addresses: the count alone is refused, before they
+    // are read.
+    let nine: Vec<u8> = std::iter::once(9)
+        .chain((0..9).flat_map(|i| [0x04, 10, 0, 0, i, 0x0f, 0xa0]))
+        .collect();
+    let cases: [(&[u8], u64); 3] = [(&nine, 9), (&[9], 9), (&[0xff], 255)];
+    for (list, count) in cases {
+        for bytes in with_list_bytes(list) {
+            assert_eq!(
+                Packet::decode(&bytes),
+                Err(DecodeError::InvalidValue {
+                    field: "candidates",
+                    value: count,
+                }),
+                "{bytes:02x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn family_0_inside_a_candidate_list_is_an_error() {
+    let cases: [&[u8]; 3] = [
+        &[0x01, 0x00],                                // the only entry
+        &[0x02, 0x04, 10, 0, 0, 1, 0x0f, 0xa0, 0x00], // the second entry
+        &[0x02, 0x00, 0x04, 10, 0, 0, 1, 0x0f, 0xa0], // the first of two
+    ];
+    for list in cases {
+        for bytes in with_list_bytes(list) {
+            assert_eq!(
+                Packet::decode(&bytes),
+                Err(DecodeError::InvalidValue {
+                    field: "candidates",
+                    value: 0,
+                }),
+                "{bytes:02x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncated_candidate_list() {
+    let truncated = |field, needed, remaining| DecodeError::Truncated {
+        field,
+        needed,
+        remaining,
+    };
+    let cases: [(&[u8], DecodeError); 5] = [
+        // No count at all.
+        (&[], truncated("candidates", 1, 0)),
+        // Two announced, one present.
+        (
+            &[0x02, 0x04, 10, 0, 0, 1, 0x0f, 0xa0],
+            truncated("address", 1, 0),
+        ),
+        // An IPv6 address cut short.
+        (
+            &[0x01, 0x06, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            truncated("address", 16, 10),
+        ),
+        // An IPv4 address without all of its port.
+        (&[0x01, 0x04, 10, 0, 0, 1, 0x0f], truncated("port", 2, 1)),
+        // The count says one, nothing follows.
+        (&[0x01], truncated("address", 1, 0)),
+    ];
+    for (list, expected) in cases {
+        for bytes in with_list_bytes(list) {
+            assert_eq!(Packet::decode(&bytes), Err(expected), "{bytes:02x?}");
+        }
+    }
+}
+
+#[test]
+fn encode_rejects_more_than_max_candidates() {
+    let many: Vec<SocketAddr> = (0..200)
+        .map(|i| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), i))
+        .collect();
+    for n in [MAX_CANDIDATES + 1, 200] {
+        for packet in with_candidates(AddrList::Addrs(&many[..n])) {
+            check_encode_error(
+                packet,
+                EncodeError::InvalidValue {
+                    field: "candidates",
+                    value: u64::try_from(n).unwrap(),
+                },
+            );
+        }
+    }
+    for packet in with_candidates(AddrList::Addrs(&many[..MAX_CANDIDATES])) {
+        assert!(packet.to_bytes().is_ok(), "{packet:?}");
+    }
+}
+
+#[test]
+fn encode_rejects_malformed_encoded_addr_list() {
+    // `AddrList::Encoded` is public, so a caller can build one that does
+    // not hold `count` addresses of family 4 or 6; encoding it must fail
+    // rather than write a datagram that does not decode.
+    const V4: [u8; 7] = [0x04, 10, 0, 0, 1, 0x0f, 0xa0];
+    let nine = V4.repeat(9);
+    let cases: [(u8, &[u8]); 10] = [
+        (2, &V4),                          // fewer addresses than the count
+        (1, &[V4, V4].concat()),           // more addresses than the count
+        (0, &V4),                          // bytes with a zero count
+        (1, &[0x00]),                      // family 0 (none) inside a list
+        (2, &[&V4[..], &[0x00]].concat()), // family 0 after a good address
+        (1, &[0x05, 1, 2, 3, 4, 0, 1]),    // an unknown family
+        (1, &V4[..5]),                     // an address cut short
+        (1, &[&V4[..], &[0x07]].concat()), // a stray byte after the list
+        (9, &nine),                        // well-formed, but over the limit
+        (255, &[]),                        // a count far over the limit
+    ];
+    for (count, bytes) in cases {
+        for packet in with_candidates(AddrList::Encoded { count, bytes }) {
+            check_encode_error(
+                packet,
+                EncodeError::InvalidValue {
+                    field: "candidates",
+                    value: count.into(),
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn the_largest_candidate_lists_fit() {
+    let v6 = SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6).into(), 65535);
+    let full = [v6; MAX_CANDIDATES];
+    let name = "n".repeat(MAX_SHORT_FIELD);
+    let key = [0x4b; MAX_SHORT_FIELD];
+    // The longest SignIn, in a Noise message 1 after the longest cookie.
+    let sign_in = Packet::SignIn {
+        request: 1,
+        name: &name,
+        replaces: 1,
+        candidates: AddrList::Addrs(&full),
+    };
+    let handshake = vec![0; crate::crypto::noise::MSG1_OVERHEAD + sign_in.encoded_len()];
+    let init = Packet::ServerInit {
+        cookie: &key,
+        sender: 1,
+        handshake: &handshake,
+    };
+    assert!(init.encoded_len() <= MAX_DATAGRAM, "{}", init.encoded_len());
+    assert!(init.to_bytes().is_ok());
+    // The longest LookupReply and Introduction, sealed.
+    let reply = Packet::LookupReply {
+        request: 1,
+        name: &name,
+        address: Some(v6),
+        key: &key,
+        candidates: AddrList::Addrs(&full),
+    };
+    let introduction = Packet::Introduction {
+        name: &name,
+        key: &key,
+        address: Some(v6),
+        candidates: AddrList::Addrs(&full),
+    };
+    for packet in [reply, introduction] {
+        assert!(
+            packet.encoded_len() <= MAX_SEALED_PLAINTEXT,
+            "{:?} is {} bytes",
+            packet.packet_type(),
+            packet.encoded_len()
+        );
+        let bytes = packet.to_bytes().unwrap();
+        assert_eq!(Packet::decode(&bytes), Ok(packet));
     }
 }
 
