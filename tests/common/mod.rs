@@ -249,6 +249,73 @@ impl PairStats {
     }
 }
 
+/// What one node put out and took in, as the node itself sees addresses:
+/// before its NAT (if any) translates what it sends, after the NAT lets in
+/// what it receives. A datagram lost on a link or dropped by a NAT is in the
+/// sender's `to_*` and in nobody's `from_*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeTraffic {
+    /// Emitted to the server.
+    pub to_server: Tally,
+    /// Handed to the node from the server.
+    pub from_server: Tally,
+    /// Emitted to anywhere else (peers, their candidates).
+    pub to_peers: Tally,
+    /// Handed to the node from anywhere else.
+    pub from_peers: Tally,
+    /// Emitted, by type byte.
+    pub out_by_type: BTreeMap<u8, Tally>,
+    /// Handed in, by type byte.
+    pub in_by_type: BTreeMap<u8, Tally>,
+}
+
+impl NodeTraffic {
+    /// Datagrams of this type emitted.
+    pub fn out_of(&self, ty: PacketType) -> u64 {
+        self.out_by_type.get(&(ty as u8)).map_or(0, |t| t.datagrams)
+    }
+
+    /// Datagrams of this type handed in.
+    pub fn in_of(&self, ty: PacketType) -> u64 {
+        self.in_by_type.get(&(ty as u8)).map_or(0, |t| t.datagrams)
+    }
+
+    /// Everything emitted.
+    pub fn out(&self) -> u64 {
+        self.to_server.datagrams + self.to_peers.datagrams
+    }
+
+    /// Everything handed in.
+    pub fn r#in(&self) -> u64 {
+        self.from_server.datagrams + self.from_peers.datagrams
+    }
+
+    /// What happened after `earlier` (a snapshot of the same node): the
+    /// traffic of a time window.
+    pub fn since(&self, earlier: &NodeTraffic) -> NodeTraffic {
+        fn minus(a: Tally, b: Tally) -> Tally {
+            Tally {
+                datagrams: a.datagrams - b.datagrams,
+                bytes: a.bytes - b.bytes,
+            }
+        }
+        fn minus_map(a: &BTreeMap<u8, Tally>, b: &BTreeMap<u8, Tally>) -> BTreeMap<u8, Tally> {
+            a.iter()
+                .map(|(ty, t)| (*ty, minus(*t, b.get(ty).copied().unwrap_or_default())))
+                .filter(|(_, t)| t.datagrams > 0)
+                .collect()
+        }
+        NodeTraffic {
+            to_server: minus(self.to_server, earlier.to_server),
+            from_server: minus(self.from_server, earlier.from_server),
+            to_peers: minus(self.to_peers, earlier.to_peers),
+            from_peers: minus(self.from_peers, earlier.from_peers),
+            out_by_type: minus_map(&self.out_by_type, &earlier.out_by_type),
+            in_by_type: minus_map(&self.in_by_type, &earlier.in_by_type),
+        }
+    }
+}
+
 /// Message fragments a sender has sent to one peer and not had
 /// acknowledged, as its [`ClientState::flows`] says after each of its steps
 /// (the wire shows only sealed bytes).
@@ -428,6 +495,10 @@ pub struct Sim {
     client_logs: BTreeMap<String, ClientLog>,
     server_log: Vec<Timed<ServerEvent>>,
     pairs: BTreeMap<(SocketAddr, SocketAddr), PairStats>,
+    /// As the nodes see addresses (see [`NodeTraffic`]): `sent` is what
+    /// node `from` emitted addressed to `to`, `delivered` what node `to` was
+    /// handed claiming `from`.
+    ends: BTreeMap<(SocketAddr, SocketAddr), PairStats>,
     flows: BTreeMap<(SocketAddr, SocketAddr), Flow>,
     capture: Option<Vec<Captured>>,
     steps: u64,
@@ -438,6 +509,17 @@ pub struct Sim {
     nats: Vec<Nat>,
     /// Each host behind a NAT, and which.
     behind: BTreeMap<SocketAddr, usize>,
+}
+
+/// Where [`Sim::add_client_in`] puts a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// At a public address of its own.
+    Public,
+    /// Behind a new NAT with this policy (a home of its own).
+    Home(NatPolicy),
+    /// Behind this NAT (a home it shares).
+    Behind(NatId),
 }
 
 /// A NAT in the simulation, from [`Sim::add_nat`].
@@ -469,6 +551,31 @@ impl Sim {
         sim
     }
 
+    /// A server on a clean network for one seed in four (the figures are
+    /// exact there), on a lossy one for the others: loss up to `max_loss`,
+    /// duplication up to 10 %, delay 1-50 ms plus up to 40 ms of jitter.
+    pub fn clean_or_lossy(seed: u64, max_loss: f64) -> Self {
+        if seed.is_multiple_of(4) {
+            Self::clean(seed)
+        } else {
+            let mut rng = Rng::new(seed ^ 0x4A7);
+            let loss = rng.unit() * max_loss;
+            Self::on_link(seed, Link::random_with_loss(&mut rng, loss))
+        }
+    }
+
+    /// Whether every pair has the clean link (no loss, 5 ms).
+    pub fn is_clean(&self) -> bool {
+        self.link == Link::clean() && self.overrides.is_empty()
+    }
+
+    /// A server on a network where every pair has `link`.
+    pub fn on_link(seed: u64, link: Link) -> Self {
+        let mut sim = Self::empty(seed, link);
+        sim.start_server(|_| {});
+        sim
+    }
+
     /// No nodes at all; `link` between every pair.
     pub fn empty(seed: u64, link: Link) -> Self {
         let start = Instant::now();
@@ -489,6 +596,7 @@ impl Sim {
             client_logs: BTreeMap::new(),
             server_log: Vec::new(),
             pairs: BTreeMap::new(),
+            ends: BTreeMap::new(),
             flows: BTreeMap::new(),
             capture: None,
             steps: 0,
@@ -621,6 +729,9 @@ impl Sim {
             "address {addr} already has a node"
         );
         let mut config = ClientConfig::new(name, SERVER_ADDR, self.identity_of(label));
+        // Its own interface address, as the run loop registers a real
+        // client's (a private one behind a NAT).
+        config.host_candidates = vec![addr];
         tweak(&mut config);
         let seed = self.seed.rotate_left(17)
             ^ fnv(label.as_bytes())
@@ -655,15 +766,51 @@ impl Sim {
         &mut self.nats[id.0]
     }
 
+    /// The NAT `id`.
+    pub fn nat(&self, id: NatId) -> &Nat {
+        &self.nats[id.0]
+    }
+
     /// A client behind NAT `nat`, at the next private address of its home.
     pub fn add_client_behind(&mut self, nat: NatId, label: &str, name: &str) -> SocketAddr {
+        self.add_client_behind_as(nat, label, name, |_| {})
+    }
+
+    /// [`Sim::add_client_behind`], its configuration changed by `tweak`
+    /// (after its host candidate is set to its private address).
+    pub fn add_client_behind_as(
+        &mut self,
+        nat: NatId,
+        label: &str,
+        name: &str,
+        tweak: impl FnOnce(&mut ClientConfig),
+    ) -> SocketAddr {
         let hosts = self.behind.values().filter(|n| **n == nat.0).count();
         let host = u8::try_from(10 + hosts).expect("at most 245 hosts a home");
         let home = u8::try_from(nat.0).expect("at most 255 homes");
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(172, 16, home, host)), 50_000);
         self.behind.insert(addr, nat.0);
-        self.add_client_at(label, name, addr, |_| {});
+        self.add_client_at(label, name, addr, tweak);
         addr
+    }
+
+    /// A client labelled and named `label` at `place`: a public address, or
+    /// behind a NAT of its own (a new one) or an existing one. Returns its
+    /// address (a private one behind a NAT).
+    pub fn add_client_in(&mut self, label: &str, place: Place) -> SocketAddr {
+        match place {
+            Place::Public => self.add_client(label),
+            Place::Home(policy) => {
+                let nat = self.add_nat(policy);
+                self.add_client_behind(nat, label, label)
+            }
+            Place::Behind(nat) => self.add_client_behind(nat, label, label),
+        }
+    }
+
+    /// The NAT the node at `addr` is behind, if any.
+    pub fn nat_of(&self, addr: SocketAddr) -> Option<NatId> {
+        self.behind.get(&addr).map(|&i| NatId(i))
     }
 
     /// Where a datagram from `from` to `to` leaves from and goes to once
@@ -966,6 +1113,11 @@ impl Sim {
             },
             None => d.to,
         };
+        if self.nodes.contains_key(&to) {
+            let ends = self.ends.entry((d.from, to)).or_default();
+            ends.delivered.add(len);
+            ends.delivered_by_type.entry(ty).or_default().add(len);
+        }
         match self.nodes.get_mut(&to) {
             Some(Node::Server(s)) => s.handle_datagram(now, d.from, &d.payload),
             Some(Node::Client { state, .. }) => state.handle_datagram(now, d.from, &d.payload),
@@ -1048,6 +1200,12 @@ impl Sim {
                 self.seed
             )
         });
+        let ends = self.ends.entry((from, to)).or_default();
+        ends.sent.add(payload.len());
+        ends.sent_by_type
+            .entry(payload.first().copied().unwrap_or(0))
+            .or_default()
+            .add(payload.len());
         // Through the sender's NAT, if it has one: the link and every
         // counter below see the translated addresses, as the wire would.
         let Some((from, to)) = self.translate_out(from, to) else {
@@ -1317,6 +1475,17 @@ impl Sim {
             .collect()
     }
 
+    /// When `label` showed the message `text` (the first time), and from
+    /// which address.
+    pub fn shown_at(&self, label: &str, text: &str) -> Option<(Instant, SocketAddr)> {
+        self.events(label).iter().find_map(|e| match &e.event {
+            ClientEvent::MessageReceived {
+                address, text: t, ..
+            } if t == text => Some((e.at, *address)),
+            _ => None,
+        })
+    }
+
     /// How many messages `label` has shown.
     pub fn received_count(&self, label: &str) -> usize {
         self.client_logs.get(label).map_or(0, |l| l.received)
@@ -1410,6 +1579,34 @@ impl Sim {
         took
     }
 
+    /// `from` sends `text` (unique in the run) to `to`; runs until `to`
+    /// shows it and `from` hears it delivered. Returns the send's id and
+    /// the virtual time from the send to the showing; fails if it is not
+    /// shown and delivered within `deadline`.
+    pub fn exchange(
+        &mut self,
+        from: &str,
+        to: &str,
+        text: &str,
+        deadline: Duration,
+    ) -> (CommandId, Duration) {
+        let sent = self.now;
+        let id = self.send(from, to, text);
+        self.run_until(
+            &format!("{to} shows {text:?} from {from}, {from} hears it delivered"),
+            deadline,
+            |s| {
+                s.settled(from, id)
+                    && (s.shown_at(to, text).is_some() || s.delivery_failure(from, id).is_some())
+            },
+        );
+        if let Some(reason) = self.delivery_failure(from, id) {
+            self.fail(&format!("{from}'s {text:?} to {to} failed: {reason}"));
+        }
+        let (shown, _) = self.shown_at(to, text).expect("shown");
+        (id, shown - sent)
+    }
+
     // ---- counters -----------------------------------------------------
 
     /// What went from `from` to `to`.
@@ -1420,6 +1617,52 @@ impl Sim {
     /// Every (source, destination) pair that carried anything.
     pub fn pairs(&self) -> impl Iterator<Item = (&(SocketAddr, SocketAddr), &PairStats)> {
         self.pairs.iter()
+    }
+
+    /// What went from `from` to `to` as the nodes see it (see
+    /// [`NodeTraffic`]): `sent` is what node `from` emitted addressed to
+    /// `to` (before its NAT), `delivered` what node `to` was handed
+    /// claiming `from` (after its NAT).
+    pub fn end_pair(&self, from: SocketAddr, to: SocketAddr) -> PairStats {
+        self.ends.get(&(from, to)).cloned().unwrap_or_default()
+    }
+
+    /// Everything the node labelled `label` has emitted and been handed so
+    /// far; take two snapshots and [`NodeTraffic::since`] for a time window.
+    pub fn traffic(&self, label: &str) -> NodeTraffic {
+        let me = self.addr(label);
+        let mut t = NodeTraffic::default();
+        for (&(from, to), p) in &self.ends {
+            if from == me {
+                let side = if to == SERVER_ADDR {
+                    &mut t.to_server
+                } else {
+                    &mut t.to_peers
+                };
+                side.datagrams += p.sent.datagrams;
+                side.bytes += p.sent.bytes;
+                for (ty, n) in &p.sent_by_type {
+                    let e = t.out_by_type.entry(*ty).or_default();
+                    e.datagrams += n.datagrams;
+                    e.bytes += n.bytes;
+                }
+            }
+            if to == me {
+                let side = if from == SERVER_ADDR {
+                    &mut t.from_server
+                } else {
+                    &mut t.from_peers
+                };
+                side.datagrams += p.delivered.datagrams;
+                side.bytes += p.delivered.bytes;
+                for (ty, n) in &p.delivered_by_type {
+                    let e = t.in_by_type.entry(*ty).or_default();
+                    e.datagrams += n.datagrams;
+                    e.bytes += n.bytes;
+                }
+            }
+        }
+        t
     }
 
     /// Pairs that delivered at least one datagram of type `ty`, with the tally.
