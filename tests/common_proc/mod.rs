@@ -767,3 +767,42 @@ impl Rng {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// The local ports of the unconnected UDP sockets process `pid` holds, as
+/// its own network namespace lists them (`/proc/PID/net`, Linux): for a child
+/// started in another namespace (`ip netns exec`), where [`udp_ports_of`],
+/// which reads this process's namespace, finds nothing.
+pub fn udp_ports_in_netns_of(pid: u32) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(inode) = target
+                    .to_string_lossy()
+                    .strip_prefix("socket:[")
+                    .and_then(|s| s.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            // As in `udp_ports_of`: the chat socket has no remote port.
+            if cols.len() > 9
+                && inodes.contains(cols[9])
+                && cols[2].ends_with(":0000")
+                && let Some((_, port)) = cols[1].rsplit_once(':')
+                && let Ok(port) = u16::from_str_radix(port, 16)
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
+}
