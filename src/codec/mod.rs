@@ -188,8 +188,9 @@
 //! | introduce | `bool`: also send `name` an Introduction of the asker |
 //!
 //! **0x16 LookupReply** (server → client): the address `name`'s session was
-//! last heard from and the static key bound to the name, or family 0 and an
-//! empty key when nobody of that name is signed in.
+//! last heard from, the static key bound to the name and its host
+//! candidates, or family 0, an empty key and no candidates when nobody of
+//! that name is signed in.
 //!
 //! | field | type |
 //! |---|---|

@@ -17,14 +17,19 @@ use crate::codec::{AddrList, MAX_CANDIDATES};
 
 /// The host candidates a sign-in registered, as the directory keeps them:
 /// at most [`MAX_CANDIDATES`], each once, none that nobody could send to
-/// (an unspecified, multicast or broadcast address, or port 0).
+/// (an unspecified, multicast or broadcast address, an IPv6 link-local one,
+/// or port 0).
 pub(crate) fn host_candidates(list: AddrList<'_>) -> Box<[SocketAddr]> {
     let mut kept: Vec<SocketAddr> = Vec::with_capacity(list.len().min(MAX_CANDIDATES));
     for addr in list.iter().take(MAX_CANDIDATES) {
         let ip = addr.ip();
+        // An IPv6 link-local address is no use without its scope (which the
+        // wire does not carry).
+        let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local());
         let usable = addr.port() != 0
             && !ip.is_unspecified()
             && !ip.is_multicast()
+            && !link_local_v6
             && ip != IpAddr::from([255, 255, 255, 255]);
         if usable && !kept.contains(&addr) {
             kept.push(addr);
@@ -124,6 +129,7 @@ mod tests {
             "192.168.1.11:0".parse().unwrap(),
             "224.0.0.1:5000".parse().unwrap(),
             "255.255.255.255:5000".parse().unwrap(),
+            "[fe80::1]:5000".parse().unwrap(),
             b,
         ];
         assert_eq!(&*host_candidates(AddrList::Addrs(&list)), &[a, b]);
