@@ -36,7 +36,9 @@ fn main() -> io::Result<()> {
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
     let mut driver = Driver::new(run::bind(local)?)?;
-    let config = ClientConfig::new(name, server, run::os_seed()?);
+    let mut config = ClientConfig::new(name, server, run::os_seed()?);
+    // Its interface addresses, so that peers on its LAN reach it directly.
+    config.host_candidates = run::host_candidates(driver.local_addr());
     let mut bot =
         ClientState::new(config, Instant::now(), run::os_seed()?).map_err(io::Error::other)?;
     let leave_at = Instant::now() + Duration::from_secs(seconds);

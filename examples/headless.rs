@@ -25,8 +25,11 @@ fn driver() -> io::Result<Driver> {
     Ok(driver)
 }
 
-fn client(name: &str, server: SocketAddr) -> io::Result<ClientState> {
-    let config = ClientConfig::new(name, server, run::os_seed()?);
+/// A client named `name` of `server`, receiving on `io`'s socket.
+fn client(name: &str, server: SocketAddr, io: &Driver) -> io::Result<ClientState> {
+    let mut config = ClientConfig::new(name, server, run::os_seed()?);
+    // Where peers reach it without a NAT: here, its loopback address.
+    config.host_candidates = run::host_candidates(io.local_addr());
     ClientState::new(config, Instant::now(), run::os_seed()?).map_err(io::Error::other)
 }
 
@@ -36,8 +39,8 @@ fn run_all() -> io::Result<bool> {
     let config = ServerConfig::from_os_entropy(run::os_seed()?)?;
     let mut server = ServerState::new(config, Instant::now());
     println!("server key {}", server.public_key().fingerprint());
-    let mut alice = client("Alice", server_addr)?;
-    let mut bob = client("Bob", server_addr)?;
+    let mut alice = client("Alice", server_addr, &alice_io)?;
+    let mut bob = client("Bob", server_addr, &bob_io)?;
     let (mut signed_in, mut answered, mut done) = (0, false, false);
     let deadline = Instant::now() + Duration::from_secs(10);
 

@@ -61,6 +61,15 @@
 //! Linux), never the data socket, so a wake neither queues behind datagrams
 //! nor is lost when the socket's buffer is full.
 //!
+//! # Host candidates
+//!
+//! [`host_candidates`] lists where a client can be reached without a NAT in
+//! between: its interface addresses (from the operating system) with the
+//! port its socket is bound to. Set them in
+//! [`ClientConfig::host_candidates`](crate::client::ClientConfig::host_candidates)
+//! before creating the [`ClientState`]; the directory hands them to peers,
+//! and a peer behind the same router then reaches the client on the LAN.
+//!
 //! # Addresses
 //!
 //! A dual-stack IPv6 socket ([`bind`] of `[::]`) sees IPv4 peers as
@@ -82,6 +91,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::Transmit;
 use crate::client::ClientState;
+use crate::codec::MAX_CANDIDATES;
 use crate::server::{ServerConfig, ServerState};
 
 /// The most datagrams one [`Driver::step`] reads before it runs timers and
@@ -212,6 +222,227 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
         },
         SocketAddr::V4(_) => addr,
     }
+}
+
+/// The addresses a client whose socket is bound to `local` can be reached
+/// at without a NAT in between: its host candidates, for
+/// [`ClientConfig::host_candidates`](crate::client::ClientConfig::host_candidates)
+/// (pass [`Driver::local_addr`]). Registered with the directory, they let a
+/// peer on the same network (behind the same router) reach the client
+/// directly.
+///
+/// The interfaces that are up are read from the operating system, then
+/// chosen as [`select_host_candidates`] says: a socket bound to one address
+/// gives just that; `0.0.0.0` gives the IPv4 interface addresses, `[::]`
+/// (dual-stack, as [`bind`] makes it) IPv4 and IPv6. Where the system does
+/// not list its interfaces (a failure, or a platform this does not know),
+/// an unspecified address gives none: that loses only the LAN paths.
+pub fn host_candidates(local: SocketAddr) -> Vec<SocketAddr> {
+    if local.ip().is_unspecified() {
+        select_host_candidates(local, &interface_addresses())
+    } else {
+        select_host_candidates(local, &[])
+    }
+}
+
+/// The host candidates of a socket bound to `local`, on a host whose
+/// interfaces have the addresses `interfaces` (in the system's order): the
+/// choice [`host_candidates`] makes, for a program that lists its
+/// interfaces itself.
+///
+/// * `local` with a port of 0 (not bound yet) gives none.
+/// * `local` with a specified address gives that address alone (an
+///   IPv4-mapped one as plain IPv4): the socket receives nowhere else.
+/// * `0.0.0.0` takes the IPv4 addresses of `interfaces`; `[::]` (taken as
+///   dual-stack) takes IPv6 ones too, and IPv4 ones as plain IPv4
+///   addresses, which is how peers see them.
+/// * Loopback and link-local addresses (`127.0.0.0/8`, `169.254.0.0/16`,
+///   `::1`, `fe80::/10`) only when there is nothing else: they reach no
+///   other host on the LAN, but on a host without a network they are all
+///   there is. Unspecified, multicast and broadcast addresses never.
+/// * Each address once, at most [`MAX_CANDIDATES`] (what a sign-in
+///   carries): IPv4 addresses first (the LAN paths behind home routers),
+///   then global IPv6 (`2000::/3`, reachable without a NAT), then other
+///   IPv6 (unique local `fc00::/7`, ...), each in the system's order.
+pub fn select_host_candidates(local: SocketAddr, interfaces: &[IpAddr]) -> Vec<SocketAddr> {
+    let port = local.port();
+    if port == 0 {
+        return Vec::new();
+    }
+    let bound = canonical(local).ip();
+    if !bound.is_unspecified() {
+        return vec![SocketAddr::new(bound, port)];
+    }
+    let dual_stack = bound.is_ipv6();
+    let mut ranked: Vec<(CandidateRank, IpAddr)> = interfaces
+        .iter()
+        .map(|ip| ip.to_canonical())
+        .filter(|ip| ip.is_ipv4() || dual_stack)
+        .filter_map(|ip| Some((candidate_rank(ip)?, ip)))
+        .collect();
+    if ranked
+        .iter()
+        .any(|(rank, _)| *rank < CandidateRank::LocalV4)
+    {
+        ranked.retain(|(rank, _)| *rank < CandidateRank::LocalV4);
+    }
+    // Stable: within a rank, the system's order.
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let mut candidates: Vec<SocketAddr> = Vec::with_capacity(MAX_CANDIDATES);
+    for (_, ip) in ranked {
+        let candidate = SocketAddr::new(ip, port);
+        if !candidates.contains(&candidate) {
+            candidates.push(candidate);
+            if candidates.len() == MAX_CANDIDATES {
+                break;
+            }
+        }
+    }
+    candidates
+}
+
+/// Which host candidates [`select_host_candidates`] prefers, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CandidateRank {
+    /// A private or public IPv4 address.
+    V4,
+    /// A global unicast IPv6 address (2000::/3).
+    GlobalV6,
+    /// Any other unicast IPv6 address (unique local, ...).
+    OtherV6,
+    /// IPv4 loopback or link-local: only when nothing above exists.
+    LocalV4,
+    /// IPv6 loopback or link-local: only when nothing above exists.
+    LocalV6,
+}
+
+/// `ip`'s rank as a host candidate; `None` for an address nobody can send
+/// to (unspecified, multicast, broadcast).
+fn candidate_rank(ip: IpAddr) -> Option<CandidateRank> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() {
+                None
+            } else if v4.is_loopback() || v4.is_link_local() {
+                Some(CandidateRank::LocalV4)
+            } else {
+                Some(CandidateRank::V4)
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_unspecified() || v6.is_multicast() {
+                None
+            } else if v6.is_loopback() || v6.is_unicast_link_local() {
+                Some(CandidateRank::LocalV6)
+            } else if (v6.segments()[0] & 0xe000) == 0x2000 {
+                Some(CandidateRank::GlobalV6)
+            } else {
+                Some(CandidateRank::OtherV6)
+            }
+        }
+    }
+}
+
+/// The addresses of this host's interfaces that are up and running, in the
+/// system's order, from `getifaddrs(3)`; none if it fails.
+///
+/// Why `libc` and a little `unsafe` here rather than a safe wrapper: this
+/// module is the library's I/O and is built without the `cli` feature, so
+/// `nix` (a CLI-only dependency, checked by CI) is not available, and
+/// `libc` is in every Unix build already (through `mio`, `socket2` and
+/// `getrandom`). The unsafe part is only walking the list the C library
+/// hands out and reading the two address families we know.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "openbsd"
+))]
+fn interface_addresses() -> Vec<IpAddr> {
+    /// The list `getifaddrs` allocated, freed when dropped.
+    struct IfAddrs(*mut libc::ifaddrs);
+    impl Drop for IfAddrs {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from a successful `getifaddrs` and is
+            // freed once, here; nothing borrowed from it outlives `self`.
+            unsafe { libc::freeifaddrs(self.0) }
+        }
+    }
+
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `getifaddrs` only writes `head`; on success (0) it points to a
+    // list we own until `freeifaddrs`.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Vec::new();
+    }
+    let list = IfAddrs(head);
+    let wanted = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_uint;
+    let mut found = Vec::new();
+    let mut node = list.0.cast_const();
+    // SAFETY: every node, and the address each points to, is valid (or
+    // null) until `list` is dropped at the end of this function.
+    while let Some(ifa) = unsafe { node.as_ref() } {
+        node = ifa.ifa_next;
+        if ifa.ifa_flags & wanted != wanted {
+            continue;
+        }
+        // SAFETY: as above; `ifa_addr` is null or a socket address of the
+        // family it names, in storage of that family's size.
+        if let Some(ip) = unsafe { sockaddr_ip(ifa.ifa_addr) } {
+            found.push(ip);
+        }
+    }
+    found
+}
+
+/// The IP address in the IPv4 or IPv6 socket address at `addr`; `None` for
+/// a null pointer and other families.
+///
+/// # Safety
+///
+/// `addr` is null, or points to a `sockaddr` whose storage is as large as
+/// its family's (`sockaddr_in` for `AF_INET`, `sockaddr_in6` for
+/// `AF_INET6`).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "openbsd"
+))]
+unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
+    // SAFETY: null or valid, by the contract.
+    let family = i32::from(unsafe { addr.as_ref() }?.sa_family);
+    match family {
+        libc::AF_INET => {
+            // SAFETY: an AF_INET address is a `sockaddr_in`, by the contract.
+            let v4 = unsafe { addr.cast::<libc::sockaddr_in>().read_unaligned() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: an AF_INET6 address is a `sockaddr_in6`, by the contract.
+            let v6 = unsafe { addr.cast::<libc::sockaddr_in6>().read_unaligned() };
+            Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+/// On other platforms the interfaces are not listed (yet): an unspecified
+/// socket gets no host candidates, and only the LAN paths are lost.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "openbsd"
+)))]
+fn interface_addresses() -> Vec<IpAddr> {
+    Vec::new()
 }
 
 /// `addr` in the form a socket of the given family can send to: IPv4 mapped
@@ -775,6 +1006,166 @@ mod tests {
         driver.set_max_wait(Duration::ZERO);
         driver.step(&mut m).unwrap();
         assert_eq!(driver.stats().send_errors, 1);
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    /// A laptop at home: loopback, Wi-Fi with IPv4, a global and a unique
+    /// local IPv6 address and link-local ones, and a link-local IPv4 one.
+    const HOME: [&str; 8] = [
+        "127.0.0.1",
+        "::1",
+        "192.168.1.23",
+        "fe80::1c2d:3e4f:5a6b:7c8d",
+        "2001:db8:1:2::23",
+        "fd12:3456:789a::23",
+        "169.254.7.9",
+        "::ffff:10.8.0.2",
+    ];
+
+    #[test]
+    fn a_dual_stack_socket_gets_both_families_ipv4_first_and_plain() {
+        let got = select_host_candidates("[::]:5000".parse().unwrap(), &ips(&HOME));
+        assert_eq!(
+            got,
+            addrs(&[
+                "192.168.1.23:5000",
+                "10.8.0.2:5000",
+                "[2001:db8:1:2::23]:5000",
+                "[fd12:3456:789a::23]:5000",
+            ])
+        );
+    }
+
+    #[test]
+    fn an_ipv4_socket_drops_ipv6_and_link_local() {
+        let got = select_host_candidates("0.0.0.0:5000".parse().unwrap(), &ips(&HOME));
+        assert_eq!(got, addrs(&["192.168.1.23:5000", "10.8.0.2:5000"]));
+    }
+
+    #[test]
+    fn a_host_without_a_network_gives_loopback_and_link_local() {
+        let local = ips(&["127.0.0.1", "::1", "fe80::1", "169.254.1.2"]);
+        let got = select_host_candidates("[::]:5000".parse().unwrap(), &local);
+        assert_eq!(
+            got,
+            addrs(&[
+                "127.0.0.1:5000",
+                "169.254.1.2:5000",
+                "[::1]:5000",
+                "[fe80::1]:5000",
+            ])
+        );
+        let v4 = select_host_candidates("0.0.0.0:5000".parse().unwrap(), &local);
+        assert_eq!(v4, addrs(&["127.0.0.1:5000", "169.254.1.2:5000"]));
+        // Only IPv6 link-local beside a global IPv4 address: the IPv4 one.
+        let got = select_host_candidates(
+            "[::]:5000".parse().unwrap(),
+            &ips(&["fe80::1", "::1", "203.0.113.5"]),
+        );
+        assert_eq!(got, addrs(&["203.0.113.5:5000"]));
+    }
+
+    #[test]
+    fn a_socket_bound_to_one_address_gives_that_address_alone() {
+        for (bound, want) in [
+            ("192.168.1.23:5000", "192.168.1.23:5000"),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+            ("[2001:db8::1]:5000", "[2001:db8::1]:5000"),
+            ("[::ffff:192.168.1.23]:5000", "192.168.1.23:5000"),
+        ] {
+            let got = select_host_candidates(bound.parse().unwrap(), &ips(&HOME));
+            assert_eq!(got, addrs(&[want]), "bound to {bound}");
+            assert_eq!(host_candidates(bound.parse().unwrap()), addrs(&[want]));
+        }
+    }
+
+    #[test]
+    fn candidates_are_kept_once_and_capped_preferring_ipv4_then_global_ipv6() {
+        let mut list: Vec<IpAddr> = Vec::new();
+        for i in 0..6u16 {
+            list.push(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i + 1)));
+            list.push(IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                i + 1,
+            )));
+        }
+        for i in 0..5u8 {
+            list.push(IpAddr::V4(Ipv4Addr::new(10, 0, i, 1)));
+            list.push(IpAddr::V4(Ipv4Addr::new(10, 0, i, 1))); // twice
+        }
+        list.extend(ips(&[
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+        ]));
+        let got = select_host_candidates("[::]:7".parse().unwrap(), &list);
+        let want: Vec<SocketAddr> =
+            (0..5u8)
+                .map(|i| SocketAddr::from(([10, 0, i, 1], 7)))
+                .chain((1..=3).map(|i| {
+                    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i).into(), 7)
+                }))
+                .collect();
+        assert_eq!(got.len(), MAX_CANDIDATES);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nothing_for_an_unbound_port_or_an_unusable_list() {
+        assert!(select_host_candidates("[::]:0".parse().unwrap(), &ips(&HOME)).is_empty());
+        assert!(select_host_candidates("192.168.1.23:0".parse().unwrap(), &[]).is_empty());
+        let unusable = ips(&["0.0.0.0", "224.0.0.1", "ff02::1"]);
+        assert!(select_host_candidates("[::]:5000".parse().unwrap(), &unusable).is_empty());
+    }
+
+    #[test]
+    fn this_hosts_candidates_follow_the_rules() {
+        // Whatever this machine's interfaces are, the result obeys the rules
+        // for its socket's family and port.
+        for local in ["0.0.0.0:4242", "[::]:4242"] {
+            let local: SocketAddr = local.parse().unwrap();
+            let got = host_candidates(local);
+            assert!(got.len() <= MAX_CANDIDATES, "{got:?}");
+            for c in &got {
+                assert_eq!(c.port(), 4242, "{got:?}");
+                assert_eq!(canonical(*c), *c, "{got:?}");
+                assert!(local.is_ipv6() || c.is_ipv4(), "{got:?}");
+                assert!(
+                    !c.ip().is_unspecified() && !c.ip().is_multicast(),
+                    "{got:?}"
+                );
+                assert_eq!(got.iter().filter(|d| *d == c).count(), 1, "{got:?}");
+            }
+        }
+        // Where loopback carries datagrams, its interface is up and listed:
+        // the list is read at all.
+        let looped = UdpSocket::bind("127.0.0.1:0").and_then(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.send_to(b"x", s.local_addr()?)?;
+            s.recv_from(&mut [0; 1])
+        });
+        if cfg!(target_os = "linux") && looped.is_ok() {
+            let listed = interface_addresses();
+            assert!(
+                listed.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                "{listed:?}"
+            );
+        }
     }
 
     #[test]

@@ -576,10 +576,7 @@ impl App {
                 ClientEvent::Delivered { .. } => {}
                 ClientEvent::DeliveryFailed { to, reason, .. } => {
                     self.failed = true;
-                    let body = match reason {
-                        DeliveryFailure::NoSuchUser => self.style.no_such_user(&to),
-                        other => self.style.not_delivered(&to, &other),
-                    };
+                    let body = not_delivered(&self.style, &to, reason);
                     self.say(&body);
                 }
                 // Counted by the library; not worth a line an attacker
@@ -847,6 +844,24 @@ impl App {
     }
 }
 
+/// The line for a message to `to` that was not delivered: `No such user:
+/// Bob`, or `Message to Bob not delivered: WHY`, where a missing direct path
+/// names the recipient again (`no direct path to Bob (both of you are behind
+/// strict NATs)`).
+fn not_delivered(style: &Style, to: &str, reason: DeliveryFailure) -> String {
+    match reason {
+        DeliveryFailure::NoSuchUser => style.no_such_user(to),
+        DeliveryFailure::NoDirectPath => {
+            let why = format!(
+                "no direct path to {} (both of you are behind strict NATs)",
+                style.name(to)
+            );
+            style.not_delivered(to, &why)
+        }
+        other => style.not_delivered(to, &other),
+    }
+}
+
 /// The identity, the pinned server key and the known peers, from the files
 /// (see the module docs), and the client's configuration with them.
 fn load_keys(args: &Args, server: SocketAddr) -> io::Result<(ClientConfig, Keys)> {
@@ -940,10 +955,13 @@ fn main() -> ExitCode {
         Ok(driver) => driver,
         Err(e) => return fail(1, format_args!("cannot open a UDP socket: {e}")),
     };
-    let (config, keys) = match load_keys(&args, server) {
+    let (mut config, keys) = match load_keys(&args, server) {
         Ok(loaded) => loaded,
         Err(e) => return fail(1, format_args!("{e}")),
     };
+    // Registered at sign-in, so that a peer behind the same router reaches
+    // us on the LAN.
+    config.host_candidates = run::host_candidates(driver.local_addr());
     let client = match ClientState::new(config, Instant::now(), seed) {
         Ok(client) => client,
         Err(e) => return fail(2, format_args!("invalid name {:?}: {e}", args.name)),
@@ -1079,6 +1097,30 @@ mod tests {
         reader.join().unwrap();
         let expected: Vec<String> = (0..10_000).map(|i| format!("send Bob {i}")).collect();
         assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn failed_deliveries_say_why_and_a_missing_path_names_the_recipient() {
+        let plain = Style::default();
+        let line = |reason| plain.line(&not_delivered(&plain, "Bob", reason), None);
+        assert_eq!(
+            line(DeliveryFailure::NoDirectPath),
+            "<\u{2013} Message to Bob not delivered: no direct path to Bob (both of you are \
+             behind strict NATs)"
+        );
+        assert_eq!(
+            line(DeliveryFailure::NoAnswer),
+            "<– Message to Bob not delivered: no answer from the recipient"
+        );
+        assert_eq!(line(DeliveryFailure::NoSuchUser), "<– No such user: Bob");
+        // Both names escaped (and bold with colour), like every name shown.
+        let colour = Style { colour: true };
+        let body = not_delivered(&colour, "Eve\u{1b}", DeliveryFailure::NoDirectPath);
+        assert_eq!(
+            body.matches("\x1b[1mEve\\u{1b}\x1b[0m").count(),
+            2,
+            "{body:?}"
+        );
     }
 
     #[test]

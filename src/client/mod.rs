@@ -31,7 +31,7 @@
 //!   [`DeliveryFailure::NoDirectPath`]. Messages
 //!   and acknowledgements travel sealed, found by session index, never
 //!   trusted by source address. A session is replaced after
-//!   [`ClientConfig::rekey_after`] by the side that made it, and dropped
+//!   [`ClientConfig::rekey_after`] by the side that next sends, and dropped
 //!   after [`ClientConfig::reject_after`].
 //! * **Messages** (the send side here, `inbox` for receiving): text is cut
 //!   into fragments; each has a sequence number in a stream from this client
@@ -203,7 +203,7 @@ pub struct ClientConfig {
     /// default covers a peer's keep-alive interval and a sign-in's retries.
     pub settle_grace: Duration,
     /// A peer session this old is replaced by a new handshake, made by the
-    /// side that made it, when there is something to send (WireGuard's
+    /// side that has something to send (after WireGuard's
     /// REKEY_AFTER_TIME).
     pub rekey_after: Duration,
     /// A peer session that has sealed this many packets is replaced too.
