@@ -1065,6 +1065,26 @@ impl ClientState {
             if self.seal_plain_to(now, index) {
                 self.stats.peer_keepalives += 1;
             }
+            // A conversation in use may outlive its session: one that would
+            // expire first is replaced now (when old enough to be), not left
+            // to expire under the keep-alives.
+            let Some(s) = self.sessions.get(index) else {
+                continue;
+            };
+            let (name, peer_key, addr) = (s.name.clone(), s.key, s.addr);
+            let old = now.saturating_duration_since(s.created) >= self.config.rekey_after;
+            let expires_in_use = self
+                .sessions
+                .last_used(&peer_key)
+                .is_some_and(|used| s.created + self.config.reject_after < used + in_use);
+            if old && expires_in_use && !self.sessions.is_initiating(&name::fold(&name)) {
+                let reach = self
+                    .cache
+                    .get(now, &name::fold(&name))
+                    .filter(|(_, k)| *k == peer_key)
+                    .map_or_else(|| Reach::new(addr, []), |(r, _)| r.clone());
+                self.handshake_to(now, &name, &reach, peer_key);
+            }
         }
         // Both sides keep a conversation in use alive: one that went quiet
         // has lost its path (a NAT forgot it, or gave one of us a new port).
@@ -1697,6 +1717,7 @@ impl ClientState {
         let seed = self.seeds.seed();
         let me = self.config.name.clone();
         let targets = reach.targets(self.own_reach().as_ref());
+        let probed = probed_hosts(reach, &targets);
         let sends = self.sessions.initiate(
             now,
             &self.identity,
@@ -1706,7 +1727,7 @@ impl ClientState {
             name,
             peer_key,
             &targets,
-            &reach.hosts,
+            &probed,
         );
         for (datagram, to) in sends {
             self.out.push_back(Transmit {
@@ -1743,9 +1764,10 @@ impl ClientState {
     /// if there is one (the same PeerInit to new addresses), or a new one.
     fn probe(&mut self, now: Instant, name: &str, reach: &Reach, peer_key: PublicKey) {
         let targets = reach.targets(self.own_reach().as_ref());
+        let probed = probed_hosts(reach, &targets);
         match self
             .sessions
-            .add_targets(now, &name::fold(name), &targets, &reach.hosts)
+            .add_targets(now, &name::fold(name), &targets, &probed)
         {
             Some(sends) => {
                 for (datagram, to) in sends {
@@ -1845,11 +1867,12 @@ impl ClientState {
     fn respond(&mut self, now: Instant, incoming: peers::Incoming) {
         let index = self.fresh_index();
         let display = incoming.name.clone();
+        let own = self.own_reach();
         let hosts = self
             .cache
             .get(now, &name::fold(&incoming.name))
             .filter(|(_, k)| *k == incoming.key)
-            .map(|(r, _)| r.hosts.clone())
+            .map(|(r, _)| probed_hosts(r, &r.targets(own.as_ref())))
             .unwrap_or_default();
         if let Some((datagram, to)) = self.sessions.respond(now, index, incoming, display, &hosts) {
             self.stats.handshakes += 1;
@@ -2295,7 +2318,7 @@ impl ClientState {
         let Some((reach, peer_key)) = self.peers.get(key).and_then(|p| p.dest.as_ref()) else {
             return DeliveryFailure::NoAnswer;
         };
-        let never_reached = self.sessions.last_heard(peer_key).is_none();
+        let never_reached = !self.sessions.ever_reached(peer_key);
         let me_behind_nat = self.own_reach().is_none_or(|r| r.behind_nat());
         if never_reached && reach.behind_nat() && me_behind_nat {
             DeliveryFailure::NoDirectPath
@@ -2324,6 +2347,17 @@ impl ClientState {
         }
         self.maybe_finish(now);
     }
+}
+
+/// The host candidates of `reach` among `targets`: the ones we probe, the
+/// only ones a path to which ranks as a LAN path.
+fn probed_hosts(reach: &Reach, targets: &[SocketAddr]) -> Vec<SocketAddr> {
+    reach
+        .hosts
+        .iter()
+        .copied()
+        .filter(|h| targets.contains(h))
+        .collect()
 }
 
 #[cfg(test)]

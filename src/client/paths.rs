@@ -7,13 +7,15 @@
 //! port, which only hosts on the same network can reach). A [`Reach`] holds
 //! both, as a lookup or an introduction gave them.
 //!
-//! Which to probe ([`Reach::targets`]): the reflexive address always; host
-//! candidates only where they can work: when both sides appear at the same
-//! public IP (the same home, behind one router that may not hairpin), or
-//! for global IPv6 addresses when we have one too (IPv6 needs no NAT).
-//! Never a peer's private addresses from another network: besides being
-//! useless, probing whatever a stranger registered would let it aim our
-//! handshakes at someone else's network.
+//! Which to probe ([`Reach::targets`]): the reflexive address always (the
+//! server has checked it: the peer receives there); host candidates only
+//! where they can work and cannot be aimed elsewhere: private addresses
+//! (RFC 1918, shared 100.64/10, IPv6 ULA) when both sides appear at the
+//! same public IP (the same home, behind one router that may not hairpin),
+//! and global IPv6 addresses in the same /64 as the peer's reflexive IPv6
+//! address (another address of the same host or network). Never a peer's
+//! addresses from another network: besides being useless, probing whatever
+//! a stranger registered would let it aim our handshakes at a third party.
 //!
 //! Which path wins (the `peers` module keeps it): a host candidate (a LAN
 //! path) beats the reflexive one when both answer.
@@ -62,10 +64,13 @@ impl Reach {
         let mut targets = vec![self.reflexive];
         let same_home = me.is_some_and(|me| me.reflexive.ip() == self.reflexive.ip())
             && !self.reflexive.ip().is_loopback();
-        let we_have_v6 = me.is_some_and(|me| me.hosts.iter().any(|h| is_global_v6(h.ip())));
+        let we_have_v6 = me.is_some_and(|me| {
+            is_global_v6(me.reflexive.ip()) || me.hosts.iter().any(|h| is_global_v6(h.ip()))
+        });
         for &h in &self.hosts {
-            let useful = same_home || (we_have_v6 && is_global_v6(h.ip()));
-            if useful && !targets.contains(&h) {
+            let lan = same_home && is_private(h.ip());
+            let beside = we_have_v6 && is_global_v6(h.ip()) && same_64(h.ip(), self.reflexive.ip());
+            if (lan || beside) && !targets.contains(&h) {
                 targets.push(h);
             }
         }
@@ -78,6 +83,26 @@ fn is_global_v6(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V6(v6) => (v6.segments()[0] & 0xe000) == 0x2000,
         IpAddr::V4(_) => false,
+    }
+}
+
+/// An address only a local network routes: RFC 1918, shared address space
+/// (100.64/10), IPv6 unique local (fc00::/7).
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// Whether two IPv6 addresses share their first 64 bits.
+fn same_64(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        _ => false,
     }
 }
 
@@ -109,14 +134,41 @@ mod tests {
     }
 
     #[test]
-    fn a_public_peer_is_not_behind_a_nat_and_its_v6_address_is_tried_by_v6_hosts() {
-        let v6 = a("[2001:db8::7]:5000");
-        let bob = Reach::new(a("198.51.100.7:5000"), [a("198.51.100.7:5000"), v6]);
+    fn a_public_peer_is_not_behind_a_nat_and_its_own_v6_network_is_tried_by_v6_hosts() {
+        let reflexive = a("[2001:db8:1:2::7]:5000");
+        let temporary = a("[2001:db8:1:2:aaaa::1]:5000");
+        let elsewhere = a("[2001:db8:9:9::1]:5000");
+        let bob = Reach::new(reflexive, [reflexive, temporary, elsewhere]);
         assert!(!bob.behind_nat());
         let me_v4 = Reach::new(a("203.0.113.1:6000"), [a("10.0.0.2:6000")]);
-        assert_eq!(bob.targets(Some(&me_v4)), vec![a("198.51.100.7:5000")]);
-        let me_v6 = Reach::new(a("203.0.113.1:6000"), [a("[2001:db8::9]:6000")]);
-        assert_eq!(bob.targets(Some(&me_v6)), vec![a("198.51.100.7:5000"), v6]);
+        assert_eq!(bob.targets(Some(&me_v4)), vec![reflexive]);
+        let me_v6 = Reach::new(a("[2001:db8:5::1]:6000"), [a("[2001:db8:5::1]:6000")]);
+        assert_eq!(
+            bob.targets(Some(&me_v6)),
+            vec![reflexive, temporary],
+            "never an address outside the peer's own /64"
+        );
+    }
+
+    #[test]
+    fn a_stranger_cannot_aim_our_handshakes_at_a_third_party() {
+        // Mallory shares our public IP (a campus, a carrier-grade NAT) and
+        // registers a public server's address and our own loopback: only
+        // private addresses are tried on a shared network.
+        let mallory = Reach::new(
+            a("203.0.113.1:4001"),
+            [
+                a("198.51.100.80:80"),
+                a("127.0.0.1:22"),
+                a("[2001:db8:dead::1]:53"),
+                a("100.64.3.4:5000"),
+            ],
+        );
+        let me = Reach::new(a("203.0.113.1:4000"), [a("100.64.1.2:4000")]);
+        assert_eq!(
+            mallory.targets(Some(&me)),
+            vec![a("203.0.113.1:4001"), a("100.64.3.4:5000")]
+        );
     }
 
     #[test]

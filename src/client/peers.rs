@@ -64,6 +64,14 @@ pub(crate) const PROBES_PER_SECOND: u32 = 20;
 pub(crate) const MAX_HOST_PROBES: u32 = 4;
 /// A better path silent this long gives way to a worse one the peer uses.
 pub(crate) const PATH_STALE: Duration = Duration::from_secs(2);
+/// While a conversation is in use, a session on a better path than the one
+/// we send by gets an empty packet this often (see
+/// [`PeerSessions::keepalives_due`]).
+pub(crate) const PATH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Peer keys remembered as reached, at most.
+pub(crate) const MAX_REMEMBERED: usize = 4096;
+/// A peer key is remembered as reached this long after it was last heard.
+pub(crate) const REMEMBER_REACHED: Duration = Duration::from_secs(3600);
 
 /// An established session with a peer.
 #[derive(Debug)]
@@ -86,15 +94,16 @@ pub(crate) struct PeerSession {
     path_heard: Instant,
     /// When we last sealed a packet under it.
     pub(crate) last_sent: Instant,
-    /// As initiator: the responder's ephemeral key, to know its PeerResp if
-    /// it comes again by another path.
-    resp_ephemeral: Option<[u8; 32]>,
+    /// As initiator: the whole PeerResp that made it, to know it if it comes
+    /// again by another path (accepted only while the handshake could still
+    /// be under way at the peer, [`HANDSHAKE_TIMEOUT`]).
+    resp_again: Option<Box<[u8]>>,
     /// We sent message 1.
     pub(crate) initiator: bool,
     session: Session<32>,
-    /// While a responder's session is unconfirmed: the ephemeral key of the
-    /// PeerInit that made it, and the PeerResp to send again for it.
-    resp: Option<([u8; 32], Bytes)>,
+    /// While a responder's session is unconfirmed: the whole PeerInit
+    /// handshake that made it, and the PeerResp to send again for it.
+    resp: Option<(Box<[u8]>, Bytes)>,
 }
 
 impl PeerSession {
@@ -113,19 +122,47 @@ impl PeerSession {
         u8::from(self.hosts.contains(&addr))
     }
 
-    /// A packet (or the same handshake again) authenticated from `from`:
-    /// moves the path there unless the current one ranks higher and was
-    /// heard from lately.
+    /// An authenticated packet from `from`: moves the path there unless the
+    /// current one ranks higher and was heard from lately.
     fn heard_from(&mut self, now: Instant, from: SocketAddr) {
         if from != self.addr {
-            let better_still_alive = self.rank(self.addr) > self.rank(from)
-                && now.saturating_duration_since(self.path_heard) < PATH_STALE;
-            if better_still_alive {
+            if self.better_path_alive(now, from) {
                 return;
             }
             self.addr = from;
         }
         self.path_heard = now;
+    }
+
+    /// The same handshake again, from `from`: a better path (a host
+    /// candidate we probed) takes over, but is not held by this alone (a
+    /// copy proves nothing about the path now: it may be a replay).
+    fn handshake_again_from(&mut self, from: SocketAddr) {
+        if self.rank(from) > self.rank(self.addr) {
+            self.addr = from;
+        }
+    }
+
+    fn better_path_alive(&self, now: Instant, from: SocketAddr) -> bool {
+        self.rank(self.addr) > self.rank(from)
+            && now.saturating_duration_since(self.path_heard) < PATH_STALE
+    }
+
+    /// Whether to send under `self` rather than `other` (same peer): the
+    /// better path while it is alive (heard from within [`PATH_STALE`] of
+    /// the other), else the newer session.
+    fn preferred_to(&self, other: &PeerSession) -> bool {
+        let (mine, theirs) = (self.rank(self.addr), other.rank(other.addr));
+        if mine != theirs {
+            let (better, worse) = if mine > theirs {
+                (self, other)
+            } else {
+                (other, self)
+            };
+            let alive = better.path_heard + PATH_STALE >= worse.path_heard;
+            return (mine > theirs) == alive;
+        }
+        self.created > other.created
     }
 }
 
@@ -160,18 +197,21 @@ impl Pacer {
         self.tokens =
             (self.tokens + elapsed * f64::from(PROBES_PER_SECOND)).min(f64::from(PROBE_BURST));
         self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        // A hair short of a whole token counts (float rounding).
+        if self.tokens >= 1.0 - 1e-9 {
+            self.tokens = (self.tokens - 1.0).max(0.0);
             true
         } else {
             false
         }
     }
 
-    /// When the next token is due.
+    /// When the next token is due: always after `at` (rounded up, so a
+    /// timer set to it never comes due with the token a hair short).
     fn next_token(&self) -> Instant {
         let missing = (1.0 - self.tokens).max(0.0);
-        self.at + Duration::from_secs_f64(missing / f64::from(PROBES_PER_SECOND))
+        let wait = Duration::from_secs_f64(missing / f64::from(PROBES_PER_SECOND));
+        self.at + wait + Duration::from_micros(1)
     }
 }
 
@@ -183,7 +223,8 @@ struct Initiating {
     display: String,
     key: PublicKey,
     targets: Vec<Target>,
-    /// The peer's host candidates (for the session's path ranking).
+    /// The peer's host candidates we probe (for the session's path
+    /// ranking).
     hosts: Vec<SocketAddr>,
     pacer: Pacer,
     initiator: Initiator,
@@ -232,7 +273,8 @@ pub(crate) struct Incoming {
     /// Where it came from.
     pub(crate) from: SocketAddr,
     sender: u32,
-    ephemeral: [u8; 32],
+    /// The whole handshake of its PeerInit.
+    handshake: Box<[u8]>,
     at: Instant,
 }
 
@@ -260,6 +302,11 @@ pub(crate) struct PeerSessions {
     /// conversation is in use. Kept per key, not per session, so that new
     /// sessions, and the eviction of old ones, change nothing.
     used: BTreeMap<PublicKey, Instant>,
+    /// Per peer key, when anything authenticated was last heard from it,
+    /// kept beyond its sessions (at most [`MAX_REMEMBERED`] keys, for at
+    /// most [`REMEMBER_REACHED`]): a peer once reached is not reported as
+    /// having no direct path.
+    reached: BTreeMap<PublicKey, Instant>,
 }
 
 impl PeerSessions {
@@ -367,18 +414,21 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                resp_ephemeral: ephemeral_of(handshake),
+                resp_again: Some(handshake.into()),
                 initiator: true,
                 session: Session::new(keys, sender),
                 resp: None,
             },
         );
+        self.reached.insert(h.key, now);
         Some((receiver, h.name))
     }
 
     /// A PeerResp that finished one of our handshakes already, come again
-    /// (by another path, or duplicated): moves the session to that path if
-    /// it is better. `false` if it is no such thing.
+    /// (by another path, or duplicated) while the handshake could still be
+    /// under way at the peer: moves the session to that path if it is better
+    /// (one of the host candidates we probed). `false` if it is no such
+    /// thing.
     pub(crate) fn on_resp_again(
         &mut self,
         now: Instant,
@@ -389,12 +439,11 @@ impl PeerSessions {
         let Some(s) = self.sessions.get_mut(&receiver) else {
             return false;
         };
-        if s.resp_ephemeral.is_none() || s.resp_ephemeral != ephemeral_of(handshake) {
+        let same = s.resp_again.as_deref() == Some(handshake);
+        if !same || now.saturating_duration_since(s.created) >= HANDSHAKE_TIMEOUT {
             return false;
         }
-        if s.rank(from) > s.rank(s.addr) {
-            s.heard_from(now, from);
-        }
+        s.handshake_again_from(from);
         true
     }
 
@@ -408,26 +457,18 @@ impl PeerSessions {
         sender: u32,
         handshake: &[u8],
     ) -> InitOutcome {
-        let Some(ephemeral) = handshake
-            .get(..32)
-            .and_then(|e| <[u8; 32]>::try_from(e).ok())
-        else {
-            return InitOutcome::Bad;
-        };
         if let Some(s) = self
             .sessions
             .values_mut()
-            .find(|s| s.resp.as_ref().is_some_and(|(e, _)| *e == ephemeral))
+            .find(|s| s.resp.as_ref().is_some_and(|(h, _)| **h == *handshake))
         {
             // The same handshake by another path: a better one takes over.
-            if s.rank(from) > s.rank(s.addr) {
-                s.heard_from(now, from);
-            }
+            s.handshake_again_from(from);
             if let Some((_, again)) = &s.resp {
                 return InitOutcome::Again(again.clone(), from);
             }
         }
-        if self.verifying.iter().any(|v| v.ephemeral == ephemeral) {
+        if self.verifying.iter().any(|v| *v.handshake == *handshake) {
             return InitOutcome::Waiting;
         }
         let Ok((responder, payload)) = Responder::accept(identity, PEER_PROLOGUE, seed, handshake)
@@ -446,7 +487,7 @@ impl PeerSessions {
             name: claimed,
             from,
             sender,
-            ephemeral,
+            handshake: handshake.into(),
             at: now,
         }))
     }
@@ -498,12 +539,13 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
-                resp_ephemeral: None,
+                resp_again: None,
                 initiator: false,
                 session: Session::new(keys, incoming.sender),
-                resp: Some((incoming.ephemeral, datagram.clone())),
+                resp: Some((incoming.handshake, datagram.clone())),
             },
         );
+        self.reached.insert(incoming.key, now);
         Some((datagram, incoming.from))
     }
 
@@ -560,20 +602,38 @@ impl PeerSessions {
         if !plaintext.is_empty() {
             self.used.insert(s.key, now);
         }
+        self.reached.insert(s.key, now);
         s.resp = None;
         let confirmed = !could_send && s.can_send();
         Some((plaintext, s, confirmed))
     }
 
     /// The session to send to `key` under: of those that may send, one on
-    /// the best path (a LAN path before a public one: two handshakes that
-    /// crossed can leave us a session on each), the newest of those.
+    /// the best path while that path is alive (a LAN path before a public
+    /// one: two handshakes that crossed can leave us a session on each),
+    /// else the newest.
     pub(crate) fn best_for(&self, key: &PublicKey) -> Option<u32> {
-        self.sessions
-            .iter()
-            .filter(|(_, s)| s.key == *key && s.can_send())
-            .max_by_key(|(_, s)| (s.rank(s.addr), s.created))
-            .map(|(i, _)| *i)
+        let mut best: Option<(u32, &PeerSession)> = None;
+        for (i, s) in &self.sessions {
+            if s.key != *key || !s.can_send() {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| s.preferred_to(b)) {
+                best = Some((*i, s));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// When a message or acknowledgement last went either way with `key`.
+    pub(crate) fn last_used(&self, key: &PublicKey) -> Option<Instant> {
+        self.used.get(key).copied()
+    }
+
+    /// Whether anything authenticated was ever heard from `key` (within
+    /// what is remembered: see [`MAX_REMEMBERED`]).
+    pub(crate) fn ever_reached(&self, key: &PublicKey) -> bool {
+        self.reached.contains_key(key)
     }
 
     /// Adds `targets` to the handshake to the peer `name` (folded) under
@@ -648,7 +708,8 @@ impl PeerSessions {
     /// The sessions due a keep-alive at `now`: for each peer key in use (a
     /// message or acknowledgement went either way in the last `in_use`),
     /// the session we send under, if nothing was sent under it for
-    /// `interval`.
+    /// `interval`; and any session on a better path than that one, every
+    /// [`PATH_PROBE_INTERVAL`] (a check that the better path works).
     pub(crate) fn keepalives_due(
         &self,
         now: Instant,
@@ -703,16 +764,43 @@ impl PeerSessions {
     }
 
     fn keepalive_times(&self, interval: Duration, in_use: Duration) -> Vec<(u32, Instant)> {
-        // Per peer key: the session we send under (the newest that may
-        // send) and when the conversation was last in use.
-        self.used
-            .iter()
-            .filter_map(|(key, used)| {
-                let i = self.best_for(key)?;
-                let due = self.sessions.get(&i)?.last_sent + interval;
-                (due < *used + in_use).then_some((i, due))
-            })
-            .collect()
+        // The session we send under, per key in use, in one pass.
+        let mut best: BTreeMap<PublicKey, (u32, &PeerSession)> = BTreeMap::new();
+        for (i, s) in &self.sessions {
+            if !s.can_send() || !self.used.contains_key(&s.key) {
+                continue;
+            }
+            match best.get(&s.key) {
+                Some((_, b)) if !s.preferred_to(b) => {}
+                _ => {
+                    best.insert(s.key, (*i, s));
+                }
+            }
+        }
+        let mut due: Vec<(u32, Instant)> = Vec::new();
+        for (key, (i, b)) in &best {
+            let Some(used) = self.used.get(key) else {
+                continue;
+            };
+            let until = *used + in_use;
+            let at = b.last_sent + interval;
+            if at < until {
+                due.push((*i, at));
+            }
+            // A better path than the one we send by (a LAN session that
+            // went quiet because both sides sent by another) is checked
+            // every [`PATH_PROBE_INTERVAL`]: if it works, the peer hears it
+            // and moves there, and so do we.
+            for (j, s) in &self.sessions {
+                if s.key == *key && s.can_send() && s.rank(s.addr) > b.rank(b.addr) {
+                    let at = s.last_sent + PATH_PROBE_INTERVAL;
+                    if at < until {
+                        due.push((*j, at));
+                    }
+                }
+            }
+        }
+        due
     }
 
     /// Forgets every session and handshake with `key`.
@@ -739,9 +827,23 @@ impl PeerSessions {
             .retain(|_, h| now.saturating_duration_since(h.started) < HANDSHAKE_TIMEOUT);
         self.verifying
             .retain(|v| now.saturating_duration_since(v.at) < VERIFY_TIMEOUT);
-        let sessions = &self.sessions;
+        // A conversation stays in use for its own time, whatever becomes
+        // of its sessions (kept no longer than a session lives).
         self.used
-            .retain(|k, _| sessions.values().any(|s| s.key == *k));
+            .retain(|_, t| now.saturating_duration_since(*t) < reject_after);
+        self.reached
+            .retain(|_, t| now.saturating_duration_since(*t) < REMEMBER_REACHED);
+        while self.reached.len() > MAX_REMEMBERED {
+            let Some(oldest) = self
+                .reached
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.reached.remove(&oldest);
+        }
     }
 
     /// When something here next has a timer: a resend, an expiry.
@@ -754,13 +856,6 @@ impl PeerSessions {
         let verifying = self.verifying.iter().map(|v| v.at + VERIFY_TIMEOUT);
         resends.chain(sessions).chain(verifying).min()
     }
-}
-
-/// The responder's ephemeral key at the start of a PeerResp's handshake.
-fn ephemeral_of(handshake: &[u8]) -> Option<[u8; 32]> {
-    handshake
-        .get(..32)
-        .and_then(|e| <[u8; 32]>::try_from(e).ok())
 }
 
 #[cfg(test)]
@@ -1030,10 +1125,54 @@ mod tests {
             last_heard: created,
             path_heard: created,
             last_sent: created,
-            resp_ephemeral: None,
+            resp_again: None,
             initiator: true,
             session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),
             resp: None,
+        }
+    }
+
+    #[test]
+    fn a_lan_session_is_preferred_only_while_its_path_is_alive() {
+        // Two handshakes crossed: one session on the LAN, one public. Then
+        // Alice walks out of the house: only the public one hears anything.
+        let now = Instant::now();
+        let lan = SocketAddr::from(([192, 168, 1, 11], 5000));
+        let mut s = PeerSessions::default();
+        let mut on_lan = session(7, now);
+        on_lan.hosts = vec![lan];
+        on_lan.addr = lan;
+        s.insert(1, on_lan);
+        s.insert(2, session(7, now + Duration::from_millis(10)));
+        let key = PublicKey([7; 32]);
+        assert_eq!(s.best_for(&key), Some(1), "the LAN, though older");
+        let later = now + PATH_STALE + Duration::from_secs(1);
+        if let Some(public) = s.sessions.get_mut(&2) {
+            public.heard_from(later, addr(1));
+        }
+        assert_eq!(s.best_for(&key), Some(2), "the LAN path went quiet");
+        // A copy of the LAN handshake moves nothing back.
+        if let Some(l) = s.sessions.get_mut(&1) {
+            l.handshake_again_from(lan);
+        }
+        assert_eq!(s.best_for(&key), Some(2));
+    }
+
+    #[test]
+    fn the_pacer_never_schedules_a_token_that_is_not_there() {
+        // Wake times that leave the bucket a hair short of a token (float
+        // rounding) made a timer due at once, again and again.
+        let start = Instant::now();
+        for step_us in [36_519_104u64, 13_480_896, 49_999, 50_001, 1, 7_777] {
+            let mut p = Pacer::new(start);
+            let mut now = start;
+            while p.take(now) {}
+            for _ in 0..50 {
+                let next = p.next_token();
+                assert!(next > now, "a timer in the past or present");
+                now = next.max(now + Duration::from_nanos(step_us));
+                assert!(p.take(now), "the token is there when promised");
+            }
         }
     }
 

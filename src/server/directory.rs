@@ -327,8 +327,8 @@ mod tests {
             session: Session::new(TransportKeys::from_raw(&[9; 32], &[8; 32]), 1),
             last_heard: 0,
             candidates: Box::new([]),
-            intros_made: IntroBudget::new(0),
-            intros_received: IntroBudget::new(0),
+            intros_made: IntroBudget::new(0, crate::server::introductions::ASKER),
+            intros_received: IntroBudget::new(0, crate::server::introductions::TARGET),
         }
     }
 

@@ -85,7 +85,10 @@ use bindings::Reservations;
 use cookie::Cookies;
 use directory::{Directory, User, UserId};
 use expiry::ExpiryWheel;
-use introductions::IntroBudget;
+use introductions::{IntroBudget, RecentIntroductions};
+
+/// Recent (asker, target) introductions remembered at most.
+const MAX_RECENT_INTRODUCTIONS: usize = 16_384;
 use probe::{Conflict, ProbeStep, Probes};
 use rate::RateLimiter;
 
@@ -263,6 +266,9 @@ pub struct ServerStats {
     /// Introductions not sent: the asker or the target had used up its
     /// budget.
     pub introductions_limited: u64,
+    /// Introductions not sent: the same asker had been introduced to the
+    /// same user a moment before (a retried lookup, or one asking too often).
+    pub introductions_repeated: u64,
     /// Datagrams queued for sending.
     pub sent: u64,
 }
@@ -295,6 +301,8 @@ pub struct ServerState {
     /// While answering a sealed packet from an address not on record: that
     /// address, and the packet's size for the 3x limit.
     reply_to: Option<(SocketAddr, usize)>,
+    /// The (asker, target) pairs introduced in the last seconds.
+    recent_intros: RecentIntroductions,
     stats: ServerStats,
 }
 
@@ -344,6 +352,7 @@ impl ServerState {
             paths: HashMap::new(),
             next_challenge: 0,
             reply_to: None,
+            recent_intros: RecentIntroductions::new(MAX_RECENT_INTRODUCTIONS),
             stats: ServerStats::default(),
             config,
         }
@@ -637,7 +646,12 @@ impl ServerState {
         let target = self.directory.by_name(name);
         let found = target.and_then(|t| self.directory.get(t));
         let key = found.map(|u| u.key);
-        let candidates = found.map(|u| u.candidates.clone()).unwrap_or_default();
+        // Host addresses go only to those who mean to write (and are
+        // introduced, so the target learns who asked), not to any `whois`.
+        let candidates = found
+            .filter(|_| introduce)
+            .map(|u| u.candidates.clone())
+            .unwrap_or_default();
         let reply = Packet::LookupReply {
             request,
             name,
@@ -655,21 +669,28 @@ impl ServerState {
     /// have an introduction left in their budgets.
     fn introduce(&mut self, now: Instant, asker: UserId, target: UserId) {
         let second = self.stamp(now);
+        let pair = (self.directory.wire(asker), self.directory.wire(target));
+        if self.recent_intros.is_recent(pair.0, pair.1, second) {
+            // Introduced just now: the target's handshake is on its way.
+            self.stats.introductions_repeated += 1;
+            return;
+        }
         let allowed = self
             .directory
             .get(target)
-            .is_some_and(|t| t.intros_received.has_token(second))
+            .is_some_and(|t| t.intros_received.has_token(second, introductions::TARGET))
             && self
                 .directory
                 .get_mut(asker)
-                .is_some_and(|a| a.intros_made.take(second));
+                .is_some_and(|a| a.intros_made.take(second, introductions::ASKER));
         if !allowed {
             self.stats.introductions_limited += 1;
             return;
         }
         if let Some(t) = self.directory.get_mut(target) {
-            t.intros_received.take(second);
+            t.intros_received.take(second, introductions::TARGET);
         }
+        self.recent_intros.record(pair.0, pair.1, second);
         let Some(a) = self.directory.get(asker) else {
             return;
         };
@@ -844,8 +865,8 @@ impl ServerState {
             session: Session::new(keys, sender),
             last_heard: self.stamp(now),
             candidates: introductions::host_candidates(candidates),
-            intros_made: IntroBudget::new(self.stamp(now)),
-            intros_received: IntroBudget::new(self.stamp(now)),
+            intros_made: IntroBudget::new(self.stamp(now), introductions::ASKER),
+            intros_received: IntroBudget::new(self.stamp(now), introductions::TARGET),
         };
         let deadline = self.expires_at(&user);
         let id = self.directory.insert(user);
@@ -1210,8 +1231,8 @@ mod tests {
         bob.candidates = vec![bob_lan, bob_lan];
         bob.sign_in(&mut s, now, "Bob", 0);
 
-        // A plain lookup (a whois, or checking a handshake's claim): an
-        // answer with Bob's candidates, and nothing to Bob.
+        // A plain lookup (a whois, or checking a handshake's claim): Bob's
+        // address and key, not his LAN addresses, and nothing to Bob.
         let datagram = alice.sealed(&Packet::LookupRequest {
             request: 2,
             name: "bob",
@@ -1224,13 +1245,18 @@ mod tests {
         let Ok(Packet::LookupReply { candidates, .. }) = Packet::decode(&replies[0]) else {
             panic!("not a lookup reply");
         };
-        assert_eq!(candidates.iter().collect::<Vec<_>>(), vec![bob_lan], "once");
+        assert!(candidates.is_empty());
 
-        // A lookup to write: Bob hears who wants him, where, and with what key.
+        // A lookup to write: his LAN addresses (once each), and Bob hears
+        // who wants him, where, and with what key.
         let datagram = alice.sealed(&lookup_to_write("bob"));
         s.handle_datagram(now, alice.addr, &datagram);
         let out = drain(&mut s);
-        assert_eq!(opened_by(&mut alice, &out).len(), 1);
+        let replies = opened_by(&mut alice, &out);
+        let Ok(Packet::LookupReply { candidates, .. }) = Packet::decode(&replies[0]) else {
+            panic!("not a lookup reply");
+        };
+        assert_eq!(candidates.iter().collect::<Vec<_>>(), vec![bob_lan], "once");
         let to_bob = opened_by(&mut bob, &out);
         let alice_key = alice.key.public().0;
         assert_eq!(
@@ -1258,43 +1284,59 @@ mod tests {
     }
 
     #[test]
-    fn introductions_are_limited_per_asker_and_per_target_and_go_to_validated_addresses() {
+    fn introductions_are_limited_per_asker_per_pair_and_per_target_and_go_to_validated_addresses() {
         let now = Instant::now();
+        let second = Duration::from_secs(1);
         let mut s = server(now);
         let mut mallory = Client::new(1, 1);
         mallory.sign_in(&mut s, now, "Mallory", 0);
-        let mut alice = Client::new(2, 2);
-        alice.sign_in(&mut s, now, "Alice", 0);
-        let mut bob = Client::new(3, 3);
-        bob.sign_in(&mut s, now, "Bob", 0);
+        let mut targets: Vec<Client> = (0..20u8)
+            .map(|i| Client::new(100 + i, 100 + u16::from(i)))
+            .collect();
+        for (i, t) in targets.iter_mut().enumerate() {
+            t.sign_in(&mut s, now, &format!("Target{i}"), 0);
+        }
+        let target_addrs: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
         let introduced = |s: &mut ServerState, asker: &mut Client, name: &str, at: Instant| {
             let datagram = asker.sealed(&lookup_to_write(name));
             // From a new address the server has not validated: the reply
             // is held to 3x there, and the introduction still goes to the
             // target's address on record.
             s.handle_datagram(at, SocketAddr::from(([10, 9, 9, 9], 9)), &datagram);
-            let out = drain(s);
-            out.iter()
-                .filter(|t| t.destination == addr(2) || t.destination == addr(3))
+            drain(s)
+                .iter()
+                .filter(|t| target_addrs.contains(&t.destination))
                 .count()
         };
-        // A burst, then one a second, however fast Mallory asks.
+        // An asker: a burst, then one a second, however many it asks about.
         let mut sent = 0;
-        for i in 0..40 {
-            let name = if i % 2 == 0 { "Alice" } else { "Bob" };
-            sent += introduced(&mut s, &mut mallory, name, now);
+        for i in 0..20 {
+            sent += introduced(&mut s, &mut mallory, &format!("Target{i}"), now);
         }
-        assert_eq!(sent, usize::from(introductions::INTRO_BURST));
-        let later = now + Duration::from_secs(1);
-        assert_eq!(introduced(&mut s, &mut mallory, "Alice", later), 1);
-        assert_eq!(introduced(&mut s, &mut mallory, "Bob", later), 0);
-        assert!(s.stats().introductions_limited >= 30);
+        assert_eq!(sent, usize::from(introductions::ASKER.burst));
+        assert_eq!(
+            introduced(&mut s, &mut mallory, "Target19", now + second),
+            1
+        );
+        assert_eq!(
+            introduced(&mut s, &mut mallory, "Target18", now + second),
+            0
+        );
+        // One pair: once per repeat time, however often it is asked.
+        let later = now + second * 60;
+        let mut sent = 0;
+        for _ in 0..10 {
+            sent += introduced(&mut s, &mut mallory, "Target0", later);
+        }
+        assert_eq!(sent, 1);
+        let again = later + second * introductions::INTRO_REPEAT_SECS;
+        assert_eq!(introduced(&mut s, &mut mallory, "Target0", again), 1);
 
-        // A target gets at most its burst from everyone together.
+        // A target: at most its burst from everyone together.
         let mut s = server(now);
         let mut bob = Client::new(3, 3);
         bob.sign_in(&mut s, now, "Bob", 0);
-        let mut askers: Vec<Client> = (10..30).map(|i| Client::new(i, u16::from(i))).collect();
+        let mut askers: Vec<Client> = (10..40).map(|i| Client::new(i, u16::from(i))).collect();
         let mut to_bob = 0;
         for (i, a) in askers.iter_mut().enumerate() {
             a.sign_in(&mut s, now, &format!("Asker{i}"), 0);
@@ -1305,7 +1347,42 @@ mod tests {
                 .filter(|t| t.destination == bob.addr)
                 .count();
         }
-        assert_eq!(to_bob, usize::from(introductions::INTRO_BURST));
+        assert_eq!(to_bob, usize::from(introductions::TARGET.burst));
+    }
+
+    #[test]
+    fn one_asker_asking_without_end_cannot_starve_others_introductions() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut mallory = Client::new(1, 1);
+        mallory.sign_in(&mut s, now, "Mallory", 0);
+        let mut alice = Client::new(2, 2);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        let mut bob = Client::new(3, 3);
+        bob.sign_in(&mut s, now, "Bob", 0);
+        let mut alices_introduced = 0;
+        // Mallory asks about Bob 20 times a second for a minute; Alice asks
+        // once every 5 s.
+        for tick in 0..1200u32 {
+            let at = now + Duration::from_millis(u64::from(tick) * 50);
+            let datagram = mallory.sealed(&lookup_to_write("Bob"));
+            s.handle_datagram(at, mallory.addr, &datagram);
+            drain(&mut s);
+            if tick % 100 == 0 {
+                let datagram = alice.sealed(&lookup_to_write("Bob"));
+                s.handle_datagram(at, alice.addr, &datagram);
+                alices_introduced += opened_by(&mut bob, &drain(&mut s))
+                    .iter()
+                    .filter(|p| {
+                        matches!(
+                            Packet::decode(p),
+                            Ok(Packet::Introduction { name: "Alice", .. })
+                        )
+                    })
+                    .count();
+            }
+        }
+        assert_eq!(alices_introduced, 12, "every one of Alice's");
     }
 
     #[test]

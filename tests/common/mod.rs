@@ -1739,7 +1739,8 @@ impl Sim {
 
 // ---- many seeds ---------------------------------------------------------
 
-/// Runs `scenario` for seeds `0..n`, or only for `$SEED` when set. Each
+/// Runs `scenario` for seeds `0..n` (`0..$SEEDS` when set), or only for
+/// `$SEED` when set. Each
 /// failure prints `failing seed: N (replay with SEED=N)`; by default the
 /// first failure is re-raised at once, with `ALL_SEEDS=1` every seed runs
 /// first and the list of failing seeds is printed before the first failure is
@@ -1751,7 +1752,15 @@ pub fn for_seeds(n: u64, mut scenario: impl FnMut(u64)) {
                 .parse()
                 .unwrap_or_else(|_| panic!("SEED={s:?} is not a number")),
         ],
-        Err(_) => (0..n).collect(),
+        // `SEEDS=N` runs more (or fewer) seeds than the test's own count:
+        // a soak run.
+        Err(_) => {
+            let n = std::env::var("SEEDS")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(n);
+            (0..n).collect()
+        }
     };
     let keep_going = std::env::var_os("ALL_SEEDS").is_some();
     let mut failed = Vec::new();
