@@ -1089,13 +1089,7 @@ impl ClientState {
         // Both sides keep a conversation in use alive: one that went quiet
         // has lost its path (a NAT forgot it, or gave one of us a new port).
         for (name, peer_key) in self.sessions.gone_quiet(now, in_use, PATH_FRESH) {
-            let recently = self
-                .rebrokered
-                .get(&peer_key)
-                .is_some_and(|t| now.saturating_duration_since(*t) < PATH_FRESH);
-            if !recently {
-                self.rebroker(now, &name, peer_key);
-            }
+            self.rebroker(now, &name, peer_key);
         }
         let keys: Vec<String> = self.peers.keys().cloned().collect();
         for key in keys {
@@ -1424,13 +1418,7 @@ impl ClientState {
                     // answer above goes first, so the server knows where we
                     // are before it introduces us).
                     for (name, peer_key) in self.sessions.in_use(now, self.config.peer_in_use) {
-                        let recently = self
-                            .rebrokered
-                            .get(&peer_key)
-                            .is_some_and(|t| now.saturating_duration_since(*t) < PATH_FRESH);
-                        if !recently {
-                            self.rebroker(now, &name, peer_key);
-                        }
+                        self.rebroker(now, &name, peer_key);
                     }
                 }
             }
@@ -1737,10 +1725,18 @@ impl ClientState {
         }
     }
 
-    /// Brokers the path to `peer_key` (the peer `name`) again: a lookup that
-    /// introduces us (the peer then sends our way, through its NAT and
-    /// ours), and a new handshake to where we last knew it.
+    /// Brokers the path to `peer_key` (the peer `name`) again, unless that
+    /// was done in the last [`PATH_FRESH`]: a lookup that introduces us (the
+    /// peer then sends our way, through its NAT and ours), and a new
+    /// handshake to where we last knew it.
     fn rebroker(&mut self, now: Instant, name: &str, peer_key: PublicKey) {
+        let recently = self
+            .rebrokered
+            .get(&peer_key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < PATH_FRESH);
+        if recently {
+            return;
+        }
         self.rebrokered.insert(peer_key, now);
         let key = name::fold(name);
         self.lookup(now, name, true);

@@ -940,25 +940,7 @@ mod tests {
     }
 
     fn open(s: &mut PeerSessions, from: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
-        let Ok(Packet::Sealed {
-            receiver,
-            counter,
-            sealed,
-        }) = Packet::decode(datagram)
-        else {
-            return None;
-        };
-        let mut scratch = Vec::new();
-        s.open(
-            Instant::now(),
-            from,
-            datagram,
-            receiver,
-            counter,
-            sealed,
-            &mut scratch,
-        )
-        .map(|(p, _, _)| p.to_vec())
+        open_at(s, Instant::now(), from, datagram)
     }
 
     fn open_at(
