@@ -59,11 +59,14 @@ fn quiet_spells_longer_than_the_mapping_timeout_lose_nothing() {
                 sim.traffic("Bob").since(&before.1),
             );
             // Nothing but keep-alives went to the peer while quiet: one every
-            // 10 s while the conversation was in use (2 minutes).
+            // 10 s while the conversation was in use (2 minutes), and, when
+            // the session would have expired before the use ended, one new
+            // handshake (resent when lost) and its confirmation.
             for (label, t) in [("Alice", &during.0), ("Bob", &during.1)] {
                 let most = quiet.min(secs(120)).as_secs() / 10 + 1;
+                let rekey = if sim.is_clean() { 2 } else { 6 };
                 assert!(
-                    t.to_peers.datagrams <= most + 2,
+                    t.to_peers.datagrams <= most + 2 + rekey,
                     "seed {seed}: {label} sent {} datagrams to the peer in {quiet:?} of quiet",
                     t.to_peers.datagrams
                 );

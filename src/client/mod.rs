@@ -1086,6 +1086,22 @@ impl ClientState {
                 self.handshake_to(now, &name, &reach, peer_key);
             }
         }
+        for (index, to) in self.sessions.lan_probes_due(now, in_use) {
+            self.plain.clear();
+            self.buf.clear();
+            if self
+                .sessions
+                .seal(now, index, &self.plain, &mut self.buf)
+                .is_some()
+            {
+                let payload = self.buf.split().freeze();
+                self.out.push_back(Transmit {
+                    destination: to,
+                    payload,
+                });
+                self.stats.peer_keepalives += 1;
+            }
+        }
         // Both sides keep a conversation in use alive: one that went quiet
         // has lost its path (a NAT forgot it, or gave one of us a new port).
         for (name, peer_key) in self.sessions.gone_quiet(now, in_use, PATH_FRESH) {
@@ -1138,6 +1154,7 @@ impl ClientState {
                 self.sessions
                     .next_keepalive(self.config.peer_keepalive_interval, self.config.peer_in_use),
             )
+            .chain(self.sessions.next_lan_probe(self.config.peer_in_use))
             .chain(
                 self.next_keepalive
                     .filter(|_| self.phase == Phase::SignedIn),
@@ -1704,7 +1721,14 @@ impl ClientState {
         let index = self.fresh_index();
         let seed = self.seeds.seed();
         let me = self.config.name.clone();
-        let targets = reach.targets(self.own_reach().as_ref());
+        let mut targets = reach.targets(self.own_reach().as_ref());
+        // And where the peer was last heard under a session (the one
+        // address that works behind a strict NAT).
+        for addr in self.sessions.addresses_of(&peer_key) {
+            if !targets.contains(&addr) {
+                targets.push(addr);
+            }
+        }
         let probed = probed_hosts(reach, &targets);
         let sends = self.sessions.initiate(
             now,
@@ -1863,10 +1887,11 @@ impl ClientState {
     fn respond(&mut self, now: Instant, incoming: peers::Incoming) {
         let index = self.fresh_index();
         let display = incoming.name.clone();
+        let folded = name::fold(&incoming.name);
         let own = self.own_reach();
         let hosts = self
             .cache
-            .get(now, &name::fold(&incoming.name))
+            .get(now, &folded)
             .filter(|(_, k)| *k == incoming.key)
             .map(|(r, _)| probed_hosts(r, &r.targets(own.as_ref())))
             .unwrap_or_default();
@@ -1876,6 +1901,20 @@ impl ClientState {
                 destination: to,
                 payload: datagram,
             });
+            // Where the peer's handshake came from is where it can be
+            // reached (ICE's peer-reflexive candidate: behind a NAT that
+            // gives each destination its own port, the only one): our own
+            // handshake to it, if one is under way, goes there too. Our
+            // session as responder may not send until the peer confirms it,
+            // and that confirmation can be lost.
+            if let Some(sends) = self.sessions.add_targets(now, &folded, &[to], &[]) {
+                for (datagram, to) in sends {
+                    self.out.push_back(Transmit {
+                        destination: to,
+                        payload: datagram,
+                    });
+                }
+            }
         }
     }
 

@@ -94,6 +94,10 @@ pub(crate) struct PeerSession {
     path_heard: Instant,
     /// When we last sealed a packet under it.
     pub(crate) last_sent: Instant,
+    /// Rounds of LAN probes sent under it (see
+    /// [`PeerSessions::lan_probes_due`]), and when the last went.
+    lan_probes: u32,
+    lan_probed_at: Instant,
     /// As initiator: the whole PeerResp that made it, to know it if it comes
     /// again by another path (accepted only while the handshake could still
     /// be under way at the peer, [`HANDSHAKE_TIMEOUT`]).
@@ -414,6 +418,8 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
+                lan_probes: 0,
+                lan_probed_at: now,
                 resp_again: Some(handshake.into()),
                 initiator: true,
                 session: Session::new(keys, sender),
@@ -539,6 +545,8 @@ impl PeerSessions {
                 last_heard: now,
                 path_heard: now,
                 last_sent: now,
+                lan_probes: 0,
+                lan_probed_at: now,
                 resp_again: None,
                 initiator: false,
                 session: Session::new(keys, incoming.sender),
@@ -623,6 +631,17 @@ impl PeerSessions {
             }
         }
         best.map(|(i, _)| i)
+    }
+
+    /// The addresses `key`'s sessions send to (each once).
+    pub(crate) fn addresses_of(&self, key: &PublicKey) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for s in self.sessions.values().filter(|s| s.key == *key) {
+            if !addrs.contains(&s.addr) {
+                addrs.push(s.addr);
+            }
+        }
+        addrs
     }
 
     /// When a message or acknowledgement last went either way with `key`.
@@ -801,6 +820,58 @@ impl PeerSessions {
             }
         }
         due
+    }
+
+    /// LAN probes due at `now`: while a conversation is in use and the
+    /// session we send under is on a public path though the peer has host
+    /// candidates we probe (both in one home: the handshakes' LAN copies may
+    /// all have been lost, or the router hairpins and the public path
+    /// answered first), an empty packet under that session to each of them,
+    /// every [`PATH_PROBE_INTERVAL`], [`MAX_HOST_PROBES`] rounds at most.
+    /// If the LAN works, the peer hears us there and moves to it, and so do
+    /// we when it answers. Returns (session, address) pairs and counts the
+    /// round.
+    pub(crate) fn lan_probes_due(
+        &mut self,
+        now: Instant,
+        in_use: Duration,
+    ) -> Vec<(u32, SocketAddr)> {
+        let mut due = Vec::new();
+        for (i, at) in self.lan_probe_times(in_use) {
+            if now < at {
+                continue;
+            }
+            if let Some(s) = self.sessions.get_mut(&i) {
+                s.lan_probes += 1;
+                s.lan_probed_at = now;
+                due.extend(s.hosts.iter().map(|h| (i, *h)));
+            }
+        }
+        due
+    }
+
+    /// When the next LAN probe is due (see [`PeerSessions::lan_probes_due`]).
+    pub(crate) fn next_lan_probe(&self, in_use: Duration) -> Option<Instant> {
+        self.lan_probe_times(in_use)
+            .into_iter()
+            .map(|(_, at)| at)
+            .min()
+    }
+
+    /// The sessions that may send LAN probes, and when each next may,
+    /// within its conversation's use.
+    fn lan_probe_times(&self, in_use: Duration) -> Vec<(u32, Instant)> {
+        self.used
+            .iter()
+            .filter_map(|(key, used)| {
+                let i = self.best_for(key)?;
+                let s = self.sessions.get(&i)?;
+                let wanted =
+                    s.rank(s.addr) == 0 && !s.hosts.is_empty() && s.lan_probes < MAX_HOST_PROBES;
+                let at = s.lan_probed_at + PATH_PROBE_INTERVAL;
+                (wanted && at < *used + in_use).then_some((i, at))
+            })
+            .collect()
     }
 
     /// Forgets every session and handshake with `key`.
@@ -1107,6 +1178,8 @@ mod tests {
             last_heard: created,
             path_heard: created,
             last_sent: created,
+            lan_probes: 0,
+            lan_probed_at: created,
             resp_again: None,
             initiator: true,
             session: Session::new(TransportKeys::from_raw(&[1; 32], &[2; 32]), 1),

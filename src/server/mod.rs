@@ -797,6 +797,16 @@ impl ServerState {
                 }
                 return;
             }
+            if same_key && user.session.remote_index() == sender {
+                // The handshake that made the holder's session, come again
+                // after it was confirmed: a late duplicate, or an observer's
+                // replay. Not a second client (that picks a new index):
+                // probing the holder over it would let anyone who saw the
+                // sign-in have the holder dropped whenever the network loses
+                // its answers for a second.
+                self.stats.retries += 1;
+                return;
+            }
             let replaceable = self.directory.wire(holder) == replaces || unconfirmed;
             if !same_key {
                 self.refuse(
@@ -1045,6 +1055,8 @@ mod tests {
         seed: u8,
         /// Host candidates its sign-ins register.
         candidates: Vec<SocketAddr>,
+        /// The last ServerInit it sent.
+        last_init: Vec<u8>,
     }
 
     /// What a handshake got back.
@@ -1063,6 +1075,7 @@ mod tests {
                 session: None,
                 seed: key_seed,
                 candidates: Vec::new(),
+                last_init: Vec::new(),
             }
         }
 
@@ -1108,12 +1121,15 @@ mod tests {
                 &payload,
             )
             .unwrap();
+            // A fresh index per handshake, as real clients pick.
+            let index = (u32::from(self.addr.port()) << 8) | u32::from(self.seed);
             let packet = Packet::ServerInit {
                 cookie: &cookie,
-                sender: 42,
+                sender: index,
                 handshake: &msg1,
             };
-            s.handle_datagram(now, self.addr, &packet.to_bytes().unwrap());
+            self.last_init = packet.to_bytes().unwrap().to_vec();
+            s.handle_datagram(now, self.addr, &self.last_init);
             // What goes elsewhere (a probe to the holder) stays queued.
             let (mine, others): (Vec<_>, Vec<_>) = drain(s)
                 .into_iter()
@@ -1124,11 +1140,14 @@ mod tests {
             };
             let Ok(Packet::ServerResp {
                 sender,
-                receiver: 42,
+                receiver,
                 handshake,
             }) = Packet::decode(&t.payload)
             else {
                 panic!("expected a ServerResp");
+            };
+            let Some(()) = (receiver == index).then_some(()) else {
+                panic!("a ServerResp for another handshake");
             };
             let (payload, keys): (Vec<u8>, TransportKeys) = init.finish(handshake).unwrap();
             match Packet::decode(&payload).unwrap() {
@@ -1525,6 +1544,32 @@ mod tests {
         assert_eq!(
             twin.sign_in(&mut s, t, "Alice", 0),
             Answer::Accepted(Some(addr(2)))
+        );
+    }
+
+    #[test]
+    fn a_replay_of_the_holders_own_sign_in_probes_nobody_and_drops_nobody() {
+        let now = Instant::now();
+        let mut s = server(now);
+        let mut alice = Client::new(1, 1);
+        alice.sign_in(&mut s, now, "Alice", 0);
+        // Confirmed: she has used her session.
+        alice.request(&mut s, now, &Packet::KeepAlive { request: 1 });
+        // An observer replays her ServerInit, from her address, while her
+        // answers are lost for longer than a probe lasts.
+        let replay = alice.last_init.clone();
+        s.handle_datagram(now, alice.addr, &replay);
+        assert!(drain(&mut s).is_empty(), "no probe, no answer");
+        let later = now + Duration::from_secs(2);
+        s.handle_timeout(later);
+        drain(&mut s);
+        assert_eq!(s.lookup("Alice").map(|(a, _)| a), Some(addr(1)));
+        assert!(
+            s.events
+                .iter()
+                .all(|e| !matches!(e, ServerEvent::SignedOut { .. })),
+            "{:?}",
+            s.events
         );
     }
 
