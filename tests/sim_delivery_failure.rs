@@ -35,7 +35,7 @@ fn no_such_user() {
 }
 
 #[test]
-fn crashed_peer_gets_no_answer_after_two_more_lookups() {
+fn crashed_peer_gets_no_answer_after_at_most_two_more_lookups() {
     for_seeds(50, |seed| {
         // Keep the crashed peer in the directory for the whole scenario.
         let mut sim = Sim::with_server(seed, |c| c.session_timeout = secs(300));
@@ -71,11 +71,12 @@ fn crashed_peer_gets_no_answer_after_two_more_lookups() {
         );
         // Looked up again at 3 s and 6 s of silence (each asks the server
         // to introduce her again, in case Bob's NAT forgot the path), no
-        // more.
-        assert_eq!(
-            sim.client("Alice").stats().lookups,
-            before + 2,
-            "seed {seed}: expected exactly two re-lookups of the silent peer"
+        // more; the second is not made while the first is still being
+        // answered (its reply lost and retried).
+        let relooks = sim.client("Alice").stats().lookups - before;
+        assert!(
+            (1..=2).contains(&relooks),
+            "seed {seed}: {relooks} re-lookups of the silent peer"
         );
         // Between them, new handshakes tried the old address, paced.
         let tries = sim

@@ -1087,18 +1087,7 @@ impl ClientState {
             }
         }
         for (index, to) in self.sessions.lan_probes_due(now, in_use) {
-            self.plain.clear();
-            self.buf.clear();
-            if self
-                .sessions
-                .seal(now, index, &self.plain, &mut self.buf)
-                .is_some()
-            {
-                let payload = self.buf.split().freeze();
-                self.out.push_back(Transmit {
-                    destination: to,
-                    payload,
-                });
+            if self.send_empty_to(now, index, to) {
                 self.stats.peer_keepalives += 1;
             }
         }
@@ -1834,10 +1823,24 @@ impl ClientState {
         {
             peer.dest = Some((reach.clone(), peer_key));
         }
-        // To where the introduction says, even if a handshake of ours is
-        // under way: its addresses may be stale (the peer's NAT gave it a
-        // new port).
         self.stats.introductions += 1;
+        // A session that works (heard from lately): an authenticated empty
+        // packet under it to each address the introduction gives opens our
+        // NAT for the peer, without a new handshake (which, under loss,
+        // would churn the sessions both sides hold).
+        let working = self
+            .sessions
+            .last_heard(&peer_key)
+            .is_some_and(|t| now.saturating_duration_since(t) < SILENT_REHANDSHAKE);
+        if let Some(index) = self.sessions.best_for(&peer_key).filter(|_| working) {
+            for to in reach.targets(self.own_reach().as_ref()) {
+                self.send_empty_to(now, index, to);
+            }
+            return;
+        }
+        // Else a handshake to where the introduction says, even if one of
+        // ours is under way: its addresses may be stale (the peer's NAT gave
+        // it a new port).
         self.probe(now, name, &reach, peer_key);
     }
 
@@ -2064,6 +2067,21 @@ impl ClientState {
         {
             self.seal_plain_to(now, index);
         }
+    }
+
+    /// Seals an empty packet (a keep-alive, a probe of a path) under peer
+    /// session `index` and queues it for `to`, whatever the session's path.
+    fn send_empty_to(&mut self, now: Instant, index: u32, to: SocketAddr) -> bool {
+        self.buf.clear();
+        if self.sessions.seal(now, index, &[], &mut self.buf).is_none() {
+            return false;
+        }
+        let payload = self.buf.split().freeze();
+        self.out.push_back(Transmit {
+            destination: to,
+            payload,
+        });
+        true
     }
 
     /// Seals what `self.plain` holds under peer session `index` and queues
@@ -2385,13 +2403,15 @@ impl ClientState {
 }
 
 /// The host candidates of `reach` among `targets`: the ones we probe, the
-/// only ones a path to which ranks as a LAN path.
+/// only ones a path to which ranks as a LAN path. Never the reflexive
+/// address (a public peer registers it as a host too): the server has
+/// checked that one, and it is tried for as long as the handshake lasts.
 fn probed_hosts(reach: &Reach, targets: &[SocketAddr]) -> Vec<SocketAddr> {
     reach
         .hosts
         .iter()
         .copied()
-        .filter(|h| targets.contains(h))
+        .filter(|h| targets.contains(h) && *h != reach.reflexive)
         .collect()
 }
 

@@ -23,9 +23,10 @@
 //!   answered again by a better path moves the session there. A responder's session
 //!   is not used to send until a packet has opened under it (the initiator
 //!   has the keys), so a replayed PeerInit can never displace a working
-//!   session. At most [`MAX_SESSIONS_PER_KEY`] are kept per peer key and
-//!   [`MAX_SESSIONS`] in all, the oldest going first, and none older than
-//!   the reject time.
+//!   session. At most [`MAX_SESSIONS_PER_KEY`] are kept per peer key (the
+//!   one heard from least lately going first, never the one we send under)
+//!   and [`MAX_SESSIONS`] in all (the oldest going first), and none older
+//!   than the reject time.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -559,16 +560,25 @@ impl PeerSessions {
 
     fn insert(&mut self, index: u32, session: PeerSession) {
         let key = session.key;
-        let mut same: Vec<(Instant, u32)> = self
+        // Over the cap, the session heard from least lately goes, never the
+        // one we send under: with introductions both sides make handshakes,
+        // and the newest sessions may not be confirmed yet while the peer
+        // still sends under an older one.
+        let keep = self.best_for(&key);
+        let mut same: Vec<(Instant, Instant, u32)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.key == key)
-            .map(|(i, s)| (s.created, *i))
+            .filter(|(i, s)| s.key == key && Some(**i) != keep)
+            .map(|(i, s)| (s.last_heard, s.created, *i))
             .collect();
         same.sort_unstable();
-        while same.len() >= MAX_SESSIONS_PER_KEY {
-            let (_, oldest) = same.remove(0);
-            self.sessions.remove(&oldest);
+        let mut held = same.len() + usize::from(keep.is_some());
+        for (_, _, stale) in same {
+            if held < MAX_SESSIONS_PER_KEY {
+                break;
+            }
+            self.sessions.remove(&stale);
+            held -= 1;
         }
         if self.sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = self
