@@ -663,40 +663,10 @@ pub fn list_until(asker: &mut Proc, expected: &[&str], timeout: Duration) -> Str
 /// The local ports of the unconnected UDP sockets process `pid` holds
 /// (Linux /proc).
 pub fn udp_ports_of(pid: u32) -> BTreeSet<u16> {
-    let mut inodes = BTreeSet::new();
-    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path()) {
-                let target = target.to_string_lossy();
-                if let Some(inode) = target
-                    .strip_prefix("socket:[")
-                    .and_then(|s| s.strip_suffix(']'))
-                {
-                    inodes.insert(inode.to_string());
-                }
-            }
-        }
-    }
-    let mut ports = BTreeSet::new();
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            // A connected socket (the run loop's waker) has a remote port;
-            // the chat socket has none.
-            if cols.len() > 9
-                && inodes.contains(cols[9])
-                && cols[2].ends_with(":0000")
-                && let Some((_, port)) = cols[1].rsplit_once(':')
-                && let Ok(port) = u16::from_str_radix(port, 16)
-            {
-                ports.insert(port);
-            }
-        }
-    }
-    ports
+    unconnected_udp_ports(
+        &socket_inodes(pid),
+        &["/proc/net/udp".into(), "/proc/net/udp6".into()],
+    )
 }
 
 /// Waits up to `timeout` for `p` to hold exactly one unconnected UDP socket
@@ -773,6 +743,17 @@ impl Rng {
 /// started in another namespace (`ip netns exec`), where [`udp_ports_of`],
 /// which reads this process's namespace, finds nothing.
 pub fn udp_ports_in_netns_of(pid: u32) -> BTreeSet<u16> {
+    unconnected_udp_ports(
+        &socket_inodes(pid),
+        &[
+            format!("/proc/{pid}/net/udp"),
+            format!("/proc/{pid}/net/udp6"),
+        ],
+    )
+}
+
+/// The inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: u32) -> BTreeSet<String> {
     let mut inodes = BTreeSet::new();
     if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
         for fd in fds.flatten() {
@@ -786,14 +767,20 @@ pub fn udp_ports_in_netns_of(pid: u32) -> BTreeSet<u16> {
             }
         }
     }
+    inodes
+}
+
+/// The local ports, in these /proc UDP `tables`, of the sockets among
+/// `inodes` that are not connected (a connected socket, the run loop's
+/// waker, has a remote port; the chat socket has none).
+fn unconnected_udp_ports(inodes: &BTreeSet<String>, tables: &[String]) -> BTreeSet<u16> {
     let mut ports = BTreeSet::new();
-    for table in ["udp", "udp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+    for table in tables {
+        let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         for row in text.lines().skip(1) {
             let cols: Vec<&str> = row.split_whitespace().collect();
-            // As in `udp_ports_of`: the chat socket has no remote port.
             if cols.len() > 9
                 && inodes.contains(cols[9])
                 && cols[2].ends_with(":0000")
