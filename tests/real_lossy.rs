@@ -29,7 +29,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common_proc::{
-    Proc, is_root, list_until, on_path, parse_message, start_client, start_server, wait_udp_port,
+    Proc, is_root, list_until, on_path, parse_message, run_with_input, start_client, start_server,
+    wait_udp_port,
 };
 
 const LOSSY_NETNS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lossy-netns");
@@ -209,20 +210,7 @@ fn add_counters(alice: u16, bob: u16) {
            }}\n\
          }}\n"
     );
-    let status = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("piped")
-                .write_all(rules.as_bytes())?;
-            child.wait()
-        })
-        .expect("run nft");
+    let status = run_with_input(Command::new("nft").args(["-f", "-"]), &rules);
     assert!(status.success(), "nft could not add the counters");
 }
 

@@ -33,16 +33,15 @@
 mod common_proc;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Add, Sub};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common_proc::{
-    CLIENT_BIN, Proc, REPLY, SERVER_BIN, is_root, on_path, parse_message, replies,
+    CLIENT_BIN, Proc, REPLY, SERVER_BIN, is_root, on_path, parse_message, replies, run_with_input,
     udp_ports_in_netns_of,
 };
 
@@ -161,20 +160,7 @@ impl Lab {
 
     /// Runs the nftables `script` on `host`.
     fn nft(&self, host: &str, script: &str) {
-        let status = self
-            .on(host, "nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                child
-                    .stdin
-                    .take()
-                    .expect("piped")
-                    .write_all(script.as_bytes())?;
-                child.wait()
-            })
-            .expect("run nft");
+        let status = run_with_input(self.on(host, "nft").args(["-f", "-"]), script);
         assert!(status.success(), "nft on {host} refused:\n{script}");
     }
 

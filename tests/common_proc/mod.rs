@@ -660,6 +660,22 @@ pub fn list_until(asker: &mut Proc, expected: &[&str], timeout: Duration) -> Str
     }
 }
 
+/// Runs `cmd` with `input` on its standard input (an `nft -f -` script, say)
+/// and waits for it; panics if it cannot be started.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> ExitStatus {
+    cmd.stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(input.as_bytes())?;
+            child.wait()
+        })
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
 /// The local ports of the unconnected UDP sockets process `pid` holds
 /// (Linux /proc).
 pub fn udp_ports_of(pid: u32) -> BTreeSet<u16> {
