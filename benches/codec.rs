@@ -333,7 +333,15 @@ fn packets<'a>(d: &'a Data, page: &'a [&'a str]) -> Vec<(&'static str, &'static 
         ),
         ("message", "16B body", message(&d.small_body)),
         ("message", "1100B body", message(&d.large_body)),
-        ("ack", "small", Packet::Ack { stream: 1, seq: 2 }),
+        (
+            "ack",
+            "small",
+            Packet::Ack {
+                stream: 1,
+                first: 2,
+                last: 2,
+            },
+        ),
     ]
 }
 

@@ -235,7 +235,11 @@ fn samples<'a>(
             fragments: 2,
             body,
         },
-        Packet::Ack { stream: 1, seq: 2 },
+        Packet::Ack {
+            stream: 1,
+            first: 2,
+            last: 3,
+        },
     ]
 }
 

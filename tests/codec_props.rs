@@ -89,7 +89,7 @@ enum Owned {
         fragments: u16,
         body: Vec<u8>,
     },
-    Ack(u64, u32),
+    Ack(u64, u32, u32),
 }
 
 impl Owned {
@@ -234,9 +234,10 @@ impl Owned {
                 fragments: *fragments,
                 body,
             },
-            Owned::Ack(stream, seq) => Packet::Ack {
+            Owned::Ack(stream, first, last) => Packet::Ack {
                 stream: *stream,
-                seq: *seq,
+                first: *first,
+                last: *last,
             },
         };
         f(packet)
@@ -496,7 +497,11 @@ fn any_packet() -> impl Strategy<Value = Owned> {
                 body,
             }
         ),
-        (any::<u64>(), any::<u32>()).prop_map(|(stream, seq)| Owned::Ack(stream, seq)),
+        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(stream, a, b)| Owned::Ack(
+            stream,
+            a.min(b),
+            a.max(b)
+        )),
     ]
 }
 

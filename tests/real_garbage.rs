@@ -248,7 +248,8 @@ fn valid_packet(rng: &mut Rng, fake_peer: SocketAddr) -> Valid {
         _ => encode(
             Packet::Ack {
                 stream: rng.next_u64(),
-                seq: rng.next_u64() as u32,
+                first: rng.next_u64() as u32,
+                last: u32::MAX,
             },
             vec![],
         ),

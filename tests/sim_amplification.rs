@@ -57,7 +57,11 @@ fn forgeries(sim: &mut Sim, captured: &[Bytes]) -> Vec<Bytes> {
     push(Packet::KeepAlive { request });
     push(Packet::SignOut { request });
     push(Packet::Probe { request });
-    push(Packet::Ack { stream: 1, seq: 2 });
+    push(Packet::Ack {
+        stream: 1,
+        first: 2,
+        last: 2,
+    });
     // Garbage, and the empty datagram.
     for len in [0usize, 1, 5, 40] {
         let bytes: Vec<u8> = (0..len).map(|_| sim.rng.next_u64() as u8).collect();

@@ -102,3 +102,63 @@ fn replays_and_forgeries_do_not_remove_alice() {
         assert!(names.iter().any(|n| n == "Alice") && names.iter().any(|n| n == "Bob"));
     });
 }
+
+/// "Unknown session" travels in the clear (a restarted server has no key
+/// to seal it with), and an observer sees Alice's session index in every
+/// datagram she sends: she can forge one. Alice takes it as a doubt, not a
+/// verdict: she asks the server in her session at once, and the sealed
+/// answer settles it (only errors going on for 2 s with no sealed answer
+/// are believed). (An observer's replay with one bit flipped made such
+/// an error by chance, and signed Alice out and in again.)
+#[test]
+fn a_forged_unknown_session_error_does_not_make_alice_sign_in_again() {
+    for_seeds(30, |seed| {
+        let mut sim = Sim::clean_or_lossy(seed, 0.1);
+        sim.capture();
+        let alice = sim.add_client("Alice");
+        sim.add_client("Bob");
+        sim.wait_signed_in(&["Alice", "Bob"], secs(10));
+        sim.run_for(secs(4));
+        let index = sim
+            .captured()
+            .iter()
+            .rev()
+            .filter(|c| c.from == alice && c.to == SERVER_ADDR)
+            .find_map(|c| match Packet::decode(&c.payload) {
+                Ok(Packet::Sealed { receiver, .. }) => Some(receiver),
+                _ => None,
+            })
+            .expect("Alice sent the server something sealed");
+        let forged = Packet::Error {
+            request: index,
+            code: udpchat::codec::ErrorCode::UnknownSession,
+        };
+        // Again and again, for longer than she waits for an answer.
+        for _ in 0..30 {
+            sim.inject_packet(SERVER_ADDR, alice, &forged);
+            sim.run_for(secs(1) / 10);
+        }
+        sim.run_for(secs(5));
+        assert_eq!(
+            sim.count("Alice", |e| matches!(
+                e,
+                ClientEvent::Reconnected | ClientEvent::ServerLost
+            )),
+            0,
+            "seed {seed}: {:?}",
+            sim.events("Alice")
+        );
+        assert_eq!(
+            sim.server_events()
+                .iter()
+                .filter(
+                    |e| matches!(&e.event, ServerEvent::SignedIn { name, .. } if name == "Alice")
+                )
+                .count(),
+            1,
+            "seed {seed}: Alice signed in again"
+        );
+        let id = sim.send("Bob", "Alice", "you are still here");
+        sim.wait_delivered("Bob", id, secs(20));
+    });
+}

@@ -184,7 +184,11 @@ fn packets<'a>(body: &'a [u8], key: &'a [u8], blob: &'a [u8]) -> Vec<Packet<'a>>
             fragments: 3,
             body: &body[..800],
         },
-        Packet::Ack { stream: 1, seq: 2 },
+        Packet::Ack {
+            stream: 1,
+            first: 2,
+            last: 5,
+        },
     ]
 }
 
@@ -351,7 +355,11 @@ fn main() -> Result<(), Error> {
         &mut all,
         (5 << 5) | 2,
         3000,
-        &Packet::Ack { stream: 1, seq: 0 }.to_bytes()?,
+        &Packet::Ack {
+            stream: 1,
+            first: 0,
+            last: 0,
+        }.to_bytes()?,
     )?;
     write(&dir, "seed-all", &all)?;
 

@@ -351,15 +351,26 @@ impl World {
                     return;
                 };
                 let mut scratch = std::mem::take(&mut self.scratch);
-                let ack = match session.open(datagram, &mut scratch) {
-                    Ok(Packet::Message { stream, seq, .. }) => {
-                        Packet::Ack { stream, seq }.to_bytes().ok()
+                // Every Message frame in the datagram is acknowledged, all
+                // in one datagram of Ack frames.
+                let mut acks = Vec::new();
+                if let Ok(plaintext) = session.open_plaintext(datagram, &mut scratch) {
+                    for frame in Packet::frames(plaintext) {
+                        if let Ok(Packet::Message { stream, seq, .. }) = frame
+                            && let Ok(ack) = (Packet::Ack {
+                                stream,
+                                first: seq,
+                                last: seq,
+                            })
+                            .to_bytes()
+                        {
+                            acks.extend_from_slice(&ack);
+                        }
                     }
-                    _ => None,
-                };
+                }
                 self.scratch = scratch;
-                if let Some(ack) = ack {
-                    self.bob_seals(to, &ack);
+                if !acks.is_empty() {
+                    self.bob_seals(to, &acks);
                 }
             }
             _ => {}

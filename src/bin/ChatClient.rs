@@ -394,7 +394,7 @@ enum Screen {
     /// Through rustyline, above the input line.
     Terminal(Box<dyn ExternalPrinter + Send>),
     /// Straight to standard output.
-    Plain(PlainScreen<io::Stdout>),
+    Plain(PlainScreen<io::BufWriter<io::Stdout>>),
 }
 
 impl Screen {
@@ -465,6 +465,8 @@ struct App {
     /// Some command failed: the exit code will say so.
     failed: bool,
     keys: Keys,
+    /// Lines said and not yet shown (see [`App::show`]).
+    output: Vec<String>,
 }
 
 impl App {
@@ -478,11 +480,19 @@ impl App {
         let time = self
             .timestamps
             .then(|| jiff::ZonedDateTime::now().strftime("%H:%M:%S").to_string());
-        let lines: Vec<String> = bodies
+        let lines = bodies
             .iter()
-            .map(|body| self.style.line(body, time.as_deref()))
-            .collect();
-        self.screen.lines(&lines);
+            .map(|body| self.style.line(body, time.as_deref()));
+        self.output.extend(lines);
+    }
+
+    /// Shows the lines said since the last call, with one write: a batch of
+    /// incoming messages costs one system call, not one per line.
+    fn show(&mut self) {
+        if !self.output.is_empty() {
+            self.screen.lines(&self.output);
+            self.output.clear();
+        }
     }
 
     /// Handles every pending event; `Some` when the run is over.
@@ -501,6 +511,7 @@ impl App {
                 ClientEvent::SignInFailed(why) => {
                     // (Also after a lost server, if the name was taken
                     // meanwhile.) End a pending prompt's line first.
+                    self.show();
                     if let Screen::Plain(screen) = &mut self.screen {
                         let _ = screen.finish();
                     }
@@ -677,6 +688,7 @@ impl App {
                 });
             }
             None => {
+                self.show();
                 if let Screen::Plain(screen) = &mut self.screen {
                     let _ = screen.start_prompting();
                 }
@@ -726,6 +738,7 @@ impl App {
             if !more {
                 self.quit();
             }
+            self.show();
             if more
                 && !self.quitting
                 && let Screen::Plain(screen) = &mut self.screen
@@ -819,6 +832,7 @@ impl App {
     fn quit(&mut self) {
         if !self.quitting {
             self.quitting = true;
+            self.show();
             if let Screen::Plain(screen) = &mut self.screen {
                 screen.stop_prompting();
             }
@@ -983,7 +997,11 @@ fn main() -> ExitCode {
             let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             (Some(editor), Screen::Terminal(printer), colour)
         }
-        None => (None, Screen::Plain(PlainScreen::new(io::stdout())), false),
+        None => (
+            None,
+            Screen::Plain(PlainScreen::new(io::BufWriter::new(io::stdout()))),
+            false,
+        ),
     };
     #[cfg(unix)]
     let saved_terminal = editor
@@ -1007,6 +1025,7 @@ fn main() -> ExitCode {
         interrupted: false,
         failed: false,
         keys,
+        output: Vec::new(),
     };
     let body = format!(
         "Signing in to {server} as {}...",
@@ -1019,14 +1038,14 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr().lock(), "ChatClient: the socket failed: {e}");
             break None;
         }
-        if let Some(outcome) = app.events() {
-            break Some(outcome);
-        }
-        if let Some(outcome) = app.inputs(&inputs) {
-            break Some(outcome);
+        let outcome = app.events().or_else(|| app.inputs(&inputs));
+        app.show();
+        if outcome.is_some() {
+            break outcome;
         }
     };
     driver.flush(&mut app.client);
+    app.show();
 
     if let Screen::Plain(screen) = &mut app.screen {
         let _ = screen.finish();

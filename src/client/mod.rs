@@ -80,6 +80,7 @@ use crate::secret::Rng;
 mod inbox;
 mod link;
 mod lookup;
+mod outbox;
 mod paths;
 mod peers;
 mod requests;
@@ -88,6 +89,7 @@ mod rtt;
 use inbox::{Fragment, Inbox, Outcome};
 use link::{LinkError, ServerLink};
 use lookup::LookupCache;
+use outbox::{Outbox, Sealable};
 use paths::Reach;
 use peers::{InitOutcome, PeerSessions};
 use requests::{RequestKind, Requests};
@@ -118,6 +120,11 @@ const RELOOK_SILENT: [Duration; 2] = [SILENT_REHANDSHAKE, Duration::from_secs(6)
 
 /// How soon a "nobody" answer is asked again while the directory settles
 /// after a restart (see [`ClientConfig::settle_grace`]).
+/// How long "unknown session" errors must go on, with no sealed word from
+/// the server, before the client believes them and signs in again (see
+/// `on_unknown_session`).
+pub const UNKNOWN_SESSION_CONFIRM: Duration = Duration::from_secs(2);
+
 const SETTLE_RECHECK: Duration = Duration::from_millis(500);
 
 /// Sender names remembered for completion, at most.
@@ -656,6 +663,11 @@ pub struct ClientState {
     known: Vec<String>,
     senders: BTreeSet<String>,
     next_keepalive: Option<Instant>,
+    /// Since when an "unknown session" error in the clear is waiting to be
+    /// confirmed or refuted (see `on_unknown_session`).
+    session_doubted: Option<Instant>,
+    /// When a sealed packet from the server last opened.
+    server_heard: Option<Instant>,
     /// Until then the directory may still be filling up again (see
     /// [`ClientConfig::settle_grace`]).
     settling_until: Option<Instant>,
@@ -664,6 +676,8 @@ pub struct ClientState {
     /// [`PATH_FRESH`]); entries older than that are dropped.
     rebrokered: BTreeMap<PublicKey, Instant>,
     out: VecDeque<Transmit>,
+    /// Peer frames waiting for their datagrams (see `outbox`).
+    outbox: Outbox,
     events: VecDeque<ClientEvent>,
     buf: BytesMut,
     plain: BytesMut,
@@ -739,8 +753,11 @@ impl ClientState {
             known: Vec::new(),
             senders: BTreeSet::new(),
             next_keepalive: None,
+            session_doubted: None,
+            server_heard: None,
             settling_until: None,
             out: VecDeque::new(),
+            outbox: Outbox::default(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(8 * MAX_DATAGRAM),
             plain: BytesMut::with_capacity(MAX_DATAGRAM),
@@ -1110,7 +1127,15 @@ impl ClientState {
     }
 
     /// The next datagram to send, oldest first.
+    ///
+    /// Messages and acknowledgements to peers wait until this is called, so
+    /// that what a batch of calls produced (sends, a drained socket's worth
+    /// of datagrams) is packed into as few datagrams as fit: call it once
+    /// the batch is done, until it returns `None`.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.outbox.is_empty() {
+            self.flush_frames();
+        }
         self.out.pop_front()
     }
 
@@ -1319,10 +1344,15 @@ impl ClientState {
     ) {
         let mut scratch = std::mem::take(&mut self.scratch);
         match self.link.open(datagram, counter, sealed, &mut scratch) {
-            Some(plaintext) => match Packet::decode(plaintext) {
-                Ok(reply) => self.on_reply(now, reply),
-                Err(_) => self.stats.malformed += 1,
-            },
+            Some(plaintext) => {
+                // The server holds our session after all.
+                self.session_doubted = None;
+                self.server_heard = Some(now);
+                match Packet::decode(plaintext) {
+                    Ok(reply) => self.on_reply(now, reply),
+                    Err(_) => self.stats.malformed += 1,
+                }
+            }
             None => self.stats.forged += 1,
         }
         self.scratch = scratch;
@@ -1520,15 +1550,43 @@ impl ClientState {
 
     /// The server does not hold our session: it restarted or forgot us. The
     /// requests under way go out again once signed in.
+    /// The server says, in the clear, that it does not hold our session.
+    /// True after a restart; but anyone who saw our index can say it too.
+    /// So the first such error is a doubt: we ask the server in the
+    /// session at once, and any sealed answer clears it. Only when the
+    /// errors go on for [`UNKNOWN_SESSION_CONFIRM`] with no sealed word
+    /// from the server do we sign in again.
     fn on_unknown_session(&mut self, now: Instant) {
         match self.phase {
             Phase::SigningOut => self.close_signed_out(),
-            Phase::SignedIn => self.sign_in_again(now),
+            // The server showed it holds our session a moment ago: this
+            // error is forged (a restarted server would not have answered).
+            // Each doubt costs a request, so they are spaced out too.
+            Phase::SignedIn
+                if self.server_heard.is_some_and(|t| {
+                    now.saturating_duration_since(t) < UNKNOWN_SESSION_CONFIRM / 2
+                }) =>
+            {
+                self.stats.unexpected += 1;
+            }
+            Phase::SignedIn => match self.session_doubted {
+                Some(since) if now.saturating_duration_since(since) >= UNKNOWN_SESSION_CONFIRM => {
+                    self.sign_in_again(now);
+                }
+                Some(_) => {}
+                None => {
+                    self.session_doubted = Some(now);
+                    if !self.requests.any(|k| *k == RequestKind::KeepAlive) {
+                        self.start_request(now, RequestKind::KeepAlive);
+                    }
+                }
+            },
             _ => {}
         }
     }
 
     fn sign_in_again(&mut self, now: Instant) {
+        self.session_doubted = None;
         self.link.drop_session();
         self.phase = Phase::SigningIn { again: true };
         self.next_keepalive = None;
@@ -1988,8 +2046,10 @@ impl ClientState {
                 self.pump(now, &key);
             }
         }
-        if !plaintext.is_empty() {
-            match Packet::decode(plaintext) {
+        // An empty plaintext (a keep-alive) has no frames. A malformed
+        // frame ends the datagram; the frames before it stand.
+        for frame in Packet::frames(plaintext) {
+            match frame {
                 Ok(Packet::Message {
                     stream,
                     seq,
@@ -2008,8 +2068,15 @@ impl ClientState {
                     };
                     self.on_fragment(now, receiver, peer_key, addr, f);
                 }
-                Ok(Packet::Ack { stream, seq }) => self.on_ack(now, peer_key, stream, seq),
-                _ => self.stats.malformed += 1,
+                Ok(Packet::Ack {
+                    stream,
+                    first,
+                    last,
+                }) => self.on_ack(now, peer_key, stream, first, last),
+                _ => {
+                    self.stats.malformed += 1;
+                    break;
+                }
             }
         }
         self.scratch = scratch;
@@ -2059,14 +2126,53 @@ impl ClientState {
         self.stats.dropped += too_long - before.1;
     }
 
+    /// Queues an acknowledgement; it leaves with the others of the batch,
+    /// as ranges (see `outbox`).
     fn send_ack(&mut self, now: Instant, index: u32, stream: u64, seq: u32) {
-        self.plain.clear();
-        if (Packet::Ack { stream, seq })
-            .encode(&mut self.plain)
-            .is_ok()
-        {
-            self.seal_plain_to(now, index);
+        if self.outbox.ack(now, index, stream, seq) {
+            self.flush_frames();
         }
+    }
+
+    /// Queues `packet` as a frame under peer session `index` (see
+    /// `outbox`); a plaintext it fills up is sealed at once.
+    fn queue_frame(&mut self, now: Instant, index: u32, packet: &Packet<'_>) -> bool {
+        if self.sessions.get(index).is_none() {
+            return false;
+        }
+        match self.outbox.push(now, index, packet) {
+            Ok(Some(full)) => {
+                self.seal_frames(full);
+                true
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Seals everything waiting in the outbox.
+    fn flush_frames(&mut self) {
+        for ready in self.outbox.take() {
+            self.seal_frames(ready);
+        }
+    }
+
+    /// Seals one outbox plaintext and queues the datagram. A session gone
+    /// meanwhile loses the frames: the messages among them are resent on
+    /// their timers, and the acknowledgements when those arrive.
+    fn seal_frames(&mut self, ready: Sealable) {
+        self.buf.clear();
+        if let Some(to) =
+            self.sessions
+                .seal(ready.since, ready.index, &ready.plaintext, &mut self.buf)
+        {
+            let payload = self.buf.split().freeze();
+            self.out.push_back(Transmit {
+                destination: to,
+                payload,
+            });
+        }
+        self.outbox.recycle(ready.plaintext);
     }
 
     /// Seals an empty packet (a keep-alive, a probe of a path) under peer
@@ -2151,19 +2257,16 @@ impl ClientState {
         let Some(f) = peer.in_flight.get(&seq) else {
             return false;
         };
+        let body = f.body.clone();
         let packet = Packet::Message {
             stream: peer.stream,
             seq,
             base: peer.base(),
             fragment: f.fragment,
             fragments: f.fragments,
-            body: &f.body,
+            body: &body,
         };
-        self.plain.clear();
-        if packet.encode(&mut self.plain).is_err() {
-            return false;
-        }
-        self.seal_plain_to(now, index)
+        self.queue_frame(now, index, &packet)
     }
 
     /// Sends every fragment outstanding to `key` again under `index`.
@@ -2244,7 +2347,10 @@ impl ClientState {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, from_key: PublicKey, stream: u64, seq: u32) {
+    /// An acknowledgement of `first..=last` in our `stream`. Only fragments
+    /// in flight are looked at, so a wide range costs no more than the
+    /// window.
+    fn on_ack(&mut self, now: Instant, from_key: PublicKey, stream: u64, first: u32, last: u32) {
         let Some(key) = self.stream_owner.get(&stream).cloned() else {
             self.stats.unexpected += 1;
             return;
@@ -2257,27 +2363,38 @@ impl ClientState {
             self.stats.unexpected += 1;
             return;
         }
-        let Some(f) = peer.in_flight.remove(&seq) else {
+        let acked: Vec<u32> = peer
+            .in_flight
+            .range(first..=last)
+            .map(|(s, _)| *s)
+            .collect();
+        if acked.is_empty() {
             return; // Acknowledged already.
-        };
-        if !f.retransmitted {
-            peer.rtt.sample(now.saturating_duration_since(f.first_sent));
         }
         // Any answer shows the peer is alive where we think it is.
         peer.relooks = 0;
         peer.last_progress = Some(now);
-        let Some(i) = peer.messages.iter().position(|m| m.id == f.message) else {
-            return;
-        };
-        peer.messages[i].acked += 1;
-        let m = &peer.messages[i];
-        if m.acked == m.fragments
-            && let Some(m) = peer.messages.remove(i)
-        {
-            self.queued = self.queued.saturating_sub(1);
-            self.stats.delivered += 1;
-            self.events
-                .push_back(ClientEvent::Delivered { id: m.id, to: m.to });
+        for seq in acked {
+            let Some(f) = peer.in_flight.remove(&seq) else {
+                continue;
+            };
+            if !f.retransmitted {
+                peer.rtt.sample(now.saturating_duration_since(f.first_sent));
+            }
+            // Messages complete in order, mostly: look from the front.
+            let Some(i) = peer.messages.iter().position(|m| m.id == f.message) else {
+                continue;
+            };
+            peer.messages[i].acked += 1;
+            let m = &peer.messages[i];
+            if m.acked == m.fragments
+                && let Some(m) = peer.messages.remove(i)
+            {
+                self.queued = self.queued.saturating_sub(1);
+                self.stats.delivered += 1;
+                self.events
+                    .push_back(ClientEvent::Delivered { id: m.id, to: m.to });
+            }
         }
         self.pump(now, &key);
         self.maybe_finish(now);
@@ -2491,6 +2608,20 @@ mod tests {
 
         fn events(&mut self, i: usize) -> Vec<ClientEvent> {
             std::iter::from_fn(|| self.clients[i].1.poll_event()).collect()
+        }
+
+        /// Lets `d` of time pass, timers firing every 50 ms.
+        fn advance(&mut self, d: Duration) {
+            let end = self.now + d;
+            while self.now < end {
+                self.now += Duration::from_millis(50);
+                let now = self.now;
+                self.server.handle_timeout(now);
+                for (_, c) in &mut self.clients {
+                    c.handle_timeout(now);
+                }
+                self.pump();
+            }
         }
     }
 
@@ -2734,10 +2865,25 @@ mod tests {
         let bob = &net.clients[1].1;
         assert!(bob.sessions.held() <= peers::MAX_VERIFYING);
         assert!(bob.lookups.len() <= bob.config.max_pending_lookups);
-        // Each dropped for want of room, or refused once the directory
-        // said nobody holds the name.
+        // Every one beyond those held was dropped for want of room.
         let stats = bob.stats();
-        assert!(stats.dropped + stats.forged >= 100, "{stats:?}");
+        assert!(
+            stats.dropped + bob.sessions.held() as u64 >= 100,
+            "{stats:?}"
+        );
+        // Bob believes the server forgot him once its errors have gone on
+        // for a while, and signs in again; by the time the lookups have
+        // been answered (or given up), nothing is held and no forger has
+        // a session.
+        let settle = net.clients[1].1.config.settle_grace;
+        net.advance(UNKNOWN_SESSION_CONFIRM * 2 + settle * 3);
+        assert!(
+            net.events(1).contains(&ClientEvent::Reconnected),
+            "Bob signed in again"
+        );
+        let bob = &net.clients[1].1;
+        assert_eq!(bob.sessions.held(), 0);
+        assert!(bob.lookups.is_empty());
         assert_eq!(bob.sessions.len(), 0);
     }
 

@@ -252,14 +252,26 @@
 //! | fragments | `u16` (at least 1, more than `fragment`) |
 //! | body | `bytes16` |
 //!
-//! **0x21 Ack**: the receiver has shown `seq` of `stream` (or the sender had
-//! given it up).
+//! **0x21 Ack**: the receiver has shown every `seq` of `stream` from `first`
+//! to `last`, both included (or the sender had given them up). A receiver
+//! acknowledges what it has not contiguously received with one Ack per
+//! range, several in one datagram (see *Frames*).
 //!
 //! | field | type |
 //! |---|---|
 //! | type | `u8` = 0x21 |
 //! | stream | `u64` |
-//! | seq | `u32` |
+//! | first | `u32` |
+//! | last | `u32` (at least `first`) |
+//!
+//! # Frames
+//!
+//! The plaintext of a [`Packet::Sealed`] between peers is zero or more
+//! sealed packets back to back, each called a *frame*: many short messages
+//! and the acknowledgements of a whole batch go in one datagram, one seal
+//! and one system call. Every packet is self-delimiting, so
+//! [`Packet::frames`] reads them in turn; each frame is canonical on its
+//! own. The directory takes exactly one sealed packet a datagram.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -870,13 +882,46 @@ pub enum Packet<'a> {
         /// A slice of the message text (may cut a UTF-8 character).
         body: &'a [u8],
     },
-    /// Acknowledges one message fragment.
+    /// Acknowledges a range of message fragments.
     Ack {
         /// The stream acknowledged.
         stream: u64,
-        /// The sequence number acknowledged.
-        seq: u32,
+        /// The first sequence number acknowledged.
+        first: u32,
+        /// The last sequence number acknowledged (at least `first`).
+        last: u32,
     },
+}
+
+/// The frames of a sealed plaintext (see [`Packet::frames`]).
+#[derive(Debug, Clone)]
+pub struct Frames<'a> {
+    /// What is left to read, or the error that ends the iteration.
+    rest: Result<&'a [u8], DecodeError>,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<Packet<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.rest {
+            Ok([]) => None,
+            Ok(bytes) => match Packet::decode_prefix(bytes) {
+                Ok((packet, rest)) => {
+                    self.rest = Ok(rest);
+                    Some(Ok(packet))
+                }
+                Err(e) => {
+                    self.rest = Ok(&[]);
+                    Some(Err(e))
+                }
+            },
+            Err(e) => {
+                self.rest = Ok(&[]);
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 /// Why a datagram is not a packet.
@@ -987,7 +1032,29 @@ impl<'a> Packet<'a> {
         if datagram.len() > MAX_DATAGRAM {
             return Err(DecodeError::TooLong(datagram.len()));
         }
-        let (&type_byte, body) = datagram.split_first().ok_or(DecodeError::Empty)?;
+        match Packet::decode_prefix(datagram)? {
+            (packet, []) => Ok(packet),
+            (_, rest) => Err(DecodeError::TrailingBytes(rest.len())),
+        }
+    }
+
+    /// The frames of a sealed plaintext, in order (see the module docs'
+    /// *Frames*): each item one packet, or the error that ends the
+    /// iteration (nothing after a malformed frame is read). An empty
+    /// plaintext has no frames. Allocates nothing.
+    pub fn frames(plaintext: &'a [u8]) -> Frames<'a> {
+        let rest = if plaintext.len() > MAX_DATAGRAM {
+            Err(DecodeError::TooLong(plaintext.len()))
+        } else {
+            Ok(plaintext)
+        };
+        Frames { rest }
+    }
+
+    /// Reads the packet at the start of `bytes`; returns it and the bytes
+    /// after it.
+    fn decode_prefix(bytes: &'a [u8]) -> Result<(Packet<'a>, &'a [u8]), DecodeError> {
+        let (&type_byte, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         let mut r = Reader::new(body);
         let packet = match PacketType::from_byte(type_byte)? {
             PacketType::Hello => {
@@ -1119,15 +1186,24 @@ impl<'a> Packet<'a> {
                     body: r.bytes16("body")?,
                 }
             }
-            PacketType::Ack => Packet::Ack {
-                stream: r.u64("stream")?,
-                seq: r.u32("seq")?,
-            },
+            PacketType::Ack => {
+                let stream = r.u64("stream")?;
+                let first = r.u32("first")?;
+                let last = r.u32("last")?;
+                if last < first {
+                    return Err(DecodeError::InvalidValue {
+                        field: "last",
+                        value: last.into(),
+                    });
+                }
+                Packet::Ack {
+                    stream,
+                    first,
+                    last,
+                }
+            }
         };
-        match r.rest().len() {
-            0 => Ok(packet),
-            n => Err(DecodeError::TrailingBytes(n)),
-        }
+        Ok((packet, r.rest()))
     }
 
     /// Bytes [`Packet::encode`] writes, whether or not the packet is valid.
@@ -1185,7 +1261,7 @@ impl<'a> Packet<'a> {
             | Packet::SignOut { .. }
             | Packet::SignOutAck { .. } => 4,
             Packet::Message { body, .. } => MESSAGE_HEADER - 1 + body.len(),
-            Packet::Ack { .. } => 8 + 4,
+            Packet::Ack { .. } => 8 + 4 + 4,
         }
     }
 
@@ -1368,9 +1444,14 @@ impl<'a> Packet<'a> {
                 // is the tail, appended below.
                 buf.put_u16(u16::try_from(body.len()).unwrap_or(u16::MAX));
             }
-            Packet::Ack { stream, seq } => {
+            Packet::Ack {
+                stream,
+                first,
+                last,
+            } => {
                 buf.put_u64(stream);
-                buf.put_u32(seq);
+                buf.put_u32(first);
+                buf.put_u32(last);
             }
         }
         debug_assert!(buf.is_empty(), "encoded_len disagrees with encode");
@@ -1471,6 +1552,10 @@ impl<'a> Packet<'a> {
                 long("body", body.len())
             }
             Packet::SignInRefused { holder, .. } => short("holder", holder.len()),
+            Packet::Ack { first, last, .. } if last < first => Err(EncodeError::InvalidValue {
+                field: "last",
+                value: last.into(),
+            }),
             Packet::Hello { .. }
             | Packet::Error { .. }
             | Packet::SignInAccepted { .. }

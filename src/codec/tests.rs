@@ -436,11 +436,13 @@ fn vectors() -> Vec<(&'static [u8], Packet<'static>)> {
             &[
                 0x21, // type: Ack
                 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, // stream
-                0x12, 0x34, 0x56, 0x78, // seq
+                0x12, 0x34, 0x56, 0x78, // first
+                0x12, 0x34, 0x56, 0x7a, // last
             ],
             Packet::Ack {
                 stream: 0xffee_ddcc_bbaa_9988,
-                seq: 0x1234_5678,
+                first: 0x1234_5678,
+                last: 0x1234_567a,
             },
         ),
     ]
