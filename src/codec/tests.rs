@@ -1256,3 +1256,96 @@ fn error_messages_name_the_field() {
         "packet of 1201 bytes is longer than 1200"
     );
 }
+
+#[test]
+fn frames_read_back_to_back_packets_in_order() {
+    let mut plaintext = BytesMut::new();
+    let packets = [
+        Packet::Message {
+            stream: 9,
+            seq: 4,
+            base: 2,
+            fragment: 0,
+            fragments: 1,
+            body: b"hi",
+        },
+        Packet::Ack {
+            stream: 3,
+            first: 10,
+            last: 20,
+        },
+        Packet::Message {
+            stream: 9,
+            seq: 5,
+            base: 2,
+            fragment: 0,
+            fragments: 1,
+            body: b"",
+        },
+    ];
+    for p in &packets {
+        p.encode(&mut plaintext).expect("encodes");
+    }
+    let read: Vec<Packet<'_>> = Packet::frames(&plaintext)
+        .collect::<Result<_, _>>()
+        .expect("valid frames");
+    assert_eq!(read, packets);
+    // Each frame is canonical on its own: the concatenation is the input.
+    assert_eq!(Packet::frames(&[]).count(), 0);
+    // The whole plaintext is not one packet.
+    assert_eq!(
+        Packet::decode(&plaintext),
+        Err(DecodeError::TrailingBytes(
+            plaintext.len() - packets[0].encoded_len()
+        ))
+    );
+}
+
+#[test]
+fn a_malformed_frame_ends_the_frames_and_keeps_those_before() {
+    let mut plaintext = BytesMut::new();
+    let ack = Packet::Ack {
+        stream: 1,
+        first: 1,
+        last: 1,
+    };
+    ack.encode(&mut plaintext).expect("encodes");
+    plaintext.extend_from_slice(&[PacketType::Hello as u8]); // clear, and cut short
+    ack.encode(&mut plaintext).expect("encodes");
+    let read: Vec<_> = Packet::frames(&plaintext).collect();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert_eq!(read[0], Ok(ack));
+    assert!(read[1].is_err());
+    // A frame cut short at the end.
+    let read: Vec<_> = Packet::frames(&plaintext[..plaintext.len() - 1]).collect();
+    assert!(read.last().is_some_and(Result::is_err));
+    // Unknown types and clear packets are as malformed as in a datagram.
+    let read: Vec<_> = Packet::frames(&[0x7f]).collect();
+    assert_eq!(read, [Err(DecodeError::UnknownType(0x7f))]);
+    let long = vec![0u8; MAX_DATAGRAM + 1];
+    let read: Vec<_> = Packet::frames(&long).collect();
+    assert_eq!(read, [Err(DecodeError::TooLong(MAX_DATAGRAM + 1))]);
+}
+
+#[test]
+fn an_ack_range_must_not_run_backwards() {
+    let bytes = [0x21, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 4];
+    assert_eq!(
+        Packet::decode(&bytes),
+        Err(DecodeError::InvalidValue {
+            field: "last",
+            value: 4
+        })
+    );
+    check_encode_error(
+        Packet::Ack {
+            stream: 1,
+            first: 5,
+            last: 4,
+        },
+        EncodeError::InvalidValue {
+            field: "last",
+            value: 4,
+        },
+    );
+}

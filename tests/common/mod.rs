@@ -952,6 +952,24 @@ impl Sim {
         r
     }
 
+    /// `label` sends each of `texts` to `to` in one batch (as a pasted
+    /// block is): the datagrams are polled once, after the last.
+    pub fn send_batch(&mut self, label: &str, to: &str, texts: &[String]) -> Vec<CommandId> {
+        let now = self.now;
+        let seed = self.seed;
+        let client = self.client_mut(label);
+        let ids = texts
+            .iter()
+            .map(|text| {
+                client
+                    .send(now, to, text)
+                    .unwrap_or_else(|e| panic!("seed {seed}: {label} send to {to}: {e}"))
+            })
+            .collect();
+        self.flush();
+        ids
+    }
+
     /// `label` asks for the user list.
     pub fn list(&mut self, label: &str) -> CommandId {
         let now = self.now;
