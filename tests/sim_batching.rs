@@ -43,10 +43,11 @@ fn a_burst_goes_out_packed_and_is_acknowledged_in_ranges() {
 
     let sent = datagrams(&sim, alice, bob) - to_bob;
     let acks = datagrams(&sim, bob, alice) - to_alice;
-    // "line 1234" is a 33-byte Message frame: 35 fit in one datagram; the
-    // window (32 fragments) is what bounds a datagram here.
+    // "line 1234" is a 33-byte Message frame: 35 fit in one datagram. What
+    // an acknowledgement frees goes out at once, so a full datagram is
+    // often followed by a short one.
     assert!(
-        sent <= BURST / 20,
+        sent <= BURST / 10,
         "{sent} datagrams carried {BURST} messages"
     );
     // One acknowledgement datagram for each datagram of messages, give or

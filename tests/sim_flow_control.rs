@@ -1,5 +1,5 @@
 //! Flow control: a burst of 3,000 sends to one peer never has more than the
-//! window (32 by default) of unacknowledged fragments in flight, the
+//! window (128 by default) of unacknowledged fragments in flight, the
 //! receiver never has to drop a fragment for want of room, and every message
 //! arrives once, in order.
 
@@ -17,7 +17,7 @@ fn a_burst_of_3000_sends_respects_the_window() {
         let alice = sim.add_client("Alice");
         let bob = sim.add_client("Bob");
         sim.wait_signed_in(&["Alice", "Bob"], secs(10));
-        let window = 32;
+        let window = udpchat::ClientConfig::new("x", common::SERVER_ADDR, [0; 32]).window;
 
         let texts: Vec<String> = (0..BURST).map(|i| format!("burst {i}")).collect();
         for t in &texts {
