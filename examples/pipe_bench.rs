@@ -248,20 +248,31 @@ fn bare_send(addr: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// The bare receiver: each datagram becomes one printed line.
+/// The bare receiver: each datagram becomes one printed line. Like the chat
+/// client, it reads what is queued before it writes, and writes what it read
+/// with one system call.
 fn bare_recv() -> io::Result<()> {
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     writeln!(out, "listening {}", socket.local_addr()?)?;
     out.flush()?;
     let mut buf = [0u8; 2048];
     loop {
-        let (len, from) = socket.recv_from(&mut buf)?;
-        writeln!(
-            out,
-            "<From {from}:Alice>: {}",
-            String::from_utf8_lossy(&buf[..len])
-        )?;
+        socket.set_nonblocking(false)?;
+        let mut next = socket.recv_from(&mut buf);
+        socket.set_nonblocking(true)?;
+        loop {
+            match next {
+                Ok((len, from)) => writeln!(
+                    out,
+                    "<From {from}:Alice>: {}",
+                    String::from_utf8_lossy(&buf[..len])
+                )?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            next = socket.recv_from(&mut buf);
+        }
         out.flush()?;
     }
 }
