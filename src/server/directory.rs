@@ -515,9 +515,7 @@ impl Directory {
         if let Ok(entry) = self.by_shape.find_entry(shape_h, |&i| i == index) {
             entry.remove();
         }
-        let Some(slot) = self.store.slot_mut(index) else {
-            return None;
-        };
+        let slot = self.store.slot_mut(index)?;
         let flags = slot.flags;
         // Everything but the generation (moved on) and the wheel's link.
         *slot = Slot {
@@ -653,8 +651,7 @@ mod tests {
             // Churn between pages: one user leaves, a new one arrives.
             if round > 0 {
                 d.remove(ids[round * 7 % 100]);
-                d.insert(user(&format!("new{round}"), 1000 + round as u16))
-                    .0;
+                d.insert(user(&format!("new{round}"), 1000 + round as u16));
             }
             round += 1;
             let mut n = 0;
