@@ -58,11 +58,6 @@ impl<const BLOCKS: usize> Session<BLOCKS> {
         }
     }
 
-    /// The other side's index.
-    pub(crate) fn remote_index(&self) -> u32 {
-        self.remote_index
-    }
-
     /// Packets sealed so far.
     pub(crate) fn sealed_count(&self) -> u64 {
         self.next_counter

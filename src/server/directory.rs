@@ -1,105 +1,306 @@
 //! Who is signed in: a slab of users, found by name or by session index.
 //!
-//! Users live in a `Vec` of slots; a [`UserId`] is a slot index plus the
-//! slot's generation, so an id kept by a timer or a probe after its user left
-//! (and the slot was reused) finds nothing instead of the wrong user. The
-//! id, packed into 32 bits ([`Directory::wire`]: 24 bits of slot, 8 of
-//! generation, masked with a number of the run), is the server's session
-//! index on the wire: a Sealed packet
-//! finds its session with one slot read. The index is a hint, not a proof:
-//! the session's keys decide whether the packet is the user's. Two hash
-//! tables of bare slot indices find a user by name key ([`NameKey`]: case and
-//! look-alike characters ignored) and by shape ([`Shape`]: the case-keeping
-//! skeleton, which catches `AIice` for `Alice`). They hash with SipHash-1-3
-//! under a key from the server's secret, so nobody can choose names that
-//! collide. Addresses find nothing: a session is found by its index, so a
-//! client may move, and many may share one address behind a NAT.
+//! Users live in slots; a [`UserId`] is a slot index plus the slot's
+//! generation, so an id kept by a probe after its user left (and the slot was
+//! reused) finds nothing instead of the wrong user. The id, packed into 32
+//! bits ([`Directory::wire`]: 24 bits of slot, 8 of generation, masked with a
+//! number of the run), is the server's session index on the wire: a Sealed
+//! packet finds its session with one slot read. The index is a hint, not a
+//! proof: the session's keys decide whether the packet is the user's. Two
+//! hash tables of bare slot indices find a user by name key ([`NameKey`]:
+//! case and look-alike characters ignored) and by shape ([`Shape`]: the
+//! case-keeping skeleton, which catches `AIice` for `Alice`). They hash with
+//! SipHash-1-3 under a key from the server's secret, so nobody can choose
+//! names that collide. Addresses find nothing: a session is found by its
+//! index, so a client may move, and many may share one address behind a NAT.
 //!
-//! Memory per user: one slot (the name's pointer, static key, address,
-//! session keys and counters, generation, last-heard second and two name
-//! hashes), the name's bytes, and a `u32` plus a control byte in each table;
-//! no per-user allocation but the name. Lookups cost a hash, one table probe
-//! and one slot read, whatever the number of users.
+//! Memory per user, for a million of them: one [`Slot`] of 168 bytes (the
+//! session's keys and counters, the static key, the name inline up to
+//! [`NAME_INLINE`] bytes, an IPv4 address and port, the last-heard second,
+//! the introduction budgets and the expiry wheel's link), and a `u32` plus a
+//! control byte in each table. Slots come in chunks of [`CHUNK`], allocated
+//! whole, so growing never copies a slot and never leaves more than one chunk
+//! unused. What most users do not have lives in side tables keyed by slot
+//! index: a name longer than [`NAME_INLINE`] bytes, an IPv6 address, host
+//! candidates. The tables keep no hashes: growing or removing hashes the
+//! user's name again (no allocation for an ASCII name).
+//!
+//! A lookup costs a hash, one table probe and one slot read, whatever the
+//! number of users.
 //!
 //! Paging walks the slab in slot order from a cursor: a user signed in for the
 //! whole walk is listed exactly once (its slot does not move); one who signs in
 //! or out during the walk may or may not be.
 
+use std::collections::HashMap;
 use std::hash::Hasher;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 
-use crate::crypto::KEY_LEN;
+use crate::crypto::{KEY_LEN, TransportKeys};
 use crate::name::{NameKey, Shape};
-use crate::session::Session;
 
+use super::expiry::{Links, NOT_LINKED};
 use super::introductions::IntroBudget;
+use super::session::ServerSession;
 
 /// The most slots: a slot index fits the 24 bits [`Directory::wire`] gives it.
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
+
+/// Name bytes kept in the slot; a longer name goes to a side table.
+pub(crate) const NAME_INLINE: usize = 19;
+
+/// Slots allocated at once.
+pub(crate) const CHUNK: usize = 1024;
 
 /// A signed-in user's handle: stale once the user leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct UserId {
     index: u32,
-    generation: u32,
+    generation: u8,
 }
 
 impl UserId {
-    /// Slot (plus one) in the high 24 bits, the low 8 bits of the
-    /// generation below; see [`Directory::wire`].
+    /// The slot it names.
+    pub(crate) fn slot(self) -> u32 {
+        self.index
+    }
+
+    /// Slot (plus one) in the high 24 bits, the generation below; see
+    /// [`Directory::wire`].
     fn packed(self) -> u32 {
-        ((self.index + 1) << 8) | (self.generation & 0xff)
+        ((self.index + 1) << 8) | u32::from(self.generation)
     }
 }
 
-/// A signed-in user.
-pub(crate) struct User {
-    /// The name as the user spelled it.
-    pub(crate) name: Box<str>,
-    /// The static public key the name is bound to.
-    pub(crate) key: [u8; KEY_LEN],
-    /// Where the user's latest authenticated packet came from.
-    pub(crate) addr: SocketAddr,
+/// `Slot::flags`: a user holds the slot.
+const OCCUPIED: u8 = 1;
+/// `Slot::flags`: the address is IPv6, in [`Directory`]'s side table.
+const V6: u8 = 2;
+/// `Slot::flags`: the name is longer than [`NAME_INLINE`], in a side table.
+const LONG_NAME: u8 = 4;
+/// `Slot::flags`: the user registered host candidates, in a side table.
+const CANDIDATES: u8 = 8;
+
+/// One user's place in the directory (see the module docs). Fields the
+/// server changes as packets come are open to it; the rest is reached
+/// through [`UserRef`].
+pub(crate) struct Slot {
     /// The session with the user's client.
-    pub(crate) session: Session<2>,
+    pub(crate) session: ServerSession,
+    /// The static public key the name is bound to.
+    key: [u8; KEY_LEN],
+    /// The client's index for the session: in every packet sealed to it.
+    remote_index: u32,
     /// When the user was last heard from, in whole seconds since the server
     /// started, rounded up (so a timeout counted from it is never early).
     pub(crate) last_heard: u32,
-    /// The host candidates the user registered (its interface addresses).
-    pub(crate) candidates: Box<[SocketAddr]>,
     /// Introductions made on the user's behalf (its lookups to write).
     pub(crate) intros_made: IntroBudget,
     /// Introductions sent to the user.
     pub(crate) intros_received: IntroBudget,
+    /// The expiry wheel's link ([`Links`]); it outlives the user, since the
+    /// wheel lets go of a slot only when the slot's tick comes.
+    wheel_next: u32,
+    /// The IPv4 address the latest authenticated packet came from (unless
+    /// [`V6`]).
+    ip4: [u8; 4],
+    port: u16,
+    /// The name as the user spelled it (unless [`LONG_NAME`]).
+    name: [u8; NAME_INLINE],
+    name_len: u8,
+    generation: u8,
+    flags: u8,
 }
 
-impl std::fmt::Debug for User {
+impl Slot {
+    fn vacant() -> Self {
+        Slot {
+            session: ServerSession::new(TransportKeys::from_raw(&[0; 32], &[0; 32])),
+            key: [0; KEY_LEN],
+            remote_index: 0,
+            last_heard: 0,
+            intros_made: IntroBudget::new(0, super::introductions::ASKER),
+            intros_received: IntroBudget::new(0, super::introductions::TARGET),
+            wheel_next: NOT_LINKED,
+            ip4: [0; 4],
+            port: 0,
+            name: [0; NAME_INLINE],
+            name_len: 0,
+            generation: 0,
+            flags: 0,
+        }
+    }
+
+    fn occupied(&self) -> bool {
+        self.flags & OCCUPIED != 0
+    }
+}
+
+/// A user to sign in.
+pub(crate) struct NewUser<'a> {
+    /// The name as the user spelled it.
+    pub(crate) name: &'a str,
+    /// The static public key the name is bound to.
+    pub(crate) key: [u8; KEY_LEN],
+    /// Where the sign-in came from.
+    pub(crate) addr: SocketAddr,
+    /// The session the handshake made.
+    pub(crate) session: ServerSession,
+    /// The client's index for it.
+    pub(crate) remote_index: u32,
+    /// Now, in whole seconds since the server started, rounded up.
+    pub(crate) last_heard: u32,
+    /// The host candidates the user registered.
+    pub(crate) candidates: Box<[SocketAddr]>,
+}
+
+/// The slots and what does not fit in them.
+struct Store {
+    chunks: Vec<Vec<Slot>>,
+    slots: usize,
+    long_names: HashMap<u32, Box<str>>,
+    v6: HashMap<u32, SocketAddrV6>,
+    candidates: HashMap<u32, Box<[SocketAddr]>>,
+}
+
+impl Store {
+    fn slot(&self, index: u32) -> Option<&Slot> {
+        let i = usize::try_from(index).ok()?;
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
+        let i = usize::try_from(index).ok()?;
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    /// A new slot at the end.
+    fn push(&mut self) -> u32 {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(Slot::vacant());
+        }
+        self.slots += 1;
+        // At most MAX_SLOTS, checked by the caller.
+        u32::try_from(self.slots - 1).unwrap_or(u32::MAX)
+    }
+
+    /// The name in slot `index` ("" for a vacant one).
+    fn name(&self, index: u32) -> &str {
+        let Some(slot) = self.slot(index) else {
+            return "";
+        };
+        if slot.flags & LONG_NAME != 0 {
+            return self.long_names.get(&index).map_or("", |n| n);
+        }
+        let len = usize::from(slot.name_len).min(NAME_INLINE);
+        // Copied from a `&str` that fitted: always UTF-8.
+        std::str::from_utf8(&slot.name[..len]).unwrap_or("")
+    }
+
+    fn addr(&self, index: u32, slot: &Slot) -> SocketAddr {
+        if slot.flags & V6 != 0
+            && let Some(a) = self.v6.get(&index)
+        {
+            return SocketAddr::V6(*a);
+        }
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(slot.ip4), slot.port))
+    }
+
+    fn set_addr(&mut self, index: u32, addr: SocketAddr) {
+        let Some(slot) = self.slot_mut(index) else {
+            return;
+        };
+        match addr {
+            SocketAddr::V4(a) => {
+                slot.ip4 = a.ip().octets();
+                slot.port = a.port();
+                if slot.flags & V6 != 0 {
+                    slot.flags &= !V6;
+                    self.v6.remove(&index);
+                }
+            }
+            SocketAddr::V6(a) => {
+                slot.flags |= V6;
+                slot.port = a.port();
+                self.v6.insert(index, a);
+            }
+        }
+    }
+}
+
+/// A signed-in user, read through the directory.
+#[derive(Clone, Copy)]
+pub(crate) struct UserRef<'a> {
+    store: &'a Store,
+    index: u32,
+    slot: &'a Slot,
+}
+
+impl<'a> UserRef<'a> {
+    /// The name as the user spelled it.
+    pub(crate) fn name(&self) -> &'a str {
+        self.store.name(self.index)
+    }
+
+    /// The static public key the name is bound to.
+    pub(crate) fn key(&self) -> &'a [u8; KEY_LEN] {
+        &self.slot.key
+    }
+
+    /// Where the user's latest authenticated packet came from.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.store.addr(self.index, self.slot)
+    }
+
+    /// The host candidates the user registered (its interface addresses).
+    pub(crate) fn candidates(&self) -> &'a [SocketAddr] {
+        if self.slot.flags & CANDIDATES == 0 {
+            return &[];
+        }
+        self.store.candidates.get(&self.index).map_or(&[], |c| c)
+    }
+
+    /// The session with the user's client.
+    pub(crate) fn session(&self) -> &'a ServerSession {
+        &self.slot.session
+    }
+
+    /// The client's index for the session.
+    pub(crate) fn remote_index(&self) -> u32 {
+        self.slot.remote_index
+    }
+
+    /// See [`Slot::last_heard`].
+    pub(crate) fn last_heard(&self) -> u32 {
+        self.slot.last_heard
+    }
+
+    /// Introductions sent to the user.
+    pub(crate) fn intros_received(&self) -> IntroBudget {
+        self.slot.intros_received
+    }
+}
+
+impl std::fmt::Debug for UserRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User")
-            .field("name", &self.name)
-            .field("addr", &self.addr)
-            .field("candidates", &self.candidates)
-            .field("last_heard", &self.last_heard)
+            .field("name", &self.name())
+            .field("addr", &self.addr())
+            .field("candidates", &self.candidates())
+            .field("last_heard", &self.slot.last_heard)
             .finish()
     }
 }
 
-#[derive(Debug)]
-struct Slot {
-    generation: u32,
-    /// Hash of the name's key (see [`Directory::name_hash`]).
-    name_hash: u64,
-    /// Hash of the name's shape (see [`Directory::shape_hash`]).
-    shape_hash: u64,
-    user: Option<User>,
-}
-
 /// The directory of signed-in users (see the module docs).
 pub(crate) struct Directory {
-    slots: Vec<Slot>,
+    store: Store,
     /// Indices of empty slots, reused last-freed first.
     free: Vec<u32>,
     by_name: HashTable<u32>,
@@ -117,16 +318,38 @@ impl std::fmt::Debug for Directory {
         // The hash key is derived from the server's secret: not shown.
         f.debug_struct("Directory")
             .field("users", &self.len)
-            .field("slots", &self.slots.len())
+            .field("slots", &self.store.slots)
             .finish_non_exhaustive()
     }
+}
+
+fn hash_str(key: &[u8; 16], s: &str) -> u64 {
+    let mut h = SipHasher13::new_with_key(key);
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// The hash of `name`'s [`NameKey`] (no allocation for ASCII names).
+fn name_hash(key: &[u8; 16], name: &str) -> u64 {
+    NameKey::with_str(name, |k| hash_str(key, k))
+}
+
+/// The hash of `name`'s [`Shape`].
+fn shape_hash(key: &[u8; 16], name: &str) -> u64 {
+    hash_str(key, Shape::new(name).as_str())
 }
 
 impl Directory {
     /// An empty directory whose tables hash under `hash_key`.
     pub(crate) fn new(hash_key: [u8; 16]) -> Self {
         Directory {
-            slots: Vec::new(),
+            store: Store {
+                chunks: Vec::new(),
+                slots: 0,
+                long_names: HashMap::new(),
+                v6: HashMap::new(),
+                candidates: HashMap::new(),
+            },
             free: Vec::new(),
             by_name: HashTable::new(),
             by_shape: HashTable::new(),
@@ -141,55 +364,31 @@ impl Directory {
         self.len
     }
 
-    fn hash_str(&self, s: &str) -> u64 {
-        let mut h = SipHasher13::new_with_key(&self.hash_key);
-        h.write(s.as_bytes());
-        h.finish()
-    }
-
-    /// The hash of `name`'s [`NameKey`] (no allocation for ASCII names).
-    fn name_hash(&self, name: &str) -> u64 {
-        NameKey::with_str(name, |key| self.hash_str(key))
-    }
-
-    /// The hash of `name`'s [`Shape`].
-    fn shape_hash(&self, name: &str) -> u64 {
-        self.hash_str(Shape::new(name).as_str())
-    }
-
     fn id_of(&self, index: u32) -> UserId {
-        let generation = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.slots.get(i))
-            .map_or(0, |s| s.generation);
+        let generation = self.store.slot(index).map_or(0, |s| s.generation);
         UserId { index, generation }
     }
 
     /// The user holding a name with `name`'s key.
     pub(crate) fn by_name(&self, name: &str) -> Option<UserId> {
-        let hash = self.name_hash(name);
-        let found = self.by_name.find(hash, |&i| {
-            let slot = &self.slots[i as usize];
-            slot.name_hash == hash
-                && slot.user.as_ref().is_some_and(|u| {
-                    NameKey::with_str(&u.name, |a| NameKey::with_str(name, |b| a == b))
-                })
+        let store = &self.store;
+        let found = NameKey::with_str(name, |key| {
+            self.by_name.find(hash_str(&self.hash_key, key), |&i| {
+                NameKey::with_str(store.name(i), |other| other == key)
+            })
         })?;
         Some(self.id_of(*found))
     }
 
     /// The user holding a name with `name`'s shape.
     pub(crate) fn by_shape(&self, name: &str) -> Option<UserId> {
-        let hash = self.shape_hash(name);
         let shape = Shape::new(name);
-        let found = self.by_shape.find(hash, |&i| {
-            let slot = &self.slots[i as usize];
-            slot.shape_hash == hash
-                && slot
-                    .user
-                    .as_ref()
-                    .is_some_and(|u| Shape::new(&u.name) == shape)
-        })?;
+        let store = &self.store;
+        let found = self
+            .by_shape
+            .find(hash_str(&self.hash_key, shape.as_str()), |&i| {
+                Shape::new(store.name(i)) == shape
+            })?;
         Some(self.id_of(*found))
     }
 
@@ -203,91 +402,139 @@ impl Directory {
     pub(crate) fn by_wire(&self, wire: u32) -> Option<UserId> {
         let packed = wire ^ self.index_mask;
         let index = (packed >> 8).checked_sub(1)?;
-        let slot = self.slots.get(usize::try_from(index).ok()?)?;
+        let slot = self.store.slot(index)?;
         let id = UserId {
             index,
             generation: slot.generation,
         };
-        (slot.user.is_some() && id.packed() == packed).then_some(id)
+        (slot.occupied() && id.packed() == packed).then_some(id)
+    }
+
+    /// The user in slot `slot`, if any.
+    pub(crate) fn occupant(&self, slot: u32) -> Option<UserId> {
+        let s = self.store.slot(slot)?;
+        s.occupied().then_some(UserId {
+            index: slot,
+            generation: s.generation,
+        })
     }
 
     /// Whether another user fits ([`MAX_SLOTS`]).
     pub(crate) fn has_room(&self) -> bool {
-        !self.free.is_empty() || self.slots.len() < MAX_SLOTS
+        !self.free.is_empty() || self.store.slots < MAX_SLOTS
     }
 
     /// The user `id` names, if still signed in.
-    pub(crate) fn get(&self, id: UserId) -> Option<&User> {
-        let slot = self.slots.get(usize::try_from(id.index).ok()?)?;
-        (slot.generation == id.generation)
-            .then_some(slot.user.as_ref())
-            .flatten()
+    pub(crate) fn get(&self, id: UserId) -> Option<UserRef<'_>> {
+        let slot = self.store.slot(id.index)?;
+        (slot.generation == id.generation && slot.occupied()).then_some(UserRef {
+            store: &self.store,
+            index: id.index,
+            slot,
+        })
     }
 
     /// The user `id` names, if still signed in.
-    pub(crate) fn get_mut(&mut self, id: UserId) -> Option<&mut User> {
-        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
-        (slot.generation == id.generation)
-            .then_some(slot.user.as_mut())
-            .flatten()
+    pub(crate) fn get_mut(&mut self, id: UserId) -> Option<&mut Slot> {
+        let slot = self.store.slot_mut(id.index)?;
+        (slot.generation == id.generation && slot.occupied()).then_some(slot)
+    }
+
+    /// Where `id`'s packets now go.
+    pub(crate) fn set_addr(&mut self, id: UserId, addr: SocketAddr) {
+        if self.get(id).is_some() {
+            self.store.set_addr(id.index, addr);
+        }
     }
 
     /// Adds a user. The caller has checked that its name is free and that
-    /// there is room ([`Directory::has_room`]).
-    pub(crate) fn insert(&mut self, user: User) -> UserId {
-        debug_assert!(self.by_name(&user.name).is_none());
-        debug_assert!(self.by_shape(&user.name).is_none());
+    /// there is room ([`Directory::has_room`]). Returns its id, and whether
+    /// its slot still waits in the expiry wheel from an earlier user (then,
+    /// at a tick no later than the new user's deadline, so the wheel need
+    /// not be told).
+    pub(crate) fn insert(&mut self, user: NewUser<'_>) -> (UserId, bool) {
+        debug_assert!(self.by_name(user.name).is_none());
+        debug_assert!(self.by_shape(user.name).is_none());
         debug_assert!(self.has_room());
-        let name_hash = self.name_hash(&user.name);
-        let shape_hash = self.shape_hash(&user.name);
+        let name_h = name_hash(&self.hash_key, user.name);
+        let shape_h = shape_hash(&self.hash_key, user.name);
         let index = match self.free.pop() {
-            Some(index) => {
-                let slot = &mut self.slots[index as usize];
-                slot.name_hash = name_hash;
-                slot.shape_hash = shape_hash;
-                slot.user = Some(user);
-                index
-            }
-            None => {
-                // More than u32::MAX users would exhaust memory long before.
-                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(Slot {
-                    generation: 0,
-                    name_hash,
-                    shape_hash,
-                    user: Some(user),
-                });
-                index
-            }
+            Some(index) => index,
+            None => self.store.push(),
         };
-        let slots = &self.slots;
+        let bytes = user.name.as_bytes();
+        let mut flags = OCCUPIED;
+        if bytes.len() > NAME_INLINE {
+            flags |= LONG_NAME;
+            self.store.long_names.insert(index, user.name.into());
+        }
+        if !user.candidates.is_empty() {
+            flags |= CANDIDATES;
+            self.store.candidates.insert(index, user.candidates);
+        }
+        let Some(slot) = self.store.slot_mut(index) else {
+            unreachable!("a slot just pushed or freed");
+        };
+        let mut name = [0; NAME_INLINE];
+        if let Some(inline) = name.get_mut(..bytes.len()) {
+            inline.copy_from_slice(bytes);
+        }
+        slot.session = user.session;
+        slot.key = user.key;
+        slot.remote_index = user.remote_index;
+        slot.last_heard = user.last_heard;
+        slot.intros_made = IntroBudget::new(user.last_heard, super::introductions::ASKER);
+        slot.intros_received = IntroBudget::new(user.last_heard, super::introductions::TARGET);
+        slot.name = name;
+        // Names are at most 32 characters of 4 bytes; a longer one is not
+        // inline and its length here is not used.
+        slot.name_len = u8::try_from(bytes.len()).unwrap_or(u8::MAX);
+        slot.flags = flags;
+        let linked = slot.wheel_next != NOT_LINKED;
+        self.store.set_addr(index, user.addr);
+        let (store, key) = (&self.store, &self.hash_key);
         self.by_name
-            .insert_unique(name_hash, index, |&i| slots[i as usize].name_hash);
+            .insert_unique(name_h, index, |&i| name_hash(key, store.name(i)));
         self.by_shape
-            .insert_unique(shape_hash, index, |&i| slots[i as usize].shape_hash);
+            .insert_unique(shape_h, index, |&i| shape_hash(key, store.name(i)));
         self.len += 1;
-        self.id_of(index)
+        (self.id_of(index), linked)
     }
 
-    /// Removes the user `id` names; `None` if it had already left.
-    pub(crate) fn remove(&mut self, id: UserId) -> Option<User> {
-        let slot = self.slots.get_mut(usize::try_from(id.index).ok()?)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        let user = slot.user.take()?;
-        let (name_hash, shape_hash) = (slot.name_hash, slot.shape_hash);
-        slot.generation = slot.generation.wrapping_add(1);
+    /// Removes the user `id` names, returning its name and address; `None`
+    /// if it had already left. Its keys are overwritten.
+    pub(crate) fn remove(&mut self, id: UserId) -> Option<(String, SocketAddr)> {
+        let user = self.get(id)?;
+        let (name, addr) = (user.name().to_owned(), user.addr());
         let index = id.index;
-        if let Ok(entry) = self.by_name.find_entry(name_hash, |&i| i == index) {
+        let name_h = name_hash(&self.hash_key, &name);
+        let shape_h = shape_hash(&self.hash_key, &name);
+        if let Ok(entry) = self.by_name.find_entry(name_h, |&i| i == index) {
             entry.remove();
         }
-        if let Ok(entry) = self.by_shape.find_entry(shape_hash, |&i| i == index) {
+        if let Ok(entry) = self.by_shape.find_entry(shape_h, |&i| i == index) {
             entry.remove();
+        }
+        let slot = self.store.slot_mut(index)?;
+        let flags = slot.flags;
+        // Everything but the generation (moved on) and the wheel's link.
+        *slot = Slot {
+            generation: slot.generation.wrapping_add(1),
+            wheel_next: slot.wheel_next,
+            ..Slot::vacant()
+        };
+        if flags & LONG_NAME != 0 {
+            self.store.long_names.remove(&index);
+        }
+        if flags & V6 != 0 {
+            self.store.v6.remove(&index);
+        }
+        if flags & CANDIDATES != 0 {
+            self.store.candidates.remove(&index);
         }
         self.free.push(index);
         self.len -= 1;
-        Some(user)
+        Some((name, addr))
     }
 
     /// Users in slot order from `cursor`, as long as `take` accepts them.
@@ -296,47 +543,63 @@ impl Directory {
     pub(crate) fn page<'a>(
         &'a self,
         cursor: u32,
-        mut take: impl FnMut(&'a User) -> bool,
+        mut take: impl FnMut(UserRef<'a>) -> bool,
     ) -> Option<u32> {
         let start = usize::try_from(cursor).unwrap_or(usize::MAX);
-        for (i, slot) in self.slots.iter().enumerate().skip(start) {
-            if let Some(user) = &slot.user
-                && !take(user)
+        let slots = self.store.chunks.iter().flatten().enumerate().skip(start);
+        for (i, slot) in slots {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if slot.occupied()
+                && !take(UserRef {
+                    store: &self.store,
+                    index,
+                    slot,
+                })
             {
-                return Some(u32::try_from(i).unwrap_or(u32::MAX));
+                return Some(index);
             }
         }
         None
     }
 }
 
+impl Links for Directory {
+    fn link(&self, slot: u32) -> u32 {
+        self.store.slot(slot).map_or(NOT_LINKED, |s| s.wheel_next)
+    }
+
+    fn set_link(&mut self, slot: u32, link: u32) {
+        if let Some(s) = self.store.slot_mut(slot) {
+            s.wheel_next = link;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::TransportKeys;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
-    fn user(name: &str, port: u16) -> User {
-        User {
-            name: name.into(),
+    fn user(name: &str, port: u16) -> NewUser<'_> {
+        NewUser {
+            name,
             key: [port as u8; KEY_LEN],
             addr: addr(port),
-            session: Session::new(TransportKeys::from_raw(&[9; 32], &[8; 32]), 1),
+            session: ServerSession::new(TransportKeys::from_raw(&[9; 32], &[8; 32])),
+            remote_index: 1,
             last_heard: 0,
             candidates: Box::new([]),
-            intros_made: IntroBudget::new(0, crate::server::introductions::ASKER),
-            intros_received: IntroBudget::new(0, crate::server::introductions::TARGET),
         }
     }
 
     #[test]
     fn finds_by_name_case_insensitively_and_by_session_index() {
         let mut d = Directory::new([3; 16]);
-        let alice = d.insert(user("Alice", 1));
-        let zoe = d.insert(user("Zoë", 2));
+        let alice = d.insert(user("Alice", 1)).0;
+        let zoe = d.insert(user("Zoë", 2)).0;
         assert_eq!(d.by_name("aLICE"), Some(alice));
         assert_eq!(d.by_name("Аlice"), Some(alice), "Cyrillic А");
         assert_eq!(d.by_name("AIice"), None, "capital I: another key");
@@ -350,24 +613,24 @@ mod tests {
         assert_eq!(d.by_wire(u32::MAX), None);
         // Another run's directory (another key) finds nothing there.
         let mut e = Directory::new([4; 16]);
-        let carole = e.insert(user("Carole", 3));
+        let carole = e.insert(user("Carole", 3)).0;
         assert_eq!(e.by_wire(d.wire(alice)), None);
         assert_eq!(e.by_wire(e.wire(carole)), Some(carole));
-        assert_eq!(d.get(alice).map(|u| &*u.name), Some("Alice"));
+        assert_eq!(d.get(alice).map(|u| u.name()), Some("Alice"));
         assert_eq!(d.len(), 2);
     }
 
     #[test]
     fn a_stale_id_finds_nothing_after_its_slot_is_reused() {
         let mut d = Directory::new([3; 16]);
-        let alice = d.insert(user("Alice", 1));
+        let alice = d.insert(user("Alice", 1)).0;
         assert!(d.remove(alice).is_some());
         assert!(d.remove(alice).is_none());
-        let bob = d.insert(user("Bob", 2));
+        let bob = d.insert(user("Bob", 2)).0;
         assert_ne!(alice, bob);
         assert!(d.get(alice).is_none());
         assert!(d.get_mut(alice).is_none());
-        assert_eq!(d.get(bob).map(|u| &*u.name), Some("Bob"));
+        assert_eq!(d.get(bob).map(|u| u.name()), Some("Bob"));
         assert_eq!(d.by_name("alice"), None);
         assert_eq!(d.by_shape("Alice"), None);
         assert_eq!(d.by_wire(d.wire(alice)), None, "the old index is stale");
@@ -379,7 +642,7 @@ mod tests {
     fn pages_list_every_steady_user_once() {
         let mut d = Directory::new([3; 16]);
         let ids: Vec<UserId> = (0..100)
-            .map(|i| d.insert(user(&format!("u{i}"), i)))
+            .map(|i| d.insert(user(&format!("u{i}"), i)).0)
             .collect();
         let mut seen = Vec::new();
         let mut cursor = 0;
@@ -397,7 +660,7 @@ mod tests {
                     return false;
                 }
                 n += 1;
-                seen.push(u.name.to_string());
+                seen.push(u.name().to_string());
                 true
             });
             match next {
@@ -420,13 +683,78 @@ mod tests {
     #[test]
     fn debug_hides_the_session_keys_and_hash_key() {
         let mut d = Directory::new([3; 16]);
-        d.insert(User {
-            session: Session::new(TransportKeys::from_raw(&[0xAB; 32], &[0xAB; 32]), 1),
+        d.insert(NewUser {
+            session: ServerSession::new(TransportKeys::from_raw(&[0xAB; 32], &[0xAB; 32])),
             ..user("Alice", 1)
         });
         let id = d.by_name("Alice").unwrap();
         let text = format!("{d:?} {:?}", d.get(id).unwrap());
         assert!(text.contains("Alice"));
         assert!(!text.contains("171") && !text.contains("[3, 3"), "{text}");
+    }
+
+    #[test]
+    fn a_slot_is_168_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 168);
+    }
+
+    #[test]
+    fn long_names_ipv6_addresses_and_candidates_live_beside_the_slot() {
+        let mut d = Directory::new([3; 16]);
+        let long = "Bartholomew-Featherstonehaugh";
+        assert!(long.len() > NAME_INLINE);
+        let v6: SocketAddr = "[2001:db8::7]:4000".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.7:4000".parse().unwrap();
+        let (bart, _) = d.insert(NewUser {
+            addr: v6,
+            candidates: Box::new([lan]),
+            ..user(long, 1)
+        });
+        let (zoe, _) = d.insert(user("Zoë", 2));
+        let b = d.get(bart).unwrap();
+        assert_eq!((b.name(), b.addr(), b.candidates()), (long, v6, &[lan][..]));
+        assert_eq!(d.by_name("bartholomew-featherstonehaugh"), Some(bart));
+        assert_eq!(d.by_shape(long), Some(bart));
+        assert_eq!(d.get(zoe).unwrap().candidates(), &[]);
+        d.set_addr(bart, addr(9));
+        assert_eq!(d.get(bart).unwrap().addr(), addr(9));
+        assert!(d.store.v6.is_empty(), "back on IPv4: the side entry goes");
+        d.set_addr(bart, v6);
+        assert_eq!(d.remove(bart), Some((long.to_owned(), v6)));
+        let s = &d.store;
+        assert!(s.v6.is_empty() && s.long_names.is_empty() && s.candidates.is_empty());
+        assert_eq!(d.by_name(long), None);
+        assert_eq!(d.by_name("zoë"), Some(zoe));
+    }
+
+    #[test]
+    fn a_reused_slot_keeps_its_place_in_the_expiry_wheel() {
+        let mut d = Directory::new([3; 16]);
+        let (alice, linked) = d.insert(user("Alice", 1));
+        assert!(!linked);
+        assert_eq!(d.link(alice.slot()), NOT_LINKED);
+        d.set_link(alice.slot(), 42);
+        d.remove(alice);
+        assert_eq!(d.occupant(alice.slot()), None);
+        assert_eq!(d.link(alice.slot()), 42, "still in its bucket");
+        let (bob, linked) = d.insert(user("Bob", 2));
+        assert_eq!(bob.slot(), alice.slot());
+        assert!(linked, "the wheel will hand the slot back; no second entry");
+        assert_eq!(d.occupant(bob.slot()), Some(bob));
+        assert_eq!(d.link(12345), NOT_LINKED, "a slot never made");
+    }
+
+    #[test]
+    fn slots_come_in_whole_chunks() {
+        let mut d = Directory::new([3; 16]);
+        let names: Vec<String> = (0..CHUNK + 1).map(|i| format!("u{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            d.insert(user(name, i as u16));
+        }
+        assert_eq!(d.store.chunks.len(), 2);
+        assert!(d.store.chunks.iter().all(|c| c.capacity() == CHUNK));
+        let last = d.by_name(&names[CHUNK]).unwrap();
+        assert_eq!(d.by_wire(d.wire(last)), Some(last));
+        assert_eq!(d.get(last).unwrap().name(), names[CHUNK]);
     }
 }

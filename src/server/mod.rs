@@ -61,6 +61,7 @@ mod expiry;
 mod introductions;
 mod probe;
 mod rate;
+mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -79,18 +80,18 @@ use blake2::digest::{KeyInit, Mac};
 use crate::crypto::{KEY_LEN, PublicKey, Responder, SeededRng, StaticKeypair};
 use crate::name;
 use crate::secret::Key;
-use crate::session::Session;
 
 use bindings::Reservations;
 use cookie::Cookies;
-use directory::{Directory, User, UserId};
+use directory::{Directory, NewUser, UserId};
 use expiry::ExpiryWheel;
-use introductions::{IntroBudget, RecentIntroductions};
+use introductions::RecentIntroductions;
 
 /// Recent (asker, target) introductions remembered at most.
 const MAX_RECENT_INTRODUCTIONS: usize = 16_384;
 use probe::{Conflict, ProbeStep, Probes};
 use rate::RateLimiter;
+use session::ServerSession;
 
 /// Bytes in a cookie.
 pub const COOKIE_LEN: usize = 16;
@@ -182,8 +183,9 @@ impl ServerConfig {
             identity,
             secret,
             seed: rng.seed(),
-            // About 300 bytes a user with its session: a million users is
-            // some 300 MB (examples/server_scale measures it).
+            // About 193 bytes of heap a user with its session, name and key:
+            // a million users is some 193 MB (examples/server_scale measures
+            // it).
             max_users: 1_000_000,
             session_timeout: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(1),
@@ -284,7 +286,7 @@ pub struct ServerState {
     cookies: Cookies,
     directory: Directory,
     reservations: Reservations,
-    expiry: ExpiryWheel<UserId>,
+    expiry: ExpiryWheel,
     probes: Probes,
     rate: RateLimiter,
     out: VecDeque<Transmit>,
@@ -293,8 +295,6 @@ pub struct ServerState {
     /// Plaintexts: what a sealed packet opened to, what is about to be sealed.
     scratch: Vec<u8>,
     plain: BytesMut,
-    /// Reused by `handle_timeout` for the entries the wheel hands back.
-    due: Vec<UserId>,
     /// Path challenges under way: the new address and the probe it must answer.
     paths: HashMap<UserId, (SocketAddr, u32)>,
     next_challenge: u64,
@@ -331,7 +331,7 @@ impl ServerState {
             cookies,
             directory,
             reservations: Reservations::default(),
-            expiry: ExpiryWheel::new(now, config.sweep_interval),
+            expiry: ExpiryWheel::new(now, config.sweep_interval, config.session_timeout),
             probes: Probes::new(
                 config.probe_interval,
                 config.probe_timeout,
@@ -348,7 +348,6 @@ impl ServerState {
             buf: BytesMut::with_capacity(16 * MAX_DATAGRAM),
             scratch: Vec::with_capacity(MAX_DATAGRAM),
             plain: BytesMut::with_capacity(MAX_DATAGRAM),
-            due: Vec::new(),
             paths: HashMap::new(),
             next_challenge: 0,
             reply_to: None,
@@ -378,7 +377,9 @@ impl ServerState {
     /// of that name is signed in.
     pub fn lookup(&self, name: &str) -> Option<(SocketAddr, PublicKey)> {
         let id = self.directory.by_name(name)?;
-        self.directory.get(id).map(|u| (u.addr, PublicKey(u.key)))
+        self.directory
+            .get(id)
+            .map(|u| (u.addr(), PublicKey(*u.key())))
     }
 
     /// The name → key bindings of everyone signed in, as bytes to keep
@@ -386,7 +387,7 @@ impl ServerState {
     pub fn bindings(&self) -> Vec<u8> {
         let mut users = Vec::with_capacity(self.directory.len());
         self.directory.page(0, |u| {
-            users.push((&*u.name, &u.key));
+            users.push((u.name(), u.key()));
             true
         });
         bindings::encode(users, &self.reservations)
@@ -458,20 +459,23 @@ impl ServerState {
     /// what is due, not the number of users. Calling it early or twice is
     /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due = std::mem::take(&mut self.due);
-        self.expiry.pop_due(now, &mut due);
-        for id in due.drain(..) {
-            let Some(user) = self.directory.get(id) else {
-                continue; // Left since it was scheduled.
+        while let Some(slot) = self.expiry.pop_due(&mut self.directory, now) {
+            let Some(user) = self
+                .directory
+                .occupant(slot)
+                .and_then(|id| self.directory.get(id))
+            else {
+                continue; // Left since it was scheduled: out of the wheel.
             };
-            let deadline = self.expires_at(user);
+            let deadline = self.expires_at(user.last_heard());
             if deadline <= now {
-                self.remove(id, SignOutReason::TimedOut);
+                if let Some(id) = self.directory.occupant(slot) {
+                    self.remove(id, SignOutReason::TimedOut);
+                }
             } else {
-                self.expiry.schedule(deadline, id);
+                self.expiry.schedule(&mut self.directory, deadline, slot);
             }
         }
-        self.due = due;
         for (holder, step) in self.probes.step(now) {
             match step {
                 ProbeStep::Resend(request) => self.send_sealed(holder, &Packet::Probe { request }),
@@ -512,9 +516,10 @@ impl ServerState {
         u32::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
     }
 
-    /// When `user`'s session runs out unless it is heard from again.
-    fn expires_at(&self, user: &User) -> Instant {
-        self.start + Duration::from_secs(u64::from(user.last_heard)) + self.config.session_timeout
+    /// When a session last heard from at second `last_heard` runs out
+    /// unless it is heard from again.
+    fn expires_at(&self, last_heard: u32) -> Instant {
+        self.start + Duration::from_secs(u64::from(last_heard)) + self.config.session_timeout
     }
 
     /// A sealed packet: found by index, opened, then served. Not rate-limited
@@ -549,16 +554,17 @@ impl ServerState {
         // `Some(newest)` once the packet opened; whether it came from the
         // address on record.
         let opened = match self.directory.get_mut(id) {
-            Some(user) => match user.session.open(datagram, counter, sealed, &mut scratch) {
+            Some(slot) => match slot.session.open(datagram, counter, sealed, &mut scratch) {
                 Ok(_) => {
-                    user.last_heard = stamp;
-                    Some((user.session.is_newest(counter), user.addr == from))
+                    slot.last_heard = stamp;
+                    Some(slot.session.is_newest(counter))
                 }
                 Err(_) => None,
             },
             None => None,
         };
-        let Some((newest, known_path)) = opened else {
+        let known_path = self.directory.get(id).is_some_and(|u| u.addr() == from);
+        let Some(newest) = opened else {
             self.stats.forged += 1;
             self.scratch = scratch;
             return;
@@ -572,9 +578,7 @@ impl ServerState {
         {
             // The new address answered its challenge: it is the client's.
             self.paths.remove(&id);
-            if let Some(user) = self.directory.get_mut(id) {
-                user.addr = from;
-            }
+            self.directory.set_addr(id, from);
             self.scratch = scratch;
             return;
         }
@@ -645,17 +649,17 @@ impl ServerState {
     fn on_lookup(&mut self, now: Instant, id: UserId, request: u32, name: &str, introduce: bool) {
         let target = self.directory.by_name(name);
         let found = target.and_then(|t| self.directory.get(t));
-        let key = found.map(|u| u.key);
+        let key = found.map(|u| *u.key());
         // Host addresses go only to those who mean to write (and are
         // introduced, so the target learns who asked), not to any `whois`.
         let candidates = found
             .filter(|_| introduce)
-            .map(|u| u.candidates.clone())
+            .map(|u| u.candidates().to_vec())
             .unwrap_or_default();
         let reply = Packet::LookupReply {
             request,
             name,
-            address: found.map(|u| u.addr),
+            address: found.map(|u| u.addr()),
             key: key.as_ref().map_or(&[][..], |k| &k[..]),
             candidates: AddrList::Addrs(&candidates),
         };
@@ -678,7 +682,7 @@ impl ServerState {
         let allowed = self
             .directory
             .get(target)
-            .is_some_and(|t| t.intros_received.has_token(second, introductions::TARGET))
+            .is_some_and(|t| t.intros_received().has_token(second, introductions::TARGET))
             && self
                 .directory
                 .get_mut(asker)
@@ -694,8 +698,12 @@ impl ServerState {
         let Some(a) = self.directory.get(asker) else {
             return;
         };
-        let (name, key, address, candidates) =
-            (a.name.clone(), a.key, a.addr, a.candidates.clone());
+        let (name, key, address, candidates) = (
+            a.name().to_owned(),
+            *a.key(),
+            a.addr(),
+            a.candidates().to_vec(),
+        );
         let introduction = Packet::Introduction {
             name: &name,
             key: &key,
@@ -777,10 +785,11 @@ impl ServerState {
             let Some(user) = self.directory.get(holder) else {
                 return;
             };
-            let holder_name = user.name.to_string();
-            let same_key = user.key == key;
-            let unconfirmed = !user.session.has_opened();
-            if same_key && unconfirmed && user.session.remote_index() == sender {
+            let holder_name = user.name().to_string();
+            let same_key = *user.key() == key;
+            let unconfirmed = !user.session().has_opened();
+            let same_handshake = user.remote_index() == sender;
+            if same_key && unconfirmed && same_handshake {
                 // The same handshake again (our answer was lost): the same
                 // answer again, which makes the same keys.
                 let accepted = Packet::SignInAccepted {
@@ -797,7 +806,7 @@ impl ServerState {
                 }
                 return;
             }
-            if same_key && user.session.remote_index() == sender {
+            if same_key && same_handshake {
                 // The handshake that made the holder's session, come again
                 // after it was confirmed: a late duplicate, or an observer's
                 // replay. Not a second client (that picks a new index):
@@ -868,19 +877,21 @@ impl ServerState {
         let Some((msg2, keys)) = self.finish(responder, &accepted) else {
             return;
         };
-        let user = User {
-            name: name.into(),
+        let last_heard = self.stamp(now);
+        let (id, scheduled) = self.directory.insert(NewUser {
+            name,
             key,
             addr: from,
-            session: Session::new(keys, sender),
-            last_heard: self.stamp(now),
+            session: ServerSession::new(keys),
+            remote_index: sender,
+            last_heard,
             candidates: introductions::host_candidates(candidates),
-            intros_made: IntroBudget::new(self.stamp(now), introductions::ASKER),
-            intros_received: IntroBudget::new(self.stamp(now), introductions::TARGET),
-        };
-        let deadline = self.expires_at(&user);
-        let id = self.directory.insert(user);
-        self.expiry.schedule(deadline, id);
+        });
+        if !scheduled {
+            let deadline = self.expires_at(last_heard);
+            self.expiry
+                .schedule(&mut self.directory, deadline, id.slot());
+        }
         if !quiet {
             self.events.push_back(ServerEvent::SignedIn {
                 name: name.to_owned(),
@@ -939,13 +950,13 @@ impl ServerState {
         let mut size = 1 + 4 + 1 + 4 + 2;
         let mut names: Vec<&str> = Vec::new();
         let next = self.directory.page(cursor, |user| {
-            if size + 1 + user.name.len() > MAX_SEALED_PLAINTEXT
-                || names.len() == usize::from(u16::MAX)
+            let name = user.name();
+            if size + 1 + name.len() > MAX_SEALED_PLAINTEXT || names.len() == usize::from(u16::MAX)
             {
                 return false;
             }
-            size += 1 + user.name.len();
-            names.push(&user.name);
+            size += 1 + name.len();
+            names.push(name);
             true
         });
         let reply = Packet::ListReply {
@@ -965,10 +976,10 @@ impl ServerState {
     fn remove(&mut self, id: UserId, reason: SignOutReason) {
         self.probes.remove(id);
         self.paths.remove(&id);
-        if let Some(user) = self.directory.remove(id) {
+        if let Some((name, address)) = self.directory.remove(id) {
             self.events.push_back(ServerEvent::SignedOut {
-                name: user.name.into(),
-                address: user.addr,
+                name,
+                address,
                 reason,
             });
         }
@@ -985,9 +996,10 @@ impl ServerState {
     /// Seals what `self.plain` holds under `id`'s session, for its address
     /// on record, or for [`ServerState::reply_to`] within the 3x limit.
     fn seal_plain(&mut self, id: UserId) {
-        let Some(user) = self.directory.get_mut(id) else {
+        let Some(user) = self.directory.get(id) else {
             return;
         };
+        let (addr, remote_index) = (user.addr(), user.remote_index());
         let sealed_len = SEALED_HEADER_LEN + self.plain.len() + SEALED_TAG_LEN;
         let to = match self.reply_to {
             Some((_, received)) if sealed_len > AMPLIFICATION_FACTOR * received => {
@@ -995,10 +1007,17 @@ impl ServerState {
                 return;
             }
             Some((addr, _)) => addr,
-            None => user.addr,
+            None => addr,
+        };
+        let Some(slot) = self.directory.get_mut(id) else {
+            return;
         };
         self.buf.clear();
-        if user.session.seal(&self.plain, &mut self.buf).is_ok() {
+        if slot
+            .session
+            .seal(remote_index, &self.plain, &mut self.buf)
+            .is_ok()
+        {
             let payload = self.buf.split().freeze();
             self.queue(to, payload);
         }
@@ -1034,6 +1053,7 @@ impl ServerState {
 mod tests {
     use super::*;
     use crate::crypto::{Initiator, TransportKeys};
+    use crate::session::Session;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
