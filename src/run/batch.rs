@@ -62,9 +62,18 @@ impl RecvBatch {
 
     /// Reads at least one and at most `max` (capped at [`BATCH`]) datagrams
     /// from the non-blocking `socket`; how many. `WouldBlock` when there was
-    /// none.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// none. One system call; where the platform has no `recvmmsg`, one
+    /// datagram.
     pub(super) fn recv(&mut self, socket: &mio::net::UdpSocket, max: usize) -> io::Result<usize> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return self.recv_mmsg(socket, max);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return self.recv_one(socket, max);
+    }
+
+    /// [`RecvBatch::recv`] with `recvmmsg`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn recv_mmsg(&mut self, socket: &mio::net::UdpSocket, max: usize) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let n = max.clamp(1, BATCH);
         self.got.clear();
@@ -122,10 +131,14 @@ impl RecvBatch {
         Ok(got)
     }
 
-    /// Reads one datagram from the non-blocking `socket` (the portable
-    /// fallback; `max` is ignored); `WouldBlock` when there was none.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    pub(super) fn recv(&mut self, socket: &mio::net::UdpSocket, _max: usize) -> io::Result<usize> {
+    /// [`RecvBatch::recv`] one datagram at a time, with `recv_from` (the
+    /// portable fallback; `max` is ignored). Built everywhere, so that
+    /// Linux tests run it too.
+    #[cfg_attr(
+        all(not(test), any(target_os = "linux", target_os = "android")),
+        allow(dead_code)
+    )]
+    fn recv_one(&mut self, socket: &mio::net::UdpSocket, _max: usize) -> io::Result<usize> {
         self.got.clear();
         let slot = self.bufs.get_mut(..RECV_BUFFER).unwrap_or_default();
         let (len, from) = socket.recv_from(slot)?;
@@ -178,12 +191,24 @@ fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option
 }
 
 /// Sends `datagrams` (each a destination as the socket takes it, and the
-/// transmit it is for) in order
-/// from the non-blocking `socket`, as many as one call can: how many were
-/// sent, at least one. An error is the first datagram's: the caller counts
-/// it and goes on with the rest (or, for `WouldBlock`, waits).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// transmit it is for) in order from the non-blocking `socket`, as many as
+/// one system call can (`sendmmsg`; one where the platform has none): how
+/// many were sent, at least one. An error is the first datagram's: the
+/// caller counts it and goes on with the rest (or, for `WouldBlock`,
+/// waits).
 pub(super) fn send(
+    socket: &mio::net::UdpSocket,
+    datagrams: &[(socket2::SockAddr, Transmit)],
+) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return send_mmsg(socket, datagrams);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return send_one(socket, datagrams);
+}
+
+/// [`send`] with `sendmmsg`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_mmsg(
     socket: &mio::net::UdpSocket,
     datagrams: &[(socket2::SockAddr, Transmit)],
 ) -> io::Result<usize> {
@@ -222,10 +247,14 @@ pub(super) fn send(
     }
 }
 
-/// Sends the first of `datagrams` from `socket` (the portable fallback):
-/// 1, or its error.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) fn send(
+/// [`send`] one datagram at a time, with `send_to` (the portable
+/// fallback): 1, or the first datagram's error. Built everywhere, so that
+/// Linux tests run it too.
+#[cfg_attr(
+    all(not(test), any(target_os = "linux", target_os = "android")),
+    allow(dead_code)
+)]
+fn send_one(
     socket: &mio::net::UdpSocket,
     datagrams: &[(socket2::SockAddr, Transmit)],
 ) -> io::Result<usize> {
@@ -234,4 +263,115 @@ pub(super) fn send(
     };
     socket2::SockRef::from(socket).send_to(&transmit.payload, to)?;
     Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// A non-blocking mio socket on loopback and a plain peer.
+    fn pair() -> (mio::net::UdpSocket, UdpSocket) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        (mio::net::UdpSocket::from_std(socket), peer)
+    }
+
+    /// A read as the driver may make it.
+    type Read = fn(&mut RecvBatch, &mio::net::UdpSocket, usize) -> io::Result<usize>;
+
+    /// Reads everything queued with `read`, one call at a time.
+    fn read_all(socket: &mio::net::UdpSocket, read: Read) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut batch = RecvBatch::new();
+        let mut all = Vec::new();
+        loop {
+            match read(&mut batch, socket, BATCH) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let (from, datagram) = batch.get(i).unwrap();
+                        all.push((from.unwrap(), datagram.to_vec()));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return all,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The reads the driver may use: the batched one and the fallback.
+    const READS: [(&str, Read); 2] = [("recv", RecvBatch::recv), ("recv_one", RecvBatch::recv_one)];
+
+    #[test]
+    fn both_reads_give_every_datagram_in_order_with_its_source() {
+        for (name, read) in READS {
+            let (socket, peer) = pair();
+            let to = socket.local_addr().unwrap();
+            let mut want = Vec::new();
+            for i in 0..BATCH + 3 {
+                let datagram = vec![u8::try_from(i).unwrap(); 1 + i * 60];
+                peer.send_to(&datagram, to).unwrap();
+                want.push((peer.local_addr().unwrap(), datagram));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            let got = read_all(&socket, read);
+            assert_eq!(got.len(), want.len(), "{name}");
+            assert!(got == want, "{name}: not the datagrams sent");
+        }
+    }
+
+    #[test]
+    fn both_sends_send_in_order_and_report_the_first_failure() {
+        type Send = fn(&mio::net::UdpSocket, &[(socket2::SockAddr, Transmit)]) -> io::Result<usize>;
+        let sends: [(&str, Send); 2] = [("send", send), ("send_one", send_one)];
+        for (name, send) in sends {
+            let (socket, peer) = pair();
+            let good = peer.local_addr().unwrap();
+            let bad: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+            let out: Vec<(socket2::SockAddr, Transmit)> = [good, good, bad, good]
+                .into_iter()
+                .zip(1u8..)
+                .map(|(to, byte)| {
+                    let transmit = Transmit {
+                        destination: to,
+                        payload: Bytes::from(vec![byte; 2]),
+                    };
+                    (to.into(), transmit)
+                })
+                .collect();
+            let mut next = 0;
+            let mut outcomes = Vec::new();
+            while next < out.len() {
+                match send(&socket, &out[next..]) {
+                    Ok(n) => {
+                        assert!(n >= 1, "{name}");
+                        outcomes.extend(std::iter::repeat_n(true, n));
+                        next += n;
+                    }
+                    Err(_) => {
+                        outcomes.push(false);
+                        next += 1;
+                    }
+                }
+            }
+            assert_eq!(outcomes, [true, true, false, true], "{name}");
+            let mut buf = [0; 4];
+            for byte in [1u8, 2, 4] {
+                let (n, _) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], &[byte; 2], "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_socket_is_would_block_for_both_reads() {
+        for (name, read) in READS {
+            let (socket, _peer) = pair();
+            let err = read(&mut RecvBatch::new(), &socket, BATCH).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{name}");
+        }
+    }
 }
