@@ -5,6 +5,7 @@
 //! cargo build --release --bins --examples
 //! target/release/examples/loadgen                      # starts target/release/ChatServer
 //! target/release/examples/loadgen --server 127.0.0.1:9090 --clients 4000 --in-flight 64
+//! target/release/examples/loadgen --server-bin /elsewhere/ChatServer --rounds 5
 //! ```
 //!
 //! `--clients` simulated clients each sign in for real from a socket of their
@@ -14,16 +15,23 @@
 //! `--seconds` a round, they keep `--in-flight` lookups of random signed-in
 //! names outstanding, each new one sent the moment a reply comes. Rounds
 //! alternate between the server and a bare `recv_from` → `send_to` echo loop
-//! on another thread (`--rounds` of each); the report gives requests a second
-//! and p50/p99 latency per round, the medians, and the server's rate as a
-//! fraction of the echo loop's.
+//! on another thread (`--rounds` of each, each side first in every other
+//! round); the report gives requests a second and p50/p99 latency per round,
+//! the medians, and the server's rate as a fraction of the echo loop's. The
+//! echo loop's socket is bound as the server's is (`udpchat::run::bind`, so
+//! the same receive buffer, whose size is printed). On Linux, where a
+//! server started here is measured, each round also gives the CPU time the
+//! answering side (the server process, the echo thread) spent per request:
+//! on a machine shared with other work, the figure that moves least.
 //!
 //! The clients do the same work in both rounds: each request is a
 //! LookupRequest sealed under the client's session with a fresh counter, and
 //! each reply is opened under it. The server's LookupReply opens, and counts
 //! when it answers the request outstanding; the echo loop's reply is the
 //! request itself, which does not open with the client's receive key, and
-//! counts when it carries the counter sent. A session the server has not
+//! counts when it carries the counter sent; the client then runs ChaCha20
+//! over it as the open of a real reply would have, so a client's work a
+//! request is the same in both rounds. A session the server has not
 //! heard from for 15 s is gone, and the clients are silent to it during an
 //! echo round: hence `--seconds` is at most 10.
 //!
@@ -57,6 +65,7 @@ const TARGETS: usize = 64;
 
 struct Args {
     server: Option<SocketAddr>,
+    server_bin: Option<PathBuf>,
     clients: usize,
     in_flight: usize,
     seconds: f64,
@@ -66,6 +75,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         server: None,
+        server_bin: None,
         clients: 4000,
         in_flight: 64,
         seconds: 2.0,
@@ -78,6 +88,7 @@ fn args() -> Args {
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
         match flag.as_str() {
             "--server" => a.server = Some(parse(&flag, &value)),
+            "--server-bin" => a.server_bin = Some(PathBuf::from(value)),
             "--clients" => a.clients = parse(&flag, &value),
             "--in-flight" => a.in_flight = parse(&flag, &value),
             "--seconds" => a.seconds = parse(&flag, &value),
@@ -110,7 +121,7 @@ fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> T {
 fn usage(why: &str) -> ! {
     eprintln!("loadgen: {why}");
     eprintln!(
-        "usage: loadgen [--server ADDR] [--clients N] [--in-flight N] [--seconds S] [--rounds N]"
+        "usage: loadgen [--server ADDR | --server-bin PATH] [--clients N] [--in-flight N] [--seconds S] [--rounds N]"
     );
     std::process::exit(2);
 }
@@ -130,16 +141,19 @@ impl Drop for Server {
     }
 }
 
-/// Starts `ChatServer -sp 0 -q` from beside this example, its key and
-/// bindings in a fresh temporary directory, and returns it with the address
-/// it listens on.
-fn start_server() -> io::Result<(Server, SocketAddr)> {
+/// Starts `ChatServer -sp 0 -q` (`bin`, or the one beside this example),
+/// its key and bindings in a fresh temporary directory, and returns it with
+/// the address it listens on.
+fn start_server(bin: Option<PathBuf>) -> io::Result<(Server, SocketAddr)> {
     let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|dir| dir.join("ChatServer"))
-        .ok_or_else(|| io::Error::other("no directory for ChatServer"))?;
+    let bin = match bin {
+        Some(bin) => bin,
+        None => exe
+            .parent()
+            .and_then(|examples| examples.parent())
+            .map(|dir| dir.join("ChatServer"))
+            .ok_or_else(|| io::Error::other("no directory for ChatServer"))?,
+    };
     let dir = std::env::temp_dir().join(format!("udpchat-loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let child = Command::new(&bin)
@@ -304,6 +318,11 @@ struct Round {
     /// Lookups the server answered with nobody (every name looked up is
     /// signed in, so this should stay 0).
     nobody: usize,
+    /// Seconds of CPU the answering side (server process, echo thread)
+    /// spent per request answered, where known.
+    cpu_per_request: Option<f64>,
+    /// The same for the load generator (this thread).
+    generator_cpu_per_request: Option<f64>,
 }
 
 /// Sends client `c`'s next lookup to `to`, if it has none outstanding;
@@ -368,15 +387,50 @@ fn answers(client: &Client, target: Target, reply: &[u8], scratch: &mut Vec<u8>)
             }
         }
         (Target::Echo, Err(_)) if raw_session::sealed_counter(reply) == Some(counter) => {
+            decrypt_as_if_opened(reply, counter, scratch);
             Answer::Yes
         }
         _ => Answer::No,
     }
 }
 
+/// How long a request may go unanswered before it is taken as lost and
+/// replaced (a dropped datagram would otherwise hold a request in flight
+/// for the rest of the round).
+const LOST_AFTER: Duration = Duration::from_millis(500);
+
+/// The work an open that succeeds does beyond one that fails: ChaCha20
+/// over the ciphertext, from block 1 (an AEAD checks the tag, under the key
+/// from block 0, before it decrypts). The echoed request fails its tag
+/// check, so without this a generator would do less per request in echo
+/// rounds than in server rounds (measured: about 1 us of its 4-5 us),
+/// and the echo loop's rate, when the generator is what limits it, would
+/// be the generator's lighter work. The key is made up: only the cost
+/// matters.
+fn decrypt_as_if_opened(reply: &[u8], counter: u64, scratch: &mut Vec<u8>) {
+    use chacha20::ChaCha20;
+    use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_le_bytes());
+    let mut cipher = ChaCha20::new(&[0x5a; 32].into(), &nonce.into());
+    cipher.seek(64u64);
+    let body = reply
+        .get(udpchat::codec::SEALED_HEADER_LEN..)
+        .unwrap_or_default();
+    let text = body
+        .get(..body.len().saturating_sub(udpchat::codec::SEALED_TAG_LEN))
+        .unwrap_or_default();
+    scratch.clear();
+    scratch.extend_from_slice(text);
+    cipher.apply_keystream(scratch);
+    // As the server's reply is decoded after opening.
+    std::hint::black_box(Packet::decode(scratch).is_ok());
+}
+
 /// Keeps `in_flight` requests outstanding for `seconds`, round robin over
 /// the clients (more of them than requests in flight: a client has at most
-/// one outstanding).
+/// one outstanding). `cpu` is the answering side's CPU clock.
+#[allow(clippy::too_many_arguments)]
 fn run_round(
     clients: &mut [Client],
     poll: &mut Poll,
@@ -384,6 +438,7 @@ fn run_round(
     target: Target,
     in_flight: usize,
     seconds: f64,
+    cpu: &Cpu,
 ) -> io::Result<Round> {
     let mut events = Events::with_capacity(1024);
     let mut count = 0usize;
@@ -393,8 +448,11 @@ fn run_round(
     let mut buf = [0u8; 2048];
     let mut datagram = Vec::with_capacity(2048);
     let mut scratch = Vec::with_capacity(2048);
+    let generator = Cpu::this_thread();
+    let (cpu_start, generator_start) = (cpu.seconds(), generator.seconds());
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
+    let mut next_lost_check = start + LOST_AFTER;
     let mut fill = |clients: &mut [Client], count: &mut usize| -> io::Result<()> {
         // At most one pass over the clients: those still outstanding wait.
         for _ in 0..clients.len() {
@@ -410,23 +468,34 @@ fn run_round(
         Ok(())
     };
     fill(clients, &mut count)?;
-    while Instant::now() < end {
-        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
-        if events.is_empty() {
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if now >= next_lost_check {
             // Lost on the way (a full buffer): send replacements.
+            next_lost_check = now + LOST_AFTER / 5;
             for client in clients.iter_mut() {
                 if client
                     .outstanding
-                    .is_some_and(|(_, _, sent)| sent.elapsed() >= Duration::from_millis(500))
+                    .is_some_and(|(_, _, sent)| now.duration_since(sent) >= LOST_AFTER)
                 {
                     client.outstanding = None;
                     count -= 1;
                 }
             }
         }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
         for event in &events {
             let client = &mut clients[event.token().0];
-            loop {
+            // Until the answer to the request outstanding, not on to
+            // `WouldBlock`: a client has one request in flight, so the
+            // answer is nearly always the one datagram there, and the
+            // next reply raises a new event (Linux raises one per
+            // datagram); anything left is read then. Saves a system call a
+            // request, for both rounds alike.
+            while client.outstanding.is_some() {
                 let len = match client.socket.recv_from(&mut buf) {
                     Ok((len, _)) => len,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -445,6 +514,8 @@ fn run_round(
         fill(clients, &mut count)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_used = cpu.seconds().zip(cpu_start).map(|(b, a)| b - a);
+    let generator_used = generator.seconds().zip(generator_start).map(|(b, a)| b - a);
     // Drain what is still on its way so the next round starts clean.
     let drain_until = Instant::now() + Duration::from_millis(200);
     while Instant::now() < drain_until {
@@ -453,7 +524,9 @@ fn run_round(
             while clients[event.token().0].socket.recv_from(&mut buf).is_ok() {}
         }
     }
+    // And what an earlier event left behind.
     for client in clients.iter_mut() {
+        while client.socket.recv_from(&mut buf).is_ok() {}
         client.outstanding = None;
     }
     latencies.sort_unstable();
@@ -468,20 +541,64 @@ fn run_round(
         p50: pick(0.50),
         p99: pick(0.99),
         nobody,
+        cpu_per_request: cpu_used
+            .filter(|_| !latencies.is_empty())
+            .map(|c| c / latencies.len() as f64),
+        generator_cpu_per_request: generator_used
+            .filter(|_| !latencies.is_empty())
+            .map(|c| c / latencies.len() as f64),
     })
 }
 
-/// A bare echo loop: every datagram straight back to its sender.
-fn start_echo() -> io::Result<SocketAddr> {
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+/// A bare echo loop on a thread of its own: every datagram straight back
+/// to its sender, one `recv_from` and one `send_to` each, nothing else. Its
+/// socket is bound as the server's is ([`udpchat::run::bind`], hence the
+/// same receive buffer). Returns its address and its thread's CPU clock
+/// (see [`Cpu`]).
+fn start_echo() -> io::Result<(SocketAddr, Cpu)> {
+    let socket = udpchat::run::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = socket.local_addr()?;
+    let (tx, rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
+        let _ = tx.send(Cpu::this_thread());
         let mut buf = [0u8; 2048];
         while let Ok((len, from)) = socket.recv_from(&mut buf) {
             let _ = socket.send_to(&buf[..len], from);
         }
     });
-    Ok(addr)
+    let cpu = rx.recv().unwrap_or(Cpu(None));
+    Ok((addr, cpu))
+}
+
+/// The CPU time (user and system) of a process or thread, read from
+/// `/proc` (Linux); `None` elsewhere. The other engineers' work on a shared
+/// machine slows both sides of a round; CPU time per request is what each
+/// side itself spends.
+#[derive(Debug, Clone)]
+struct Cpu(Option<PathBuf>);
+
+impl Cpu {
+    /// The calling thread's clock.
+    fn this_thread() -> Cpu {
+        Cpu(std::fs::read_link("/proc/thread-self")
+            .ok()
+            .map(|p| PathBuf::from("/proc").join(p).join("stat")))
+    }
+
+    /// Process `pid`'s clock (all its threads).
+    fn process(pid: u32) -> Cpu {
+        Cpu(Some(PathBuf::from(format!("/proc/{pid}/stat"))))
+    }
+
+    /// Seconds of CPU used so far (at the kernel's clock tick, 10 ms).
+    fn seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(self.0.as_ref()?).ok()?;
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+        let utime: f64 = fields.nth(11)?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        Some((utime + stime) / 100.0)
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -494,11 +611,14 @@ fn main() -> io::Result<()> {
     let (started, server) = match args.server {
         Some(addr) => (None, addr),
         None => {
-            let (child, addr) = start_server()?;
+            let (child, addr) = start_server(args.server_bin.clone())?;
             (Some(child), addr)
         }
     };
-    let echo = start_echo()?;
+    let (echo, echo_cpu) = start_echo()?;
+    let server_cpu = started
+        .as_ref()
+        .map_or(Cpu(None), |s| Cpu::process(s.child.id()));
 
     // Sign everyone in, one socket each; each client's lookups of random
     // signed-in names.
@@ -529,6 +649,14 @@ fn main() -> io::Result<()> {
             outstanding: None,
         });
     }
+    if let Ok(size) =
+        socket2::SockRef::from(&udpchat::run::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?)
+            .recv_buffer_size()
+    {
+        println!(
+            "receive buffer from udpchat::run::bind (the server's and the echo loop's): {size} bytes as the kernel reports it"
+        );
+    }
     println!(
         "{} clients signed in to {server} in {:.2} s",
         args.clients,
@@ -543,10 +671,16 @@ fn main() -> io::Result<()> {
 
     let (mut ours, mut bare) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        for (label, to, target, results) in [
-            ("echo", echo, Target::Echo, &mut bare),
-            ("server", server, Target::Server, &mut ours),
-        ] {
+        let mut sides = [
+            ("echo", echo, Target::Echo, &echo_cpu, &mut bare),
+            ("server", server, Target::Server, &server_cpu, &mut ours),
+        ];
+        // Each goes first in every other round: neither always meets the
+        // machine just after the other.
+        if round % 2 == 1 {
+            sides.reverse();
+        }
+        for (label, to, target, cpu, results) in sides {
             let r = run_round(
                 &mut clients,
                 &mut poll,
@@ -554,13 +688,20 @@ fn main() -> io::Result<()> {
                 target,
                 args.in_flight,
                 args.seconds,
+                cpu,
             )?;
             println!(
-                "round {} {label:>6}: {:>9.0} req/s  p50 {:>6.1} us  p99 {:>6.1} us",
+                "round {} {label:>6}: {:>9.0} req/s  p50 {:>6.1} us  p99 {:>6.1} us{}",
                 round + 1,
                 r.rate,
                 r.p50.as_secs_f64() * 1e6,
-                r.p99.as_secs_f64() * 1e6
+                r.p99.as_secs_f64() * 1e6,
+                r.cpu_per_request
+                    .map(|c| format!("  cpu {:.2} us/req", c * 1e6))
+                    .unwrap_or_default()
+                    + &r.generator_cpu_per_request
+                        .map(|c| format!(" (generator {:.2})", c * 1e6))
+                        .unwrap_or_default()
             );
             if r.nobody > 0 {
                 eprintln!(
@@ -586,6 +727,16 @@ fn main() -> io::Result<()> {
         p(&bare, |r| r.p99),
         rate(&ours) / rate(&bare)
     );
+    let cpu = |v: &[Round]| -> Option<f64> {
+        let each: Option<Vec<f64>> = v.iter().map(|r| r.cpu_per_request).collect();
+        Some(median(each?) * 1e6)
+    };
+    if let (Some(ours), Some(bare)) = (cpu(&ours), cpu(&bare)) {
+        println!(
+            "median CPU per request: server {ours:.2} us, echo loop {bare:.2} us ({:.1}x)",
+            ours / bare
+        );
+    }
     drop(started);
     Ok(())
 }

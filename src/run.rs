@@ -4,25 +4,35 @@
 //! crate docs). Both binaries drive theirs with the same [`Driver`], one
 //! [`Driver::step`] at a time:
 //!
-//! 1. **Flush**: every [`Machine::poll_transmit`] goes out with `send_to`. A
-//!    failed send (`ECONNREFUSED` from an earlier ICMP error, no route, a full
-//!    buffer ...) is counted in [`DriverStats::send_errors`], reported to the
-//!    [trace hook](Driver::set_trace) and otherwise ignored: UDP may lose any
-//!    datagram, and the machines retransmit what matters.
-//! 2. **Drain**: the socket is non-blocking; `recv_from` runs until it
-//!    reports `WouldBlock`, but at most [`MAX_DRAIN`] datagrams a step, so
-//!    timers and the caller's other inputs still get their turn under a
-//!    flood. Each datagram goes to [`Machine::handle_datagram`] with the
-//!    time it was read, from a reused [`RECV_BUFFER`]-byte buffer: a datagram
-//!    longer than [`MAX_DATAGRAM`](crate::codec::MAX_DATAGRAM) is still
-//!    handed in (the codec refuses it, and the machine counts it); one
-//!    longer than the buffer arrives truncated, which the codec refuses
-//!    just the same.
+//! 1. **Flush**: every [`Machine::poll_transmit`] goes out, up to [`BATCH`]
+//!    datagrams a system call (`sendmmsg` on Linux and Android, `send_to`
+//!    one at a time elsewhere), in the order the machine gave them. A
+//!    failed send (`ECONNREFUSED` from an earlier ICMP error, no route ...)
+//!    is counted in [`DriverStats::send_errors`], reported to the
+//!    [trace hook](Driver::set_trace) and otherwise ignored: UDP may lose
+//!    any datagram, and the machines retransmit what matters. A full send
+//!    buffer makes the driver wait for room, so a burst is slowed down, not
+//!    dropped.
+//! 2. **Drain**: the socket is non-blocking; it is read until it reports
+//!    `WouldBlock`, but at most [`MAX_DRAIN`] datagrams a step, so timers
+//!    and the caller's other inputs still get their turn under a flood.
+//!    Reads take up to [`BATCH`] datagrams a system call (`recvmmsg` on
+//!    Linux and Android, `recv_from` elsewhere); each datagram goes to
+//!    [`Machine::handle_datagram`] with the time its read returned, from a
+//!    [`RECV_BUFFER`]-byte slot of its own: a datagram longer than
+//!    [`MAX_DATAGRAM`](crate::codec::MAX_DATAGRAM) is still handed in (the
+//!    codec refuses it, and the machine counts it); one longer than the
+//!    slot arrives truncated, which the codec refuses just the same. What
+//!    the machine wants to send after one read's datagrams goes out before
+//!    the next read, so an answer waits for one batch's work, not a whole
+//!    drain's.
 //! 3. **Wait**: only when the socket was drained empty, the driver blocks
 //!    in [`mio::Poll`] until the socket is readable, a [`LoopHandle`] wakes
 //!    it, or the machine's deadline ([`Machine::poll_timeout`]) comes, at
 //!    most the driver's maximum wait ([`DEFAULT_MAX_WAIT`] unless
-//!    [set](Driver::set_max_wait)). Then it drains again.
+//!    [set](Driver::set_max_wait)). Then it drains again. A step that read
+//!    something does not wait, nor ask the poller: a wake is seen all the
+//!    same ([`Step::woken`]).
 //! 4. **Timers**: whenever the deadline has passed,
 //!    [`Machine::handle_timeout`] runs (after the datagrams), so timers fire
 //!    even under a flood. Then the transmits are flushed again.
@@ -78,13 +88,17 @@
 //! on an IPv6 socket, so a machine sees one address per peer whichever socket
 //! family the process happens to use.
 
+mod batch;
 #[cfg(unix)]
 pub mod keystore;
+
+pub use batch::BATCH;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -195,11 +209,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
         socket.set_only_v6(false)?;
     }
-    // Best effort: the kernel may cap it (net.core.rmem_max), and a smaller
-    // buffer only means more loss under bursts.
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
+    set_recv_buffer(&socket);
     socket.bind(&SockAddr::from(addr))?;
     Ok(socket.into())
+}
+
+/// Asks for a receive buffer of [`RECV_BUFFER_BYTES`]: first with
+/// `SO_RCVBUFFORCE` (Linux; only a process with `CAP_NET_ADMIN` may, and it
+/// may exceed `net.core.rmem_max`), then with `SO_RCVBUF`, which the kernel
+/// caps at `rmem_max`. Best effort: a smaller buffer only means more loss
+/// under bursts. [`Driver::recv_buffer_size`] tells what was granted.
+fn set_recv_buffer(socket: &socket2::Socket) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(RECV_BUFFER_BYTES).unwrap_or(libc::c_int::MAX);
+        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+        // SAFETY: `size` is a live `c_int` of `len` bytes, read by the call.
+        let forced = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                std::ptr::from_ref(&size).cast(),
+                len,
+            )
+        };
+        if forced == 0 {
+            return;
+        }
+    }
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
 }
 
 /// Binds every interface on `port`: a dual-stack `[::]` socket, or
@@ -477,7 +517,8 @@ pub enum Trace<'a> {
     Received {
         /// Its (canonical) source address.
         from: SocketAddr,
-        /// Its bytes (at most [`RECV_BUFFER`]).
+        /// Its bytes (at most [`RECV_BUFFER`]). Every datagram handed to the
+        /// machine is traced first, one by one, batched reads or not.
         datagram: &'a [u8],
     },
     /// A datagram was sent.
@@ -527,7 +568,13 @@ pub struct Driver {
     poll: Poll,
     events: Events,
     waker: Arc<mio::Waker>,
-    buf: Vec<u8>,
+    /// Set by [`LoopHandle::wake`] before it wakes the poller: a busy step
+    /// (one that does not wait) sees a wake without a system call.
+    wake_flag: Arc<AtomicBool>,
+    recv: batch::RecvBatch,
+    /// The transmits of one send batch, each with its destination as the
+    /// socket takes it; reused.
+    out: Vec<(socket2::SockAddr, Transmit)>,
     max_wait: Duration,
     /// The last drain stopped at `MAX_DRAIN`, not at `WouldBlock`: the
     /// socket may hold more, and (edge-triggered) no event would say so.
@@ -564,7 +611,9 @@ impl Driver {
             poll,
             events: Events::with_capacity(8),
             waker,
-            buf: vec![0; RECV_BUFFER],
+            wake_flag: Arc::new(AtomicBool::new(false)),
+            recv: batch::RecvBatch::new(),
+            out: Vec::with_capacity(BATCH),
             max_wait: DEFAULT_MAX_WAIT,
             more_queued: false,
             stats: DriverStats::default(),
@@ -575,6 +624,14 @@ impl Driver {
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The socket's receive buffer as the kernel reports it: what [`bind`]
+    /// obtained. (Linux reports double the size set, the part it keeps for
+    /// its own bookkeeping included; it charges each datagram queued at the
+    /// size of its buffer, a couple of KiB for a small one on loopback.)
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        socket2::SockRef::from(&self.socket).recv_buffer_size()
     }
 
     /// The counters so far.
@@ -599,61 +656,113 @@ impl Driver {
     pub fn handle(&self) -> LoopHandle {
         LoopHandle {
             waker: Arc::clone(&self.waker),
+            flag: Arc::clone(&self.wake_flag),
         }
     }
 
-    /// Sends everything the machine has to send.
+    /// Sends everything the machine has to send, [`BATCH`] datagrams a
+    /// system call where the platform allows.
     pub fn flush<M: Machine + ?Sized>(&mut self, machine: &mut M) {
-        while let Some(transmit) = machine.poll_transmit() {
-            let to = for_socket(transmit.destination, self.socket_is_v6);
-            match send_to(&self.socket, &transmit.payload, to) {
-                Ok(_) => {
-                    self.stats.sent += 1;
+        loop {
+            self.out.clear();
+            while self.out.len() < BATCH {
+                let Some(transmit) = machine.poll_transmit() else {
+                    break;
+                };
+                let to = for_socket(transmit.destination, self.socket_is_v6);
+                self.out.push((to.into(), transmit));
+            }
+            let full = self.out.len() == BATCH;
+            self.send_out();
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Sends [`Driver::out`] in order: a datagram whose send fails is
+    /// counted and skipped; a full send buffer makes this wait, one
+    /// datagram at a time, rather than drop.
+    fn send_out(&mut self) {
+        let mut next = 0;
+        while let Some(rest) = self.out.get(next..).filter(|rest| !rest.is_empty()) {
+            let result = match batch::send(&self.socket, rest) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    send_blocking(&self.socket, &rest[0]).map(|_| 1)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => other,
+            };
+            match result {
+                Ok(sent) => {
+                    let sent = sent.clamp(1, rest.len());
+                    self.stats.sent += u64::try_from(sent).unwrap_or(u64::MAX);
                     if let Some(trace) = &mut self.trace {
-                        trace(Trace::Sent {
-                            to: transmit.destination,
-                            datagram: &transmit.payload,
-                        });
+                        for (_, transmit) in &rest[..sent] {
+                            trace(Trace::Sent {
+                                to: transmit.destination,
+                                datagram: &transmit.payload,
+                            });
+                        }
                     }
+                    next += sent;
                 }
                 Err(error) => {
                     self.stats.send_errors += 1;
                     if let Some(trace) = &mut self.trace {
                         trace(Trace::SendFailed {
-                            to: transmit.destination,
+                            to: rest[0].1.destination,
                             error: &error,
                         });
                     }
+                    next += 1;
                 }
             }
         }
+        self.out.clear();
     }
 
     /// Reads and hands in datagrams until the socket is empty or
-    /// [`MAX_DRAIN`] were read; how many were handed in.
+    /// [`MAX_DRAIN`] were read; how many were handed in. Reads [`BATCH`] a
+    /// system call where the platform allows; the datagrams of one call are
+    /// handed in with the time it returned.
     fn drain<M: Machine + ?Sized>(&mut self, machine: &mut M) -> io::Result<usize> {
         let mut count = 0;
         self.more_queued = false;
         while count < MAX_DRAIN {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((len, from)) => {
-                    let from = canonical(from);
-                    // `recv_from` never reports more than the buffer holds.
-                    let datagram = self.buf.get(..len).unwrap_or(&self.buf);
-                    self.stats.received += 1;
-                    if let Some(trace) = &mut self.trace {
-                        trace(Trace::Received { from, datagram });
-                    }
-                    machine.handle_datagram(Instant::now(), from, datagram);
-                    count += 1;
-                }
+            let want = (MAX_DRAIN - count).min(BATCH);
+            let got = match self.recv.recv(&self.socket, want) {
+                Ok(got) => got,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return Ok(count),
                     io::ErrorKind::Interrupted
                     | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset => self.stats.receive_errors += 1,
+                    | io::ErrorKind::ConnectionReset => {
+                        self.stats.receive_errors += 1;
+                        continue;
+                    }
                     _ => return Err(e),
                 },
+            };
+            let now = Instant::now();
+            for i in 0..got {
+                let Some((Some(from), datagram)) = self.recv.get(i) else {
+                    // No IPv4 or IPv6 source: nobody to answer.
+                    self.stats.receive_errors += 1;
+                    continue;
+                };
+                self.stats.received += 1;
+                if let Some(trace) = &mut self.trace {
+                    trace(Trace::Received { from, datagram });
+                }
+                machine.handle_datagram(now, from, datagram);
+                count += 1;
+            }
+            // The answers to one read go out before the next read: a
+            // client waits for one batch's work, not a whole drain's.
+            self.flush(machine);
+            if got < want && batch::SHORT_MEANS_EMPTY {
+                return Ok(count);
             }
         }
         self.more_queued = true;
@@ -676,32 +785,28 @@ impl Driver {
         let deadline = machine.poll_timeout();
         // Blocking while the socket may hold more would stall: with
         // edge-triggered readiness no new event comes for what is queued.
-        let wait = if step.received > 0 || self.more_queued {
-            Duration::ZERO
-        } else {
-            deadline
+        // A busy step does not ask the poller at all: the next step reads
+        // the socket anyway, and a wake is in the flag.
+        if step.received == 0 && !self.more_queued {
+            let wait = deadline
                 .map_or(self.max_wait, |d| {
                     d.saturating_duration_since(Instant::now())
                 })
-                .min(self.max_wait)
-        };
-        match self.poll.poll(&mut self.events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        let mut readable = false;
-        for event in &self.events {
-            match event.token() {
-                WAKER => step.woken = true,
-                _ => readable = true,
+                .min(self.max_wait);
+            match self.poll.poll(&mut self.events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            // A wake is read from the flag below (a waker event whose
+            // flag an earlier step took is stale).
+            if self.events.iter().any(|event| event.token() == SOCKET) {
+                step.received = self.drain(machine)?;
             }
         }
+        step.woken = self.wake_flag.swap(false, Ordering::SeqCst);
         if step.woken {
             self.stats.wakes += 1;
-        }
-        if readable && step.received == 0 {
-            step.received = self.drain(machine)?;
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
@@ -731,21 +836,19 @@ impl Driver {
     }
 }
 
-/// Sends one datagram. The socket is non-blocking for the sake of the
-/// drain; when its send buffer is full, this one send blocks (briefly
-/// switching the socket back), so a burst of transmits is slowed down, not
-/// dropped.
-fn send_to(socket: &mio::net::UdpSocket, payload: &[u8], to: SocketAddr) -> io::Result<usize> {
-    match socket.send_to(payload, to) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let sock = socket2::SockRef::from(socket);
-            sock.set_nonblocking(false)?;
-            let sent = sock.send_to(payload, &to.into());
-            sock.set_nonblocking(true)?;
-            sent
-        }
-        other => other,
-    }
+/// Sends one datagram after the socket's send buffer was found full: the
+/// socket is non-blocking for the sake of the drain, so it is switched to
+/// blocking for this one send, and a burst of transmits is slowed down,
+/// not dropped.
+fn send_blocking(
+    socket: &mio::net::UdpSocket,
+    (to, transmit): &(socket2::SockAddr, Transmit),
+) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    sock.set_nonblocking(false)?;
+    let sent = sock.send_to(&transmit.payload, to);
+    sock.set_nonblocking(true)?;
+    sent
 }
 
 /// Wakes a [`Driver`] from another thread (see [`Driver::handle`]). Cheap to
@@ -753,6 +856,7 @@ fn send_to(socket: &mio::net::UdpSocket, payload: &[u8], to: SocketAddr) -> io::
 #[derive(Debug, Clone)]
 pub struct LoopHandle {
     waker: Arc<mio::Waker>,
+    flag: Arc<AtomicBool>,
 }
 
 impl LoopHandle {
@@ -760,6 +864,8 @@ impl LoopHandle {
     /// work first, then wake. Never blocks; wakes before the driver looks
     /// may coalesce into one.
     pub fn wake(&self) {
+        // The flag first: the driver reads it after any wait ends.
+        self.flag.store(true, Ordering::SeqCst);
         // Fails only if the poller is gone, and then nobody is waiting.
         let _ = self.waker.wake();
     }
@@ -1190,5 +1296,172 @@ mod tests {
             Packet::decode(&buf[..n]),
             Ok(Packet::Retry { request: 1, .. })
         ));
+    }
+
+    /// `n` datagrams sent from `peer` to `to`, each starting with its
+    /// sequence number (big-endian `u16`), then given time to arrive.
+    fn send_numbered(peer: &UdpSocket, to: SocketAddr, n: u16, len: usize) {
+        for i in 0..n {
+            let mut datagram = vec![0xa5; len.max(2)];
+            datagram[..2].copy_from_slice(&i.to_be_bytes());
+            peer.send_to(&datagram, to).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_burst_of_several_batches_arrives_whole_and_in_order() {
+        let mut driver = loopback_driver();
+        driver.set_max_wait(Duration::ZERO);
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let n = u16::try_from(3 * BATCH + 5).unwrap();
+        // Two sources, alternating, so each slot's address is checked too.
+        for i in 0..n {
+            let from = if i % 2 == 0 { &peer } else { &other };
+            let mut datagram = vec![0; 10 + usize::from(i)];
+            datagram[..2].copy_from_slice(&i.to_be_bytes());
+            from.send_to(&datagram, driver.local_addr()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let traced = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&traced);
+        driver.set_trace(move |t| {
+            if let Trace::Received { from, datagram } = t {
+                log.lock().unwrap().push((from, datagram.len()));
+            }
+        });
+        let mut m = Probe::default();
+        assert_eq!(driver.step(&mut m).unwrap().received, usize::from(n));
+        assert_eq!(m.datagrams.len(), usize::from(n));
+        for (i, (from, datagram)) in (0..n).zip(&m.datagrams) {
+            let sender = if i % 2 == 0 { &peer } else { &other };
+            assert_eq!(*from, sender.local_addr().unwrap(), "datagram {i}");
+            assert_eq!(datagram[..2], i.to_be_bytes(), "datagram {i}");
+            assert_eq!(datagram.len(), 10 + usize::from(i), "datagram {i}");
+        }
+        // The trace hook saw every one, in the same order.
+        let seen: Vec<(SocketAddr, usize)> =
+            m.datagrams.iter().map(|(f, d)| (*f, d.len())).collect();
+        assert_eq!(*traced.lock().unwrap(), seen);
+        assert_eq!(driver.stats().received, u64::from(n));
+    }
+
+    #[test]
+    fn oversized_datagrams_in_a_batch_are_handed_in_and_keep_their_neighbours() {
+        let mut driver = loopback_driver();
+        driver.set_max_wait(Duration::ZERO);
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = driver.local_addr();
+        let sizes = [
+            5,
+            crate::codec::MAX_DATAGRAM + 1,
+            7,
+            RECV_BUFFER + 300, // arrives cut to the buffer
+            RECV_BUFFER,
+            3,
+        ];
+        for (i, size) in sizes.iter().enumerate() {
+            peer.send_to(&vec![u8::try_from(i).unwrap(); *size], to)
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut m = Probe::default();
+        assert_eq!(driver.step(&mut m).unwrap().received, sizes.len());
+        for (i, ((_, datagram), size)) in m.datagrams.iter().zip(sizes).enumerate() {
+            assert_eq!(datagram.len(), size.min(RECV_BUFFER), "datagram {i}");
+            assert!(
+                datagram.iter().all(|b| usize::from(*b) == i),
+                "datagram {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn more_transmits_than_a_batch_go_out_in_order_and_failures_are_skipped() {
+        let mut driver = loopback_driver();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let unreachable: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        let traced = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&traced);
+        driver.set_trace(move |t| {
+            let entry = match t {
+                Trace::Sent { to, datagram } => (to, Some(datagram[0])),
+                Trace::SendFailed { to, .. } => (to, None),
+                Trace::Received { .. } => return,
+            };
+            log.lock().unwrap().push(entry);
+        });
+        let mut m = Probe::default();
+        let total = 2 * BATCH + 3;
+        let mut want = Vec::new();
+        for i in 0..total {
+            let byte = u8::try_from(i).unwrap();
+            // Every seventh (the first of a batch among them) cannot be sent.
+            let destination = if i % 7 == 0 { unreachable } else { peer_addr };
+            want.push((destination, (destination == peer_addr).then_some(byte)));
+            m.out.push_back(Transmit {
+                destination,
+                payload: Bytes::from(vec![byte; 3]),
+            });
+        }
+        driver.flush(&mut m);
+        let failed = want.iter().filter(|(_, b)| b.is_none()).count();
+        assert_eq!(driver.stats().send_errors, u64::try_from(failed).unwrap());
+        assert_eq!(driver.stats().sent, u64::try_from(total - failed).unwrap());
+        assert_eq!(*traced.lock().unwrap(), want);
+        let mut buf = [0; 8];
+        for (_, byte) in want.iter().filter_map(|(to, b)| Some((to, (*b)?))) {
+            let (n, _) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[byte; 3]);
+        }
+    }
+
+    #[test]
+    fn a_wake_is_seen_by_a_step_too_busy_to_wait() {
+        let mut driver = loopback_driver();
+        driver.set_max_wait(Duration::from_secs(10));
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        send_numbered(&peer, driver.local_addr(), 3, 4);
+        driver.handle().wake();
+        let mut m = Probe::default();
+        let start = Instant::now();
+        let step = driver.step(&mut m).unwrap();
+        assert_eq!((step.received, step.woken), (3, true), "{step:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(driver.stats().wakes, 1);
+        // Taken once: the next step waits (briefly) and is not woken.
+        driver.set_max_wait(Duration::from_millis(10));
+        assert!(!driver.step(&mut m).unwrap().woken);
+    }
+
+    #[test]
+    fn an_ipv6_source_keeps_its_address() {
+        let Ok(socket) = bind("[::1]:0".parse().unwrap()) else {
+            return; // No IPv6 loopback on this host.
+        };
+        let mut driver = Driver::new(socket).unwrap();
+        let Ok(peer) = UdpSocket::bind("[::1]:0") else {
+            return;
+        };
+        send_numbered(&peer, driver.local_addr(), 2, 4);
+        let mut m = Probe::default();
+        step_until(&mut driver, &mut m, |s| s.received > 0);
+        let from: Vec<SocketAddr> = m.datagrams.iter().map(|(f, _)| *f).collect();
+        assert_eq!(from, vec![peer.local_addr().unwrap(); 2]);
+    }
+
+    #[test]
+    fn the_receive_buffer_holds_256_lookups() {
+        let driver = loopback_driver();
+        // Room for 256 datagrams charged at a couple of KiB each (the
+        // kernel's reported size, doubled on Linux, or not).
+        assert!(
+            driver.recv_buffer_size().unwrap() >= 256 * 1024,
+            "{:?}",
+            driver.recv_buffer_size()
+        );
     }
 }

@@ -17,9 +17,10 @@
 //! restart each name is reserved for its last key.
 //!
 //! Output (standard output): one line per sign-in and sign-out
-//! (`Alice signed in from 127.0.0.1:5000`) unless `-q`; with `-v` also one
-//! line per datagram in and out. Errors go to standard error; bad arguments
-//! and a port in use exit non-zero.
+//! (`Alice signed in from 127.0.0.1:5000`) unless `-q`; with `-v` also the
+//! socket's receive buffer size and one line per datagram in and out. A
+//! receive buffer too small for a burst of requests is warned about. Errors
+//! go to standard error; bad arguments and a port in use exit non-zero.
 #![allow(non_snake_case)] // The binary's name is fixed by DESIGN.md.
 
 #[path = "cli_common/mod.rs"]
@@ -42,6 +43,10 @@ use udpchat::text::escape;
 
 /// The usage line.
 const USAGE: &str = "ChatServer -sp PORT [--bind ADDR] [--key FILE] [--bindings FILE] [-q | -v]";
+
+/// A receive buffer smaller than this (as the kernel reports it) may not
+/// hold a burst of 256 requests in flight: worth a warning.
+const LOW_RECV_BUFFER: usize = 256 * 1024;
 
 /// How often changed bindings are written out.
 const BINDINGS_EVERY: Duration = Duration::from_secs(2);
@@ -265,6 +270,16 @@ fn main() -> ExitCode {
         server.public_key().fingerprint(),
         key_path.display()
     ));
+    match driver.recv_buffer_size() {
+        Ok(size) if size < LOW_RECV_BUFFER => warn(format_args!(
+            "the socket's receive buffer is only {size} bytes: bursts of requests may be \
+             dropped (raise net.core.rmem_max, or run with CAP_NET_ADMIN)"
+        )),
+        Ok(size) if args.verbose => say(format_args!(
+            "Receive buffer: {size} bytes (as the kernel reports it)"
+        )),
+        _ => {}
+    }
     match std::fs::read(&bindings_path) {
         Ok(bytes) => match server.restore(Instant::now(), &bytes) {
             Ok(0) => {}
