@@ -15,13 +15,14 @@
 //! `--seconds` a round, they keep `--in-flight` lookups of random signed-in
 //! names outstanding, each new one sent the moment a reply comes. Rounds
 //! alternate between the server and a bare `recv_from` → `send_to` echo loop
-//! on another thread (`--rounds` of each, each side first in every other
-//! round); the report gives requests a second and p50/p99 latency per round,
+//! in a process of its own, as the server is (`--rounds` of each, each side
+//! first in every other round); the report gives requests a second and
+//! p50/p99 latency per round,
 //! the medians, and the server's rate as a fraction of the echo loop's. The
 //! echo loop's socket is bound as the server's is (`udpchat::run::bind`, so
 //! the same receive buffer, whose size is printed). On Linux, where a
 //! server started here is measured, each round also gives the CPU time the
-//! answering side (the server process, the echo thread) spent per request:
+//! answering side (the server process, the echo process) spent per request:
 //! on a machine shared with other work, the figure that moves least.
 //!
 //! The clients do the same work in both rounds: each request is a
@@ -73,6 +74,16 @@ struct Args {
 }
 
 fn args() -> Args {
+    if std::env::args().nth(1).as_deref() == Some("--echo-serve") {
+        let code = match echo_serve() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("loadgen --echo-serve: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let mut a = Args {
         server: None,
         server_bin: None,
@@ -318,7 +329,7 @@ struct Round {
     /// Lookups the server answered with nobody (every name looked up is
     /// signed in, so this should stay 0).
     nobody: usize,
-    /// Seconds of CPU the answering side (server process, echo thread)
+    /// Seconds of CPU the answering side (server process, echo process)
     /// spent per request answered, where known.
     cpu_per_request: Option<f64>,
     /// The same for the load generator (this thread).
@@ -550,24 +561,53 @@ fn run_round(
     })
 }
 
-/// A bare echo loop on a thread of its own: every datagram straight back
-/// to its sender, one `recv_from` and one `send_to` each, nothing else. Its
-/// socket is bound as the server's is ([`udpchat::run::bind`], hence the
-/// same receive buffer). Returns its address and its thread's CPU clock
-/// (see [`Cpu`]).
-fn start_echo() -> io::Result<(SocketAddr, Cpu)> {
+/// The bare echo loop (`loadgen --echo-serve`): every datagram straight
+/// back to its sender, one `recv_from` and one `send_to` each, nothing else.
+/// Its socket is bound as the server's is ([`udpchat::run::bind`], hence the
+/// same receive buffer). Prints `listening ADDR`, then echoes until killed.
+fn echo_serve() -> io::Result<()> {
     let socket = udpchat::run::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let addr = socket.local_addr()?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(Cpu::this_thread());
-        let mut buf = [0u8; 2048];
-        while let Ok((len, from)) = socket.recv_from(&mut buf) {
-            let _ = socket.send_to(&buf[..len], from);
+    println!("listening {}", socket.local_addr()?);
+    let mut buf = [0u8; 2048];
+    while let Ok((len, from)) = socket.recv_from(&mut buf) {
+        let _ = socket.send_to(&buf[..len], from);
+    }
+    Ok(())
+}
+
+/// Starts the echo loop as a process of its own (this program, with
+/// `--echo-serve`), as the server is: both answer from another process, so
+/// the generator's costs (scheduling, wake-ups across processes) are the
+/// same in both kinds of round. Returns it (killed when dropped), its
+/// address and its CPU clock (see [`Cpu`]).
+fn start_echo() -> io::Result<(Server, SocketAddr, Cpu)> {
+    let dir = std::env::temp_dir().join(format!("udpchat-loadgen-echo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let child = Command::new(std::env::current_exe()?)
+        .arg("--echo-serve")
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut echo = match child {
+        Ok(child) => Server { child, dir },
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
         }
-    });
-    let cpu = rx.recv().unwrap_or(Cpu(None));
-    Ok((addr, cpu))
+    };
+    let stdout = echo
+        .child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("the echo loop said {line:?}")))?;
+    let cpu = Cpu::process(echo.child.id());
+    Ok((echo, addr, cpu))
 }
 
 /// The CPU time (user and system) of a process or thread, read from
@@ -615,7 +655,7 @@ fn main() -> io::Result<()> {
             (Some(child), addr)
         }
     };
-    let (echo, echo_cpu) = start_echo()?;
+    let (_echo_process, echo, echo_cpu) = start_echo()?;
     let server_cpu = started
         .as_ref()
         .map_or(Cpu(None), |s| Cpu::process(s.child.id()));
