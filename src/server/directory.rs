@@ -76,6 +76,15 @@ impl UserId {
         self.index
     }
 
+    /// The id of slot `index`'s first user, for tests of what keeps ids.
+    #[cfg(test)]
+    pub(crate) fn first_in(index: u32) -> Self {
+        UserId {
+            index,
+            generation: 0,
+        }
+    }
+
     /// Slot (plus one) in the high 24 bits, the generation below; see
     /// [`Directory::wire`].
     fn packed(self) -> u32 {
