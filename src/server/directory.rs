@@ -96,7 +96,8 @@ impl UserId {
 const OCCUPIED: u8 = 1;
 /// `Slot::flags`: the address is IPv6, in [`Directory`]'s side table.
 const V6: u8 = 2;
-/// `Slot::flags`: the name is longer than [`NAME_INLINE`], in a side table.
+/// `Slot::flags`: the name is longer than [`NAME_INLINE`] (or holds a NUL),
+/// in a side table.
 const LONG_NAME: u8 = 4;
 /// `Slot::flags`: the user's first host candidate is IPv4, in the slot.
 const HOST4: u8 = 8;
@@ -176,9 +177,8 @@ pub(crate) struct NewUser<'a> {
     pub(crate) remote_index: u32,
     /// Now, in whole seconds since the server started, rounded up.
     pub(crate) last_heard: u32,
-    /// The host candidates the user registered, at most
-    /// [`MAX_CANDIDATES`](crate::codec::MAX_CANDIDATES) (the rest are not
-    /// kept).
+    /// The host candidates the user registered; past [`MAX_CANDIDATES`],
+    /// the rest are not kept.
     pub(crate) candidates: &'a [SocketAddr],
 }
 
