@@ -5,7 +5,15 @@
 //! ```text
 //! cargo run --release --example server_scale              # 1,000,000 users
 //! cargo run --release --example server_scale -- 200000    # fewer
+//! cargo run --release --example server_scale -- --no-candidates
 //! ```
+//!
+//! Each user registers host candidates as a `ChatClient` at home does
+//! (`run::host_candidates`): one private IPv4 address (10.x.y.z or
+//! 192.168.x.y) with its own port. `--no-candidates` signs the big
+//! population in with none. Beside it, three populations of 10,000 users
+//! are measured in the same run: no candidates, one private IPv4, and one
+//! private IPv4 plus one global IPv6 (a dual-stack home).
 //!
 //! Everything runs in memory through `ServerState::handle_datagram` with real
 //! sign-ins; no socket is opened. Each user sends a padded Hello, gets a
@@ -26,11 +34,12 @@
 //! alone.
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use udpchat::codec::AddrList;
 use udpchat::crypto::StaticKeypair;
 use udpchat::{Packet, PublicKey, ServerConfig, ServerState};
 
@@ -72,6 +81,47 @@ fn client(i: u32) -> SocketAddr {
     ))
 }
 
+/// Which host candidates each user of a population registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    /// None.
+    None,
+    /// One private IPv4 address with the user's own port.
+    V4,
+    /// That, and a global IPv6 address with the same port.
+    V4V6,
+}
+
+impl Hosts {
+    fn describe(self) -> &'static str {
+        match self {
+            Hosts::None => "no host candidates",
+            Hosts::V4 => "one private IPv4 host candidate each",
+            Hosts::V4V6 => "a private IPv4 and a global IPv6 host candidate each",
+        }
+    }
+
+    /// User `i`'s host candidates.
+    fn of(self, i: u32) -> Vec<SocketAddr> {
+        let [_, b, c, d] = i.to_be_bytes();
+        let port = 50_000 + (i % 15_000) as u16;
+        let v4 = if i.is_multiple_of(2) {
+            Ipv4Addr::new(192, 168, c, d)
+        } else {
+            Ipv4Addr::new(10, b, c, d)
+        };
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, u16::from(b), u16::from(c), 0, 0, 0, i as u16);
+        match self {
+            Hosts::None => Vec::new(),
+            Hosts::V4 => vec![SocketAddr::new(v4.into(), port)],
+            Hosts::V4V6 => vec![
+                SocketAddr::new(v4.into(), port),
+                SocketAddr::new(v6.into(), port),
+            ],
+        }
+    }
+}
+
 fn name(i: u32) -> String {
     format!("user{i:07}")
 }
@@ -90,26 +140,42 @@ fn one_reply(server: &mut ServerState, now: Instant, from: SocketAddr, datagram:
     reply.payload.to_vec()
 }
 
-/// User `i`'s ServerInit with `cookie`, and for an asker the handshake to
-/// finish.
-fn server_init(i: u32, cookie: &[u8], server_key: &PublicKey) -> (Vec<u8>, Option<Handshake>) {
+/// User `i`'s ServerInit with `cookie`, registering `hosts`' candidates,
+/// and for an asker the handshake to finish.
+fn server_init(
+    i: u32,
+    cookie: &[u8],
+    server_key: &PublicKey,
+    hosts: Hosts,
+) -> (Vec<u8>, Option<Handshake>) {
     let identity = StaticKeypair::from_secret(bytes32(i, 0x1d));
-    let (handshake, init) = raw_session::server_init(
+    let name = name(i);
+    let candidates = hosts.of(i);
+    let sign_in = Packet::SignIn {
+        request: 2,
+        name: &name,
+        replaces: 0,
+        candidates: AddrList::Addrs(&candidates),
+    };
+    let (handshake, init) = raw_session::server_init_with(
         &identity,
         server_key,
         cookie,
         i + 1,
         bytes32(i, 0xe9),
-        2,
-        &name(i),
+        &sign_in,
     )
     .expect("a ServerInit");
     (init, (i < ASKERS).then_some(handshake))
 }
 
-/// A server with `n` users; the heap it holds; the askers' sessions; the
-/// time of the last sign-in.
-fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<RawSession>, Instant) {
+/// A server with `n` users registering `hosts`' candidates; the heap it
+/// holds; the askers' sessions; the time of the last sign-in.
+fn populated(
+    n: u32,
+    hosts: Hosts,
+    start: Instant,
+) -> (ServerState, isize, Vec<RawSession>, Instant) {
     let mut sessions = Vec::with_capacity(ASKERS as usize);
     let before = heap::in_use();
     let mut server = ServerState::new(config(), start);
@@ -122,7 +188,7 @@ fn populated(n: u32, start: Instant) -> (ServerState, isize, Vec<RawSession>, In
             for (first, cookies) in batches_in {
                 let inits: Vec<_> = (first..)
                     .zip(&cookies)
-                    .map(|(i, cookie)| server_init(i, cookie, &key))
+                    .map(|(i, cookie)| server_init(i, cookie, &key, hosts))
                     .collect();
                 if inits_out.send(inits).is_err() {
                     return;
@@ -213,29 +279,47 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let users: u32 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("a number of users"))
-        .unwrap_or(1_000_000);
+    let mut users: u32 = 1_000_000;
+    let mut hosts = Hosts::V4;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--no-candidates" => hosts = Hosts::None,
+            n => users = n.parse().expect("a number of users, or --no-candidates"),
+        }
+    }
     assert!(users >= 1, "at least one user");
     let start = Instant::now();
 
     let t = Instant::now();
-    let (mut big, held, mut big_sessions, big_last) = populated(users, start);
+    let (mut big, held, mut big_sessions, big_last) = populated(users, hosts, start);
     let fill = t.elapsed();
     let per_user = held as f64 / f64::from(users);
-    let (mut small, small_held, mut small_sessions, small_last) = populated(10_000, start);
-
-    println!("server heap at {users} users: {held} bytes, {per_user:.0} bytes per user");
     println!(
-        "server heap at 10000 users: {small_held} bytes, {:.0} bytes per user",
-        small_held as f64 / 10_000.0
+        "server heap at {users} users with {}: {held} bytes, {per_user:.0} bytes per user",
+        hosts.describe()
     );
     println!(
         "filled in {:.2} s ({:.0} sign-ins/s: a Hello and a Noise IK handshake each)",
         fill.as_secs_f64(),
         f64::from(users) / fill.as_secs_f64()
     );
+    // The same small count with each kind of user, in this run: what the
+    // candidates cost a user, all else equal.
+    let mut small = None;
+    for small_hosts in [Hosts::None, Hosts::V4, Hosts::V4V6] {
+        let (server, small_held, sessions, last) = populated(10_000, small_hosts, start);
+        println!(
+            "server heap at 10000 users with {}: {small_held} bytes, {:.1} bytes per user",
+            small_hosts.describe(),
+            small_held as f64 / 10_000.0
+        );
+        if small_hosts == hosts {
+            small = Some((server, sessions, last));
+        }
+    }
+    let Some((mut small, mut small_sessions, small_last)) = small else {
+        unreachable!("the big population's kind is among the small ones")
+    };
 
     let now = big_last.max(small_last) + Duration::from_secs(1);
     let (mut at_small, mut at_big) = (Vec::new(), Vec::new());

@@ -16,14 +16,18 @@
 //!
 //! Memory per user, for a million of them: one [`Slot`] of 168 bytes (the
 //! session's keys and counters, the static key, the name inline up to
-//! [`NAME_INLINE`] bytes, an IPv4 address and port, the last-heard second,
-//! the introduction budgets and the expiry wheel's link), and a `u32` plus a
-//! control byte in each table. Slots come in chunks of [`CHUNK`], allocated
-//! whole, so growing never copies a slot and never leaves more than one chunk
-//! unused. What most users do not have lives in side tables keyed by slot
-//! index: a name longer than [`NAME_INLINE`] bytes, an IPv6 address, host
-//! candidates. The tables keep no hashes: growing or removing hashes the
-//! user's name again (no allocation for an ASCII name).
+//! [`NAME_INLINE`] bytes, an IPv4 address and port, the first host candidate
+//! when it is IPv4, the last-heard second, the introduction budgets and the
+//! expiry wheel's link), and a `u32` plus a control byte in each table.
+//! Slots come in chunks of [`CHUNK`], allocated whole, so growing never
+//! copies a slot and never leaves more than one chunk unused. What most
+//! users do not have lives in side tables keyed by slot index: a name longer
+//! than [`NAME_INLINE`] bytes, an IPv6 address, host candidates after an
+//! IPv4 first one (or all of them when the first is IPv6), packed as on the
+//! wire (7 bytes an IPv4 address, 19 an IPv6 one). A home client registers
+//! one private IPv4 address, so a typical user has no side entry at all.
+//! The tables keep no hashes: growing or removing hashes the user's name
+//! again (no allocation for an ASCII name).
 //!
 //! A lookup costs a hash, one table probe and one slot read, whatever the
 //! number of users.
@@ -36,21 +40,25 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use bytes::BufMut;
+
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 
+use crate::codec::{AddrIter, MAX_CANDIDATES};
 use crate::crypto::{KEY_LEN, TransportKeys};
 use crate::name::{NameKey, Shape};
 
 use super::expiry::{Links, NOT_LINKED};
-use super::introductions::IntroBudget;
+use super::introductions::{HostCandidates, IntroBudget};
 use super::session::ServerSession;
 
 /// The most slots: a slot index fits the 24 bits [`Directory::wire`] gives it.
 pub(crate) const MAX_SLOTS: usize = 1 << 24;
 
-/// Name bytes kept in the slot; a longer name goes to a side table.
-pub(crate) const NAME_INLINE: usize = 19;
+/// Name bytes kept in the slot (zero-padded: a valid name holds no NUL); a
+/// longer name, or one with a NUL, goes to a side table.
+pub(crate) const NAME_INLINE: usize = 14;
 
 /// Slots allocated at once.
 pub(crate) const CHUNK: usize = 1024;
@@ -68,6 +76,15 @@ impl UserId {
         self.index
     }
 
+    /// The id of slot `index`'s first user, for tests of what keeps ids.
+    #[cfg(test)]
+    pub(crate) fn first_in(index: u32) -> Self {
+        UserId {
+            index,
+            generation: 0,
+        }
+    }
+
     /// Slot (plus one) in the high 24 bits, the generation below; see
     /// [`Directory::wire`].
     fn packed(self) -> u32 {
@@ -79,10 +96,14 @@ impl UserId {
 const OCCUPIED: u8 = 1;
 /// `Slot::flags`: the address is IPv6, in [`Directory`]'s side table.
 const V6: u8 = 2;
-/// `Slot::flags`: the name is longer than [`NAME_INLINE`], in a side table.
+/// `Slot::flags`: the name is longer than [`NAME_INLINE`] (or holds a NUL),
+/// in a side table.
 const LONG_NAME: u8 = 4;
-/// `Slot::flags`: the user registered host candidates, in a side table.
-const CANDIDATES: u8 = 8;
+/// `Slot::flags`: the user's first host candidate is IPv4, in the slot.
+const HOST4: u8 = 8;
+/// `Slot::flags`: the user's host candidates (after the first, if
+/// [`HOST4`]) are in a side table.
+const MORE_HOSTS: u8 = 16;
 
 /// One user's place in the directory (see the module docs). Fields the
 /// server changes as packets come are open to it; the rest is reached
@@ -108,9 +129,11 @@ pub(crate) struct Slot {
     /// [`V6`]).
     ip4: [u8; 4],
     port: u16,
-    /// The name as the user spelled it (unless [`LONG_NAME`]).
+    /// The first host candidate (if [`HOST4`]).
+    host4: [u8; 4],
+    host4_port: u16,
+    /// The name as the user spelled it, zero-padded (unless [`LONG_NAME`]).
     name: [u8; NAME_INLINE],
-    name_len: u8,
     generation: u8,
     flags: u8,
 }
@@ -127,8 +150,9 @@ impl Slot {
             wheel_next: NOT_LINKED,
             ip4: [0; 4],
             port: 0,
+            host4: [0; 4],
+            host4_port: 0,
             name: [0; NAME_INLINE],
-            name_len: 0,
             generation: 0,
             flags: 0,
         }
@@ -153,8 +177,9 @@ pub(crate) struct NewUser<'a> {
     pub(crate) remote_index: u32,
     /// Now, in whole seconds since the server started, rounded up.
     pub(crate) last_heard: u32,
-    /// The host candidates the user registered.
-    pub(crate) candidates: Box<[SocketAddr]>,
+    /// The host candidates the user registered; past [`MAX_CANDIDATES`],
+    /// the rest are not kept.
+    pub(crate) candidates: &'a [SocketAddr],
 }
 
 /// The slots and what does not fit in them.
@@ -163,7 +188,8 @@ struct Store {
     slots: usize,
     long_names: HashMap<u32, Box<str>>,
     v6: HashMap<u32, SocketAddrV6>,
-    candidates: HashMap<u32, Box<[SocketAddr]>>,
+    /// Host candidates not in the slot, as `addr` fields on the wire.
+    hosts: HashMap<u32, Box<[u8]>>,
 }
 
 impl Store {
@@ -198,9 +224,30 @@ impl Store {
         if slot.flags & LONG_NAME != 0 {
             return self.long_names.get(&index).map_or("", |n| n);
         }
-        let len = usize::from(slot.name_len).min(NAME_INLINE);
+        let len = slot
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(NAME_INLINE);
         // Copied from a `&str` that fitted: always UTF-8.
         std::str::from_utf8(&slot.name[..len]).unwrap_or("")
+    }
+
+    /// The host candidates of the user in slot `index`.
+    fn hosts(&self, index: u32, slot: &Slot) -> HostCandidates {
+        let mut hosts = HostCandidates::default();
+        if slot.flags & HOST4 != 0 {
+            let first = SocketAddrV4::new(Ipv4Addr::from(slot.host4), slot.host4_port);
+            hosts.push(SocketAddr::V4(first));
+        }
+        if slot.flags & MORE_HOSTS != 0
+            && let Some(packed) = self.hosts.get(&index)
+        {
+            for addr in AddrIter::Encoded(packed) {
+                hosts.push(addr);
+            }
+        }
+        hosts
     }
 
     fn addr(&self, index: u32, slot: &Slot) -> SocketAddr {
@@ -258,12 +305,10 @@ impl<'a> UserRef<'a> {
         self.store.addr(self.index, self.slot)
     }
 
-    /// The host candidates the user registered (its interface addresses).
-    pub(crate) fn candidates(&self) -> &'a [SocketAddr] {
-        if self.slot.flags & CANDIDATES == 0 {
-            return &[];
-        }
-        self.store.candidates.get(&self.index).map_or(&[], |c| c)
+    /// The host candidates the user registered (its interface addresses),
+    /// in order.
+    pub(crate) fn candidates(&self) -> HostCandidates {
+        self.store.hosts(self.index, self.slot)
     }
 
     /// The session with the user's client.
@@ -348,7 +393,7 @@ impl Directory {
                 slots: 0,
                 long_names: HashMap::new(),
                 v6: HashMap::new(),
-                candidates: HashMap::new(),
+                hosts: HashMap::new(),
             },
             free: Vec::new(),
             by_name: HashTable::new(),
@@ -464,19 +509,29 @@ impl Directory {
         };
         let bytes = user.name.as_bytes();
         let mut flags = OCCUPIED;
-        if bytes.len() > NAME_INLINE {
+        if bytes.len() > NAME_INLINE || bytes.contains(&0) {
             flags |= LONG_NAME;
             self.store.long_names.insert(index, user.name.into());
         }
-        if !user.candidates.is_empty() {
-            flags |= CANDIDATES;
-            self.store.candidates.insert(index, user.candidates);
+        let hosts = &user.candidates[..user.candidates.len().min(MAX_CANDIDATES)];
+        let (host4, rest) = match hosts.split_first() {
+            Some((SocketAddr::V4(first), rest)) => {
+                flags |= HOST4;
+                (Some(*first), rest)
+            }
+            _ => (None, hosts),
+        };
+        if !rest.is_empty() {
+            flags |= MORE_HOSTS;
+            self.store.hosts.insert(index, pack(rest));
         }
         let Some(slot) = self.store.slot_mut(index) else {
             unreachable!("a slot just pushed or freed");
         };
         let mut name = [0; NAME_INLINE];
-        if let Some(inline) = name.get_mut(..bytes.len()) {
+        if flags & LONG_NAME == 0
+            && let Some(inline) = name.get_mut(..bytes.len())
+        {
             inline.copy_from_slice(bytes);
         }
         slot.session = user.session;
@@ -486,9 +541,10 @@ impl Directory {
         slot.intros_made = IntroBudget::new(user.last_heard, super::introductions::ASKER);
         slot.intros_received = IntroBudget::new(user.last_heard, super::introductions::TARGET);
         slot.name = name;
-        // Names are at most 32 characters of 4 bytes; a longer one is not
-        // inline and its length here is not used.
-        slot.name_len = u8::try_from(bytes.len()).unwrap_or(u8::MAX);
+        if let Some(first) = host4 {
+            slot.host4 = first.ip().octets();
+            slot.host4_port = first.port();
+        }
         slot.flags = flags;
         let linked = slot.wheel_next != NOT_LINKED;
         self.store.set_addr(index, user.addr);
@@ -529,8 +585,8 @@ impl Directory {
         if flags & V6 != 0 {
             self.store.v6.remove(&index);
         }
-        if flags & CANDIDATES != 0 {
-            self.store.candidates.remove(&index);
+        if flags & MORE_HOSTS != 0 {
+            self.store.hosts.remove(&index);
         }
         self.free.push(index);
         self.len -= 1;
@@ -563,6 +619,31 @@ impl Directory {
     }
 }
 
+/// `addrs` as `addr` fields back to back, as on the wire (what
+/// [`AddrIter::Encoded`] reads).
+fn pack(addrs: &[SocketAddr]) -> Box<[u8]> {
+    let len = addrs
+        .iter()
+        .map(|a| if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 })
+        .sum();
+    let mut out = Vec::with_capacity(len);
+    for addr in addrs {
+        match addr {
+            SocketAddr::V4(a) => {
+                out.put_u8(4);
+                out.put_slice(&a.ip().octets());
+                out.put_u16(a.port());
+            }
+            SocketAddr::V6(a) => {
+                out.put_u8(6);
+                out.put_slice(&a.ip().octets());
+                out.put_u16(a.port());
+            }
+        }
+    }
+    out.into_boxed_slice()
+}
+
 impl Links for Directory {
     fn link(&self, slot: u32) -> u32 {
         self.store.slot(slot).map_or(NOT_LINKED, |s| s.wheel_next)
@@ -591,7 +672,7 @@ mod tests {
             session: ServerSession::new(TransportKeys::from_raw(&[9; 32], &[8; 32])),
             remote_index: 1,
             last_heard: 0,
-            candidates: Box::new([]),
+            candidates: &[],
         }
     }
 
@@ -707,24 +788,92 @@ mod tests {
         let lan: SocketAddr = "192.168.1.7:4000".parse().unwrap();
         let (bart, _) = d.insert(NewUser {
             addr: v6,
-            candidates: Box::new([lan]),
+            candidates: &[lan],
             ..user(long, 1)
         });
         let (zoe, _) = d.insert(user("Zoë", 2));
         let b = d.get(bart).unwrap();
-        assert_eq!((b.name(), b.addr(), b.candidates()), (long, v6, &[lan][..]));
+        assert_eq!((b.name(), b.addr()), (long, v6));
+        assert_eq!(b.candidates().as_slice(), &[lan]);
         assert_eq!(d.by_name("bartholomew-featherstonehaugh"), Some(bart));
         assert_eq!(d.by_shape(long), Some(bart));
-        assert_eq!(d.get(zoe).unwrap().candidates(), &[]);
+        assert_eq!(d.get(zoe).unwrap().candidates().as_slice(), &[]);
         d.set_addr(bart, addr(9));
         assert_eq!(d.get(bart).unwrap().addr(), addr(9));
         assert!(d.store.v6.is_empty(), "back on IPv4: the side entry goes");
         d.set_addr(bart, v6);
         assert_eq!(d.remove(bart), Some((long.to_owned(), v6)));
         let s = &d.store;
-        assert!(s.v6.is_empty() && s.long_names.is_empty() && s.candidates.is_empty());
+        assert!(s.v6.is_empty() && s.long_names.is_empty() && s.hosts.is_empty());
         assert_eq!(d.by_name(long), None);
         assert_eq!(d.by_name("zoë"), Some(zoe));
+    }
+
+    #[test]
+    fn a_first_ipv4_candidate_lives_in_the_slot_and_the_rest_packed_beside_it() {
+        let mut d = Directory::new([3; 16]);
+        let lan: SocketAddr = "192.168.1.10:5000".parse().unwrap();
+        let lan2: SocketAddr = "10.0.0.7:5001".parse().unwrap();
+        let global: SocketAddr = "[2001:db8::10]:5000".parse().unwrap();
+        let home = d.insert(NewUser {
+            candidates: &[lan],
+            ..user("home", 1)
+        });
+        assert!(
+            d.store.hosts.is_empty(),
+            "one IPv4 candidate: no side entry"
+        );
+        let dual = d.insert(NewUser {
+            candidates: &[lan, global, lan2],
+            ..user("dual", 2)
+        });
+        let v6_first = d.insert(NewUser {
+            candidates: &[global, lan],
+            ..user("v6first", 3)
+        });
+        let get = |d: &Directory, id: (UserId, bool)| d.get(id.0).unwrap().candidates();
+        assert_eq!(get(&d, home).as_slice(), &[lan]);
+        assert_eq!(get(&d, dual).as_slice(), &[lan, global, lan2], "in order");
+        assert_eq!(get(&d, v6_first).as_slice(), &[global, lan], "in order");
+        // Packed as on the wire: 19 bytes an IPv6 address, 7 an IPv4 one.
+        let packed = |id: (UserId, bool)| d.store.hosts.get(&id.0.slot()).map(|b| b.len());
+        assert_eq!(packed(dual), Some(19 + 7));
+        assert_eq!(packed(v6_first), Some(19 + 7));
+        // Leaving takes the side entry; the slot's next user has none of
+        // the last one's candidates.
+        d.remove(dual.0);
+        d.remove(home.0);
+        assert_eq!(d.store.hosts.len(), 1);
+        let next = d.insert(user("next", 4));
+        assert_eq!(next.0.slot(), home.0.slot(), "the slot is reused");
+        assert_eq!(get(&d, next).as_slice(), &[]);
+        // At most MAX_CANDIDATES are kept.
+        let many: Vec<SocketAddr> = (1..=20)
+            .map(|i| SocketAddr::from(([10, 0, 0, i], 5000)))
+            .collect();
+        let crowd = d.insert(NewUser {
+            candidates: &many,
+            ..user("crowd", 5)
+        });
+        assert_eq!(get(&d, crowd).as_slice(), &many[..MAX_CANDIDATES]);
+    }
+
+    #[test]
+    fn names_up_to_the_inline_length_stay_in_the_slot() {
+        let mut d = Directory::new([3; 16]);
+        let fits = "a".repeat(NAME_INLINE);
+        let over = "b".repeat(NAME_INLINE + 1);
+        let nul = "c\0d";
+        let ids: Vec<UserId> = [fits.as_str(), &over, nul, "Zoë"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| d.insert(user(n, i as u16)).0)
+            .collect();
+        assert_eq!(d.store.long_names.len(), 2, "the long one and the NUL one");
+        for (id, n) in ids.iter().zip([fits.as_str(), &over, nul, "Zoë"]) {
+            assert_eq!(d.get(*id).unwrap().name(), n);
+            assert_eq!(d.by_name(n), Some(*id));
+        }
     }
 
     #[test]

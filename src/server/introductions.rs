@@ -22,16 +22,56 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{AddrList, MAX_CANDIDATES};
 
-/// The host candidates a sign-in registered, as the directory keeps them:
-/// at most [`MAX_CANDIDATES`], each once, none that nobody could send to
-/// (an unspecified, multicast, broadcast or loopback address, an IPv6
-/// link-local one, or port 0).
-pub(crate) fn host_candidates(list: AddrList<'_>) -> Box<[SocketAddr]> {
-    let mut kept: Vec<SocketAddr> = Vec::with_capacity(list.len().min(MAX_CANDIDATES));
-    for addr in list.iter() {
-        if kept.len() == MAX_CANDIDATES {
-            break;
+/// A user's host candidates: at most [`MAX_CANDIDATES`] addresses, in
+/// order, held without allocating.
+#[derive(Clone, Copy)]
+pub(crate) struct HostCandidates {
+    addrs: [SocketAddr; MAX_CANDIDATES],
+    len: usize,
+}
+
+impl Default for HostCandidates {
+    fn default() -> Self {
+        HostCandidates {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_CANDIDATES],
+            len: 0,
         }
+    }
+}
+
+impl HostCandidates {
+    /// Appends `addr`; `false` (and nothing kept) when the list is full.
+    pub(crate) fn push(&mut self, addr: SocketAddr) -> bool {
+        let Some(free) = self.addrs.get_mut(self.len) else {
+            return false;
+        };
+        *free = addr;
+        self.len += 1;
+        true
+    }
+
+    /// The addresses, in the order pushed.
+    pub(crate) fn as_slice(&self) -> &[SocketAddr] {
+        self.addrs.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl std::fmt::Debug for HostCandidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// The host candidates a sign-in registered, as the directory keeps them:
+/// at most [`MAX_CANDIDATES`], each once, in the order given, none that
+/// nobody could send to (an unspecified, multicast, broadcast or loopback
+/// address, an IPv6 link-local one, or port 0).
+///
+/// One equal to the address the sign-in came from is kept: it tells a peer
+/// that the user is not behind a NAT (`Reach::behind_nat` on the client).
+pub(crate) fn host_candidates(list: AddrList<'_>) -> HostCandidates {
+    let mut kept = HostCandidates::default();
+    for addr in list.iter() {
         let ip = addr.ip();
         // An IPv6 link-local address is no use without its scope (which the
         // wire does not carry).
@@ -42,11 +82,11 @@ pub(crate) fn host_candidates(list: AddrList<'_>) -> Box<[SocketAddr]> {
             && !ip.is_loopback()
             && !link_local_v6
             && ip != IpAddr::from([255, 255, 255, 255]);
-        if usable && !kept.contains(&addr) {
-            kept.push(addr);
+        if usable && !kept.as_slice().contains(&addr) && !kept.push(addr) {
+            break;
         }
     }
-    kept.into_boxed_slice()
+    kept
 }
 
 /// A token bucket's size and refill.
@@ -221,13 +261,15 @@ mod tests {
             "127.0.0.1:5000".parse().unwrap(),
             b,
         ];
-        assert_eq!(&*host_candidates(AddrList::Addrs(&list)), &[a, b]);
+        assert_eq!(host_candidates(AddrList::Addrs(&list)).as_slice(), &[a, b]);
         let many: Vec<SocketAddr> = (1..=20)
             .map(|i| SocketAddr::from(([10, 0, 0, i], 5000)))
             .collect();
+        let kept = host_candidates(AddrList::Addrs(&many));
+        assert_eq!(kept.as_slice(), &many[..MAX_CANDIDATES], "the first ones");
         assert_eq!(
-            host_candidates(AddrList::Addrs(&many)).len(),
-            MAX_CANDIDATES
+            format!("{kept:?}"),
+            format!("{:?}", &many[..MAX_CANDIDATES])
         );
     }
 
