@@ -293,6 +293,11 @@ pub const MAX_FRAGMENT_BODY: usize = MAX_SEALED_PLAINTEXT - MESSAGE_HEADER;
 /// Header of a Message: type, stream, seq, base, fragment, fragments, body length.
 const MESSAGE_HEADER: usize = 1 + 8 + 4 + 4 + 2 + 2 + 2;
 
+/// The longest head (a packet less its tail) that [`Packet::encode`] builds
+/// on the stack before copying it into the buffer: a Hello, a Message's or
+/// a Sealed's header, most requests and replies.
+const SHORT_HEAD: usize = HELLO_LEN;
+
 /// The type byte of each packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -1131,7 +1136,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Bytes [`Packet::encode`] writes, whether or not the packet is valid.
-    #[inline]
+    #[inline(always)]
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             Packet::Hello { .. } => HELLO_LEN - 1,
@@ -1197,22 +1202,46 @@ impl<'a> Packet<'a> {
         if len > MAX_DATAGRAM {
             return Err(EncodeError::TooLong { len });
         }
-        // Grow the buffer once, then write through a slice of exactly the
-        // bytes before the tail: the slice's fixed-size writes compile to
-        // plain stores, where `BytesMut`'s own `put_*` each make a capacity
-        // check and a call. A message's text, last on the wire, is appended
-        // after, so it is copied once and never zeroed first.
+        // The tail (a message's text, a Sealed's ciphertext), last on the
+        // wire, is appended after the head with one copy. A short head is
+        // written into a stack array first: its length there is a constant,
+        // so a packet's fixed-size fields compile to plain stores with no
+        // checks, and the head reaches the buffer in one copy. A long head
+        // goes straight into the buffer, grown once.
         let tail: &[u8] = match self {
             Packet::Message { body, .. } => body,
             Packet::Sealed { sealed, .. } => sealed,
             _ => &[],
         };
-        let start = buf.len();
-        let whole = buf;
-        whole.reserve(len);
-        whole.resize(start + len - tail.len(), 0);
-        let mut out = &mut whole[start..];
-        let buf = &mut out;
+        let head_len = len - tail.len();
+        buf.reserve(len);
+        if head_len <= SHORT_HEAD {
+            let mut head = [0u8; SHORT_HEAD];
+            let mut out = &mut head[..];
+            self.put_head(&mut out);
+            debug_assert_eq!(
+                out.len(),
+                SHORT_HEAD - head_len,
+                "encoded_len disagrees with encode"
+            );
+            buf.extend_from_slice(&head[..head_len]);
+        } else {
+            let start = buf.len();
+            self.put_head(buf);
+            debug_assert_eq!(
+                buf.len() - start,
+                head_len,
+                "encoded_len disagrees with encode"
+            );
+        }
+        buf.extend_from_slice(tail);
+        Ok(())
+    }
+
+    /// Writes everything but the tail (see [`Packet::encode`]); the packet
+    /// has been validated.
+    #[inline(always)]
+    fn put_head(&self, buf: &mut impl BufMut) {
         buf.put_u8(self.packet_type() as u8);
         match *self {
             Packet::Hello { request } => {
@@ -1373,9 +1402,6 @@ impl<'a> Packet<'a> {
                 buf.put_u32(seq);
             }
         }
-        debug_assert!(buf.is_empty(), "encoded_len disagrees with encode");
-        whole.extend_from_slice(tail);
-        Ok(())
     }
 
     /// Encodes into a fresh buffer; a convenience for tests and examples.
