@@ -294,9 +294,9 @@ pub const MAX_FRAGMENT_BODY: usize = MAX_SEALED_PLAINTEXT - MESSAGE_HEADER;
 const MESSAGE_HEADER: usize = 1 + 8 + 4 + 4 + 2 + 2 + 2;
 
 /// The longest head (a packet less its tail) that [`Packet::encode`] builds
-/// on the stack before copying it into the buffer: a Hello, a Message's or
-/// a Sealed's header, most requests and replies.
-const SHORT_HEAD: usize = HELLO_LEN;
+/// on the stack before copying it into the buffer: a Message's or a Sealed's
+/// header, a Hello, requests and replies with a few candidates.
+const SHORT_HEAD: usize = 128;
 
 /// The type byte of each packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1207,7 +1207,8 @@ impl<'a> Packet<'a> {
         // written into a stack array first: its length there is a constant,
         // so a packet's fixed-size fields compile to plain stores with no
         // checks, and the head reaches the buffer in one copy. A long head
-        // goes straight into the buffer, grown once.
+        // is written through a slice of the buffer, grown once and zeroed:
+        // cheaper than a capacity check at every field.
         let tail: &[u8] = match self {
             Packet::Message { body, .. } => body,
             Packet::Sealed { sealed, .. } => sealed,
@@ -1227,12 +1228,10 @@ impl<'a> Packet<'a> {
             buf.extend_from_slice(&head[..head_len]);
         } else {
             let start = buf.len();
-            self.put_head(buf);
-            debug_assert_eq!(
-                buf.len() - start,
-                head_len,
-                "encoded_len disagrees with encode"
-            );
+            buf.resize(start + head_len, 0);
+            let mut out = &mut buf[start..];
+            self.put_head(&mut out);
+            debug_assert!(out.is_empty(), "encoded_len disagrees with encode");
         }
         buf.extend_from_slice(tail);
         Ok(())
