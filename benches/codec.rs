@@ -3,8 +3,9 @@
 //! and serde_json side by side, with what sealing and opening it costs.
 //!
 //! ```text
-//! cargo bench --bench codec -- --warm-up-time 1 --measurement-time 2
-//! cargo bench --bench codec -- versus      # only the comparison
+//! cargo bench --bench codec                # everything, about two minutes
+//! cargo bench --bench codec -- versus      # only the comparison (and ratios)
+//! cargo bench --bench codec -- ratios      # only the ratios table
 //! ```
 //!
 //! Groups `encode` and `decode` report `Throughput::Bytes` of the encoded
@@ -18,6 +19,11 @@
 //! session does (header, ChaCha20-Poly1305 with the header as associated
 //! data, tag), so the cost of the encryption sits beside the cost of the
 //! encoding.
+//!
+//! Criterion measures one routine after another, so on a shared machine a
+//! change of load between two of them skews their ratio. The table
+//! `ratios`, printed last by every run, times the same routines of the
+//! comparison in interleaved rounds and gives medians: the figures to quote.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -656,7 +662,13 @@ fn versus(c: &mut Criterion) {
             b.iter(|| {
                 counter += 1;
                 datagram.clear();
-                seal_datagram(&keys, RECEIVER, counter, black_box(&case.ours), &mut datagram);
+                seal_datagram(
+                    &keys,
+                    RECEIVER,
+                    counter,
+                    black_box(&case.ours),
+                    &mut datagram,
+                );
                 datagram.len()
             })
         });
@@ -746,7 +758,13 @@ fn ratios(_: &mut Criterion) {
             timed(|| {
                 counter += 1;
                 datagram.clear();
-                seal_datagram(&keys, RECEIVER, counter, black_box(&case.ours), &mut datagram);
+                seal_datagram(
+                    &keys,
+                    RECEIVER,
+                    counter,
+                    black_box(&case.ours),
+                    &mut datagram,
+                );
                 datagram.len()
             }),
             timed(|| open_datagram(&peer, black_box(&case.sealed), &mut opening)),
