@@ -804,13 +804,16 @@ fn ratios(_: &mut Criterion) {
     }
 }
 
-/// Short measurements, so that the whole file runs in about two minutes;
-/// the command line still overrides them.
+/// Short measurements, fewer bootstrap resamples and no plots, so that the
+/// whole file (about 100 benchmarks) runs in about two minutes; the command
+/// line still overrides the times.
 fn config() -> Criterion {
     Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(700))
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(500))
         .sample_size(30)
+        .nresamples(10_000)
+        .without_plots()
 }
 
 criterion_group! {

@@ -112,12 +112,15 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short measurements, so that the whole file runs in well under a minute;
+/// Short measurements, fewer bootstrap resamples and no plots, so that the
+/// whole file runs in well under a minute;
 /// the command line still overrides them.
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
+        .nresamples(10_000)
+        .without_plots()
 }
 
 criterion_group! {
