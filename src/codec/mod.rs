@@ -293,10 +293,9 @@ pub const MAX_FRAGMENT_BODY: usize = MAX_SEALED_PLAINTEXT - MESSAGE_HEADER;
 /// Header of a Message: type, stream, seq, base, fragment, fragments, body length.
 const MESSAGE_HEADER: usize = 1 + 8 + 4 + 4 + 2 + 2 + 2;
 
-/// The longest head (a packet less its tail) that [`Packet::encode`] builds
-/// on the stack before copying it into the buffer: a Message's or a Sealed's
-/// header, a Hello, requests and replies with a few candidates.
-const SHORT_HEAD: usize = 128;
+/// The room [`Packet::encode`] appends for a packet's head before writing
+/// its fields there: as long as the longest datagram.
+const ZEROS: [u8; MAX_DATAGRAM] = [0; MAX_DATAGRAM];
 
 /// The type byte of each packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1203,13 +1202,12 @@ impl<'a> Packet<'a> {
         if len > MAX_DATAGRAM {
             return Err(EncodeError::TooLong { len });
         }
-        // The tail (a message's text, a Sealed's ciphertext), last on the
-        // wire, is appended after the head with one copy. A short head is
-        // written into a stack array first: its length there is a constant,
-        // so a packet's fixed-size fields compile to plain stores with no
-        // checks, and the head reaches the buffer in one copy. A long head
-        // is written through a slice of the buffer, grown once and zeroed:
-        // cheaper than a capacity check at every field.
+        // Grow the buffer once; append the head's room as zeros copied from
+        // a constant (one copy, no call to `resize` and nothing read back),
+        // and write the head's fields through a slice of it: plain stores,
+        // where `BytesMut`'s own `put_*` each make a capacity check. The
+        // tail (a message's text, a Sealed's ciphertext), last on the wire,
+        // is appended after it, so it is copied once and never zeroed first.
         let tail: &[u8] = match self {
             Packet::Message { body, .. } => body,
             Packet::Sealed { sealed, .. } => sealed,
@@ -1217,23 +1215,12 @@ impl<'a> Packet<'a> {
         };
         let head_len = len - tail.len();
         buf.reserve(len);
-        if head_len <= SHORT_HEAD {
-            let mut head = [0u8; SHORT_HEAD];
-            let mut out = &mut head[..];
-            self.put_head(&mut out);
-            debug_assert_eq!(
-                out.len(),
-                SHORT_HEAD - head_len,
-                "encoded_len disagrees with encode"
-            );
-            buf.extend_from_slice(&head[..head_len]);
-        } else {
-            let start = buf.len();
-            buf.resize(start + head_len, 0);
-            let mut out = &mut buf[start..];
-            self.put_head(&mut out);
-            debug_assert!(out.is_empty(), "encoded_len disagrees with encode");
-        }
+        let start = buf.len();
+        // `head_len` <= `len` <= MAX_DATAGRAM, checked above.
+        buf.extend_from_slice(&ZEROS[..head_len]);
+        let mut out = &mut buf[start..];
+        self.put_head(&mut out);
+        debug_assert!(out.is_empty(), "encoded_len disagrees with encode");
         buf.extend_from_slice(tail);
         Ok(())
     }
