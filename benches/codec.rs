@@ -3,8 +3,9 @@
 //! and serde_json side by side, with what sealing and opening it costs.
 //!
 //! ```text
-//! cargo bench --bench codec -- --warm-up-time 1 --measurement-time 2
-//! cargo bench --bench codec -- versus      # only the comparison
+//! cargo bench --bench codec                # everything, about two minutes
+//! cargo bench --bench codec -- versus      # only the comparison (and ratios)
+//! cargo bench --bench codec -- ratios      # only the ratios table
 //! ```
 //!
 //! Groups `encode` and `decode` report `Throughput::Bytes` of the encoded
@@ -18,9 +19,15 @@
 //! session does (header, ChaCha20-Poly1305 with the header as associated
 //! data, tag), so the cost of the encryption sits beside the cost of the
 //! encoding.
+//!
+//! Criterion measures one routine after another, so on a shared machine a
+//! change of load between two of them skews their ratio. The table
+//! `ratios`, printed last by every run, times the same routines of the
+//! comparison in interleaved rounds and gives medians: the figures to quote.
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -500,119 +507,352 @@ fn open_datagram(keys: &TransportKeys, datagram: &[u8], scratch: &mut Vec<u8>) -
     }
 }
 
+/// One chat message in every format, for the comparison.
+struct Case {
+    /// The size label: the length of the message's text.
+    size: &'static str,
+    msg: ChatMessage,
+    /// `msg` encoded by udpchat, postcard and serde_json.
+    ours: Vec<u8>,
+    post: Vec<u8>,
+    json: Vec<u8>,
+    /// `ours` in a Sealed datagram under `KEYS_A` and counter 7.
+    sealed: Vec<u8>,
+}
+
+const KEYS_A: [u8; 32] = [1; 32];
+const KEYS_B: [u8; 32] = [2; 32];
+const RECEIVER: u32 = 0x0000_0100;
+
+fn cases(d: &Data) -> Vec<Case> {
+    let sender = TransportKeys::from_raw(&KEYS_A, &KEYS_B);
+    [("16B", &d.small_body), ("1100B", &d.large_body)]
+        .into_iter()
+        .map(|(size, body)| {
+            let text = match std::str::from_utf8(body) {
+                Ok(text) => text.to_owned(),
+                Err(e) => panic!("bench body is text: {e}"),
+            };
+            let msg = ChatMessage {
+                stream: 0x0123_4567_89ab_cdef,
+                seq: 42,
+                base: 40,
+                fragment: 0,
+                fragments: 1,
+                body: text,
+            };
+            let ours = as_packet(&msg).to_bytes().map(|b| b.to_vec());
+            let json = serde_json::to_vec(&msg);
+            let mut scratch = [0u8; 2 * MAX_DATAGRAM];
+            let post = postcard::to_slice(&msg, &mut scratch).map(|s| s.to_vec());
+            let (Ok(ours), Ok(json), Ok(post)) = (ours, json, post) else {
+                panic!("the bench message encodes in every format");
+            };
+            let mut sealed = Vec::new();
+            seal_datagram(&sender, RECEIVER, 7, &ours, &mut sealed);
+            assert!(
+                sealed.len() <= MAX_DATAGRAM,
+                "a sealed message fits a datagram"
+            );
+            Case {
+                size,
+                msg,
+                ours,
+                post,
+                json,
+                sealed,
+            }
+        })
+        .collect()
+}
+
+/// The message as our codec's packet, its fields read from `m`.
+fn as_packet(m: &ChatMessage) -> Packet<'_> {
+    Packet::Message {
+        stream: m.stream,
+        seq: m.seq,
+        base: m.base,
+        fragment: m.fragment,
+        fragments: m.fragments,
+        body: m.body.as_bytes(),
+    }
+}
+
+/// Where the encoders of the comparison write: each starts at a 4 KiB page
+/// boundary, so that neither straddles one. Where a heap buffer happens to
+/// straddle a page boundary, the store across it costs its encoder about
+/// 5 ns, and the allocator places the two differently from run to run: the
+/// 1100 B encode times came out in two modes, 17.5 and 22.8 ns for ours.
+const PAGE: usize = 4096;
+
+/// An empty buffer of at least `capacity` bytes starting at a page boundary.
+fn page_aligned_bytes_mut(capacity: usize) -> BytesMut {
+    let mut buf = BytesMut::zeroed(capacity + PAGE);
+    let before = buf.as_ptr().align_offset(PAGE);
+    drop(buf.split_to(before));
+    buf.clear();
+    buf
+}
+
+/// A vector with a page boundary at `offset`, and `offset`, so that
+/// `&mut vec[offset..]` holds at least `len` bytes from that boundary.
+fn page_aligned_slice(len: usize) -> (Vec<u8>, usize) {
+    let vec = vec![0u8; len + PAGE];
+    let offset = vec.as_ptr().align_offset(PAGE);
+    (vec, offset)
+}
+
+// The routines measured, the same for criterion and for `ratios`. Each
+// encodes into a buffer reused from call to call (no allocation per
+// message) and decodes borrowing from the input where it can; each returns
+// a length, so that the work cannot be optimised away.
+
+fn encode_udpchat(m: &ChatMessage, buf: &mut BytesMut) -> usize {
+    buf.clear();
+    match as_packet(m).encode(buf) {
+        Ok(()) => buf.len(),
+        Err(_) => 0,
+    }
+}
+
+fn encode_postcard(m: &ChatMessage, slice: &mut [u8]) -> usize {
+    postcard::to_slice(m, slice).map_or(0, |s| s.len())
+}
+
+fn encode_serde_json(m: &ChatMessage, vec: &mut Vec<u8>) -> usize {
+    vec.clear();
+    serde_json::to_writer(&mut *vec, m).map_or(0, |()| vec.len())
+}
+
+fn decode_udpchat(bytes: &[u8]) -> usize {
+    match Packet::decode(bytes) {
+        Ok(Packet::Message { body, .. }) => body.len(),
+        _ => 0,
+    }
+}
+
+fn decode_postcard(bytes: &[u8]) -> usize {
+    postcard::from_bytes::<ChatMessageBytes<'_>>(bytes).map_or(0, |m| m.body.len())
+}
+
+fn decode_postcard_str(bytes: &[u8]) -> usize {
+    postcard::from_bytes::<ChatMessageRef<'_>>(bytes).map_or(0, |m| m.body.len())
+}
+
+fn decode_serde_json(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<ChatMessageRef<'_>>(bytes).map_or(0, |m| m.body.len())
+}
+
 fn versus(c: &mut Criterion) {
     let d = Data::new();
     let mut group = c.benchmark_group("versus");
-    for (size, body) in [("16B", &d.small_body), ("1100B", &d.large_body)] {
-        let text = match std::str::from_utf8(body) {
-            Ok(text) => text.to_owned(),
-            Err(e) => panic!("bench body is text: {e}"),
-        };
-        let msg = ChatMessage {
-            stream: 0x0123_4567_89ab_cdef,
-            seq: 42,
-            base: 40,
-            fragment: 0,
-            fragments: 1,
-            body: text,
-        };
-        let packet = Packet::Message {
-            stream: msg.stream,
-            seq: msg.seq,
-            base: msg.base,
-            fragment: msg.fragment,
-            fragments: msg.fragments,
-            body: msg.body.as_bytes(),
-        };
-        let ours = packet.to_bytes().map(|b| b.to_vec());
-        let json = serde_json::to_vec(&msg);
-        let mut scratch = [0u8; 2 * MAX_DATAGRAM];
-        let post = postcard::to_slice(&msg, &mut scratch).map(|s| s.to_vec());
-        let (Ok(ours), Ok(json), Ok(post)) = (ours, json, post) else {
-            panic!("the bench message encodes in every format");
-        };
+    for case in cases(&d) {
+        let (size, msg) = (case.size, &case.msg);
         println!(
             "versus/{size}: encoded sizes udpchat {} B ({} B sealed), postcard {} B, serde_json {} B",
-            ours.len(),
-            SEALED_HEADER_LEN + ours.len() + SEALED_TAG_LEN,
-            post.len(),
-            json.len()
+            case.ours.len(),
+            case.sealed.len(),
+            case.post.len(),
+            case.json.len()
         );
         group.throughput(bytes_of(msg.body.len()));
 
-        // Encode: each into a reused buffer (no allocation per message).
-        let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);
+        let mut buf = page_aligned_bytes_mut(MAX_DATAGRAM);
         group.bench_function(BenchmarkId::new("encode/udpchat", size), |b| {
-            b.iter(|| {
-                buf.clear();
-                let m = black_box(&msg);
-                Packet::Message {
-                    stream: m.stream,
-                    seq: m.seq,
-                    base: m.base,
-                    fragment: m.fragment,
-                    fragments: m.fragments,
-                    body: m.body.as_bytes(),
-                }
-                .encode(&mut buf)
-            })
+            b.iter(|| encode_udpchat(black_box(msg), &mut buf))
         });
-        let mut slice = vec![0u8; 2 * MAX_DATAGRAM];
+        let (mut vec, at) = page_aligned_slice(2 * MAX_DATAGRAM);
+        let slice = &mut vec[at..];
         group.bench_function(BenchmarkId::new("encode/postcard", size), |b| {
-            b.iter(|| postcard::to_slice(black_box(&msg), &mut slice).map(|s| s.len()))
+            b.iter(|| encode_postcard(black_box(msg), slice))
         });
         let mut vec = Vec::with_capacity(2 * MAX_DATAGRAM);
         group.bench_function(BenchmarkId::new("encode/serde_json", size), |b| {
-            b.iter(|| {
-                vec.clear();
-                serde_json::to_writer(&mut vec, black_box(&msg))
-            })
+            b.iter(|| encode_serde_json(black_box(msg), &mut vec))
         });
 
-        // Decode: each borrowing from the input where it can.
         group.bench_function(BenchmarkId::new("decode/udpchat", size), |b| {
-            b.iter(|| Packet::decode(black_box(&ours)))
+            b.iter(|| decode_udpchat(black_box(&case.ours)))
         });
         group.bench_function(BenchmarkId::new("decode/postcard", size), |b| {
-            b.iter(|| postcard::from_bytes::<ChatMessageBytes<'_>>(black_box(&post)))
+            b.iter(|| decode_postcard(black_box(&case.post)))
         });
         group.bench_function(BenchmarkId::new("decode/postcard-str-body", size), |b| {
-            b.iter(|| postcard::from_bytes::<ChatMessageRef<'_>>(black_box(&post)))
+            b.iter(|| decode_postcard_str(black_box(&case.post)))
         });
         group.bench_function(BenchmarkId::new("decode/serde_json", size), |b| {
-            b.iter(|| serde_json::from_slice::<ChatMessageRef<'_>>(black_box(&json)))
+            b.iter(|| decode_serde_json(black_box(&case.json)))
         });
 
         // What a session adds on the wire: the encoded message sealed into a
         // Sealed datagram under a fresh counter (into a reused buffer), and
         // that datagram opened and decoded again.
-        let keys = TransportKeys::from_raw(&[1; 32], &[2; 32]);
-        let peer = TransportKeys::from_raw(&[2; 32], &[1; 32]);
-        let receiver = 0x0000_0100;
+        let keys = TransportKeys::from_raw(&KEYS_A, &KEYS_B);
+        let peer = TransportKeys::from_raw(&KEYS_B, &KEYS_A);
         let mut datagram = Vec::with_capacity(MAX_DATAGRAM);
         let mut counter = 0u64;
         group.bench_function(BenchmarkId::new("seal/udpchat", size), |b| {
             b.iter(|| {
                 counter += 1;
                 datagram.clear();
-                seal_datagram(&keys, receiver, counter, black_box(&ours), &mut datagram);
+                seal_datagram(
+                    &keys,
+                    RECEIVER,
+                    counter,
+                    black_box(&case.ours),
+                    &mut datagram,
+                );
                 datagram.len()
             })
         });
-        let mut sealed = Vec::new();
-        seal_datagram(&keys, receiver, 7, &ours, &mut sealed);
-        assert!(
-            sealed.len() <= MAX_DATAGRAM,
-            "a sealed message fits a datagram"
-        );
         let mut opening = Vec::with_capacity(MAX_DATAGRAM);
-        assert_eq!(open_datagram(&peer, &sealed, &mut opening), msg.body.len());
+        assert_eq!(
+            open_datagram(&peer, &case.sealed, &mut opening),
+            msg.body.len()
+        );
         group.bench_function(BenchmarkId::new("open/udpchat", size), |b| {
-            b.iter(|| open_datagram(&peer, black_box(&sealed), &mut opening))
+            b.iter(|| open_datagram(&peer, black_box(&case.sealed), &mut opening))
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, encode_decode, versus);
+/// A routine to time: runs its work `n` times, returns nanoseconds per run.
+type Timed<'a> = Box<dyn FnMut(u32) -> f64 + 'a>;
+
+/// `f` as a [`Timed`]: the loop is monomorphic, so a run costs no more
+/// than under criterion's `iter` (the result through `black_box`).
+fn timed<'a, R>(mut f: impl FnMut() -> R + 'a) -> Timed<'a> {
+    Box::new(move |n| {
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(f());
+        }
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(n.max(1))
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The comparison as ratios measured side by side: every routine of a size
+/// in turn, in a rotating order, for 301 rounds of about 0.2 ms each (shorter than a
+/// time slice), so that the load of a shared machine falls on all of them
+/// alike and a round that was preempted is an outlier. Prints the
+/// median time per call of each, and the median over the rounds of each
+/// round's ratio (reference / udpchat: above 1, udpchat is faster).
+fn ratios(_: &mut Criterion) {
+    let args: Vec<String> = std::env::args().collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    if args
+        .iter()
+        .any(|a| a == "--list" || a == "--profile-time" || a.starts_with("--profile-time="))
+    {
+        return;
+    }
+    // Under `cargo test --benches`, one short round checks that it runs.
+    let (rounds, batch_ns) = if bench { (301, 2e5) } else { (1, 1e4) };
+    let d = Data::new();
+    let keys = TransportKeys::from_raw(&KEYS_A, &KEYS_B);
+    let peer = TransportKeys::from_raw(&KEYS_B, &KEYS_A);
+    println!(
+        "\nratios: median of {rounds} interleaved rounds, ns per call; \
+         ratio = the other's time / udpchat's (above 1: udpchat faster)"
+    );
+    println!(
+        "{:<6} {:>9} {:>9} {:>6} | {:>9} {:>9} {:>6} {:>9} {:>6} | {:>8} {:>8}",
+        "size",
+        "enc ours",
+        "postcard",
+        "ratio",
+        "dec ours",
+        "postcard",
+        "ratio",
+        "json",
+        "ratio",
+        "seal",
+        "open"
+    );
+    for case in cases(&d) {
+        let msg = &case.msg;
+        let mut buf = page_aligned_bytes_mut(MAX_DATAGRAM);
+        let (mut vec, at) = page_aligned_slice(2 * MAX_DATAGRAM);
+        let slice = &mut vec[at..];
+        let mut datagram = Vec::with_capacity(MAX_DATAGRAM);
+        let mut opening = Vec::with_capacity(MAX_DATAGRAM);
+        let mut counter = 0u64;
+        let mut routines: Vec<Timed<'_>> = vec![
+            timed(|| encode_udpchat(black_box(msg), &mut buf)),
+            timed(|| encode_postcard(black_box(msg), slice)),
+            timed(|| decode_udpchat(black_box(&case.ours))),
+            timed(|| decode_postcard(black_box(&case.post))),
+            timed(|| decode_serde_json(black_box(&case.json))),
+            timed(|| {
+                counter += 1;
+                datagram.clear();
+                seal_datagram(
+                    &keys,
+                    RECEIVER,
+                    counter,
+                    black_box(&case.ours),
+                    &mut datagram,
+                );
+                datagram.len()
+            }),
+            timed(|| open_datagram(&peer, black_box(&case.sealed), &mut opening)),
+        ];
+        // Calibrate: double the runs per batch until one takes `batch_ns`.
+        let runs: Vec<u32> = routines
+            .iter_mut()
+            .map(|r| {
+                let mut n = 1u32;
+                while n < 1 << 24 && r(n) * f64::from(n) < batch_ns {
+                    n *= 2;
+                }
+                n
+            })
+            .collect();
+        let mut times = vec![Vec::new(); routines.len()];
+        let mut ratio = vec![Vec::new(); 3];
+        for round in 0..rounds {
+            let mut t = vec![0.0; routines.len()];
+            for k in 0..routines.len() {
+                let i = (k + round) % routines.len();
+                t[i] = routines[i](runs[i]);
+            }
+            ratio[0].push(t[1] / t[0]);
+            ratio[1].push(t[3] / t[2]);
+            ratio[2].push(t[4] / t[2]);
+            for (all, one) in times.iter_mut().zip(t) {
+                all.push(one);
+            }
+        }
+        let m: Vec<f64> = times.iter_mut().map(|v| median(v)).collect();
+        let r: Vec<f64> = ratio.iter_mut().map(|v| median(v)).collect();
+        println!(
+            "{:<6} {:>9.1} {:>9.1} {:>6.2} | {:>9.1} {:>9.1} {:>6.2} {:>9.1} {:>6.1} | {:>8.0} {:>8.0}",
+            case.size, m[0], m[1], r[0], m[2], m[3], r[1], m[4], r[2], m[5], m[6]
+        );
+    }
+}
+
+/// Short measurements, fewer bootstrap resamples and no plots, so that the
+/// whole file (about 100 benchmarks) runs in about two minutes; the command
+/// line still overrides the times.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(500))
+        .sample_size(30)
+        .nresamples(10_000)
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = encode_decode, versus, ratios
+}
 criterion_main!(benches);

@@ -1349,3 +1349,40 @@ fn an_ack_range_must_not_run_backwards() {
         },
     );
 }
+
+/// Encode appends zeros for the head, writes its fields over them, then
+/// appends the tail: a head of any length, after bytes already in the buffer
+/// and into an empty one, comes out byte-exact.
+#[test]
+fn heads_of_any_length_encode_byte_exact() {
+    // SignInRefused: type, request, reason, holder (str8): 7 + holder bytes.
+    for holder_len in [0, 1, 57, 121, 122, MAX_SHORT_FIELD] {
+        let holder = "h".repeat(holder_len);
+        let packet = Packet::SignInRefused {
+            request: 0x0102_0304,
+            reason: RefuseReason::NameInUse,
+            holder: &holder,
+        };
+        let mut expected = vec![0x12, 0x01, 0x02, 0x03, 0x04, 0x01];
+        expected.push(u8::try_from(holder_len).unwrap());
+        expected.extend_from_slice(holder.as_bytes());
+        assert_eq!(packet.encoded_len(), expected.len());
+        let mut buf = prefilled();
+        assert_eq!(packet.encode(&mut buf), Ok(()));
+        assert_eq!(&buf[..PREFIX.len()], PREFIX, "encode overwrote the buffer");
+        assert_eq!(&buf[PREFIX.len()..], &expected[..], "head of {holder_len}");
+        let mut empty = BytesMut::new();
+        assert_eq!(packet.encode(&mut empty), Ok(()));
+        assert_eq!(&empty[..], &expected[..], "head of {holder_len}");
+    }
+    // A Message's head, then its text; twice into one buffer.
+    let body = b"text after the header";
+    let packet = message(9, 8, 1, 2, body);
+    let mut buf = BytesMut::new();
+    assert_eq!(packet.encode(&mut buf), Ok(()));
+    assert_eq!(packet.encode(&mut buf), Ok(()));
+    let (first, second) = buf.split_at(packet.encoded_len());
+    assert_eq!(first, second);
+    assert_eq!(Packet::decode(first), Ok(packet));
+    assert_eq!(&first[first.len() - body.len()..], body);
+}
