@@ -202,7 +202,7 @@ enum Input {
 const INPUT_QUEUE: usize = 4;
 
 /// Most lines in one batch.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1024;
 
 /// Sends input to the loop and wakes it.
 #[derive(Clone)]
@@ -467,6 +467,10 @@ struct App {
     keys: Keys,
     /// Lines said and not yet shown (see [`App::show`]).
     output: Vec<String>,
+    /// The last sender shown, where from, and its line's prefix.
+    incoming_prefix: Option<(String, SocketAddr, String)>,
+    /// The last sender whose key was checked, and the key.
+    key_checked: Option<(String, PublicKey)>,
 }
 
 impl App {
@@ -484,6 +488,24 @@ impl App {
             .iter()
             .map(|body| self.style.line(body, time.as_deref()));
         self.output.extend(lines);
+    }
+
+    /// Says an incoming message: `<From ADDRESS:NAME>: TEXT`. The part
+    /// before the text is made once for a run of messages from one sender
+    /// (a burst costs one allocation a line).
+    fn show_incoming(&mut self, from: &str, address: SocketAddr, text: &str) {
+        let fresh = matches!(&self.incoming_prefix, Some((f, a, _)) if f == from && *a == address);
+        if !fresh {
+            let prefix = self.style.incoming_prefix(from, address);
+            self.incoming_prefix = Some((from.to_owned(), address, prefix));
+        }
+        let prefix = self.incoming_prefix.as_ref().map_or("", |(_, _, p)| p);
+        let time = self
+            .timestamps
+            .then(|| jiff::ZonedDateTime::now().strftime("%H:%M:%S").to_string());
+        let mut line = self.style.line(prefix, time.as_deref());
+        ui::push_text(&mut line, text);
+        self.output.push(line);
     }
 
     /// Shows the lines said since the last call, with one write: a batch of
@@ -559,8 +581,7 @@ impl App {
                     ..
                 } => {
                     self.check_peer_key(&from, key);
-                    let body = self.style.incoming(&from, address, &text);
-                    self.say(&body);
+                    self.show_incoming(&from, address, &text);
                 }
                 ClientEvent::PeerKey { name, key, .. } => {
                     let body = match key {
@@ -643,6 +664,12 @@ impl App {
     /// A message from the holder of `key`: remember the key at first, and
     /// warn when it changed since.
     fn check_peer_key(&mut self, from: &str, key: PublicKey) {
+        // A burst from one sender: checked (and remembered) at its first
+        // message.
+        if matches!(&self.key_checked, Some((f, k)) if f == from && *k == key) {
+            return;
+        }
+        self.key_checked = Some((from.to_owned(), key));
         let entry = Keys::peer_entry(from);
         match self.keys.peers.get(&entry) {
             Some(known) if *known == key.0 => return,
@@ -1026,6 +1053,8 @@ fn main() -> ExitCode {
         failed: false,
         keys,
         output: Vec::new(),
+        incoming_prefix: None,
+        key_checked: None,
     };
     let body = format!(
         "Signing in to {server} as {}...",

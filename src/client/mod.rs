@@ -2299,7 +2299,7 @@ impl ClientState {
             return;
         };
         let Some(index) = session else {
-            if peer.messages.iter().any(|m| m.started < m.fragments) {
+            if peer.messages.partition_point(|m| m.started == m.fragments) < peer.messages.len() {
                 peer.stalled_since.get_or_insert(now);
             }
             return;
@@ -2313,7 +2313,10 @@ impl ClientState {
             if peer.span() >= window {
                 return;
             }
-            let Some(m) = peer.messages.iter_mut().find(|m| m.started < m.fragments) else {
+            // Messages are started in order: the fully started ones (in
+            // flight, up to a window's worth) come first.
+            let next = peer.messages.partition_point(|m| m.started == m.fragments);
+            let Some(m) = peer.messages.get_mut(next) else {
                 return;
             };
             let fragment = m.started;

@@ -175,12 +175,17 @@ impl Style {
 
     /// `<From IP:PORT:NAME>: TEXT`, IP:PORT the sender's real address (IPv6
     /// in brackets).
+    #[cfg(test)]
     pub fn incoming(&self, from: &str, address: SocketAddr, text: &str) -> String {
-        format!(
-            "<From {address}:{}>: {}",
-            self.name(from),
-            display_text(text)
-        )
+        let mut out = self.incoming_prefix(from, address);
+        push_text(&mut out, text);
+        out
+    }
+
+    /// `<From ADDRESS:NAME>: `, what [`Style::incoming`] puts before the
+    /// text: the same for a sender's every message, so worth keeping.
+    pub fn incoming_prefix(&self, from: &str, address: SocketAddr) -> String {
+        format!("<From {address}:{}>: ", self.name(from))
     }
 
     /// `No such user: NAME`
@@ -205,8 +210,16 @@ impl Style {
 /// Received text made safe to show: each line escaped (see [`escape`]),
 /// tabs as spaces, and every line after the first on a line of its own,
 /// indented by [`CONTINUATION`]. `\r\n` ends a line as `\n` does.
+#[cfg(test)]
 pub fn display_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
+    push_text(&mut out, text);
+    out
+}
+
+/// Appends `text` to `out` as [`display_text`] shows it.
+pub fn push_text(out: &mut String, text: &str) {
+    out.reserve(text.len());
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             out.push('\n');
@@ -219,7 +232,6 @@ pub fn display_text(text: &str) -> String {
             out.push_str(&escape(line));
         }
     }
-    out
 }
 
 /// Tab completion: for the word ending at byte `pos` of `line`, the byte
