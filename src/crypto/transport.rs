@@ -25,7 +25,8 @@ pub const TAG_LEN: usize = 16;
 /// SSSE3 or portable code at run time and is several times faster than the
 /// RustCrypto crates in a default build (see `examples/aead_speed.rs`). Its
 /// key object is 544 bytes, too big to keep for every signed-in user, so we
-/// keep the 32 bytes and make one for each packet (about 30 ns).
+/// keep the 32 bytes and make one for each packet (about 30 ns). ring does
+/// not wipe that short-lived copy on the stack.
 #[derive(Clone)]
 struct Cipher(Zeroizing<[u8; 32]>);
 
