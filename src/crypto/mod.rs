@@ -10,8 +10,8 @@
 //!   `Noise_IK_25519_ChaChaPoly_BLAKE2s` (snow), with a seeded RNG; the
 //!   responder learns the caller's static key from message 1 and may check
 //!   it before answering.
-//! * [`transport`]: [`TransportKeys`], ChaCha20-Poly1305 as Noise uses it,
-//!   with the counter explicit and the packet header bound as associated
+//! * [`transport`]: [`TransportKeys`], ChaCha20-Poly1305 (ring's) as Noise
+//!   uses it, with the counter explicit and the packet header bound as associated
 //!   data. The caller never reuses a counter under one key.
 //! * [`replay`]: [`ReplayWindow`], RFC 6479; record a counter only after its
 //!   packet opened.
