@@ -77,27 +77,13 @@ impl<const BLOCKS: usize> Session<BLOCKS> {
 
     /// Appends to `out` a whole Sealed datagram carrying `plaintext`.
     pub(crate) fn seal(&mut self, plaintext: &[u8], out: &mut BytesMut) -> Result<(), SealError> {
-        let sealed_len = plaintext.len() + SEALED_TAG_LEN;
-        if SEALED_HEADER_LEN + sealed_len > MAX_DATAGRAM {
-            return Err(SealError::TooLong);
-        }
-        if self.next_counter >= REJECT_AFTER_MESSAGES {
-            return Err(SealError::Exhausted);
-        }
-        let counter = self.next_counter;
-        self.next_counter += 1;
-        let start = out.len();
-        out.reserve(SEALED_HEADER_LEN + sealed_len);
-        out.put_u8(PacketType::Sealed as u8);
-        out.put_u32(self.remote_index);
-        out.put_u64(counter);
-        // Checked above: at most MAX_DATAGRAM.
-        out.put_u16(u16::try_from(sealed_len).unwrap_or(u16::MAX));
-        out.extend_from_slice(plaintext);
-        let (header, body) = out[start..].split_at_mut(SEALED_HEADER_LEN);
-        let tag = self.keys.seal(counter, header, body);
-        out.extend_from_slice(&tag);
-        Ok(())
+        seal_datagram(
+            &self.keys,
+            &mut self.next_counter,
+            self.remote_index,
+            plaintext,
+            out,
+        )
     }
 
     /// Opens the Sealed datagram `datagram` (already decoded: `counter` and
@@ -114,19 +100,71 @@ impl<const BLOCKS: usize> Session<BLOCKS> {
         if !self.replay.would_accept(counter) {
             return Err(CryptoError::Forged);
         }
-        let header = datagram
-            .get(..SEALED_HEADER_LEN)
-            .ok_or(CryptoError::TooShort)?;
-        scratch.clear();
-        scratch.extend_from_slice(sealed);
-        let len = self.keys.open_in_place(counter, header, scratch)?.len();
-        if !self.replay.accept(counter) {
-            return Err(CryptoError::Forged);
-        }
-        // The tag is not plaintext.
-        scratch.truncate(len);
-        Ok(scratch)
+        let replay = &mut self.replay;
+        open_datagram(&self.keys, datagram, counter, sealed, scratch, |c| {
+            replay.accept(c)
+        })
     }
+}
+
+/// Appends to `out` a whole Sealed datagram carrying `plaintext` for the
+/// other side's `remote_index`, under the counter `next_counter` holds (then
+/// advanced): the seal of [`Session`] and of the server's compact session.
+pub(crate) fn seal_datagram(
+    keys: &TransportKeys,
+    next_counter: &mut u64,
+    remote_index: u32,
+    plaintext: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), SealError> {
+    let sealed_len = plaintext.len() + SEALED_TAG_LEN;
+    if SEALED_HEADER_LEN + sealed_len > MAX_DATAGRAM {
+        return Err(SealError::TooLong);
+    }
+    if *next_counter >= REJECT_AFTER_MESSAGES {
+        return Err(SealError::Exhausted);
+    }
+    let counter = *next_counter;
+    *next_counter += 1;
+    let start = out.len();
+    out.reserve(SEALED_HEADER_LEN + sealed_len);
+    out.put_u8(PacketType::Sealed as u8);
+    out.put_u32(remote_index);
+    out.put_u64(counter);
+    // Checked above: at most MAX_DATAGRAM.
+    out.put_u16(u16::try_from(sealed_len).unwrap_or(u16::MAX));
+    out.extend_from_slice(plaintext);
+    let (header, body) = out[start..].split_at_mut(SEALED_HEADER_LEN);
+    let tag = keys.seal(counter, header, body);
+    out.extend_from_slice(&tag);
+    Ok(())
+}
+
+/// Opens the Sealed `datagram` (its `counter` and `sealed` fields already
+/// decoded, its counter already checked against the replay window) into
+/// `scratch`, which then holds the plaintext alone. Only once it
+/// authenticates is `accept` called to record the counter; when that
+/// refuses it (a replay raced in), the datagram is forged after all.
+pub(crate) fn open_datagram<'s>(
+    keys: &TransportKeys,
+    datagram: &[u8],
+    counter: u64,
+    sealed: &[u8],
+    scratch: &'s mut Vec<u8>,
+    accept: impl FnOnce(u64) -> bool,
+) -> Result<&'s [u8], CryptoError> {
+    let header = datagram
+        .get(..SEALED_HEADER_LEN)
+        .ok_or(CryptoError::TooShort)?;
+    scratch.clear();
+    scratch.extend_from_slice(sealed);
+    let len = keys.open_in_place(counter, header, scratch)?.len();
+    if !accept(counter) {
+        return Err(CryptoError::Forged);
+    }
+    // The tag is not plaintext.
+    scratch.truncate(len);
+    Ok(scratch)
 }
 
 #[cfg(test)]

@@ -11,12 +11,11 @@
 //! Open authenticates first and only then records the counter, so a forger
 //! cannot burn counters; a datagram that fails changes nothing.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
-use crate::codec::{MAX_DATAGRAM, PacketType, SEALED_HEADER_LEN, SEALED_TAG_LEN};
 use crate::crypto::replay::COUNTER_LIMIT;
 use crate::crypto::{CryptoError, TransportKeys};
-use crate::session::{REJECT_AFTER_MESSAGES, SealError};
+use crate::session::{SealError, open_datagram, seal_datagram};
 
 /// Counters this far below the highest opened are still accepted once.
 pub(crate) const WINDOW: u64 = 64;
@@ -78,25 +77,9 @@ impl ServerSession {
     }
 
     /// Records `counter`, which [`ServerSession::would_accept`] took.
+    #[cfg(test)]
     fn accept(&mut self, counter: u64) {
-        if counter >= self.next_open {
-            self.seen = match self.next_open {
-                0 => 0,
-                next => {
-                    // The old highest is now `shift` below the new one.
-                    let shift = counter + 1 - next;
-                    if shift > WINDOW {
-                        0
-                    } else {
-                        self.seen.checked_shl(shift as u32).unwrap_or(0) | 1 << (shift - 1)
-                    }
-                }
-            };
-            self.next_open = counter + 1;
-        } else {
-            let below = self.next_open - 1 - counter;
-            self.seen |= 1 << (below - 1);
-        }
+        record(&mut self.next_open, &mut self.seen, counter);
     }
 
     /// Appends to `out` a whole Sealed datagram carrying `plaintext`, for
@@ -107,27 +90,13 @@ impl ServerSession {
         plaintext: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), SealError> {
-        let sealed_len = plaintext.len() + SEALED_TAG_LEN;
-        if SEALED_HEADER_LEN + sealed_len > MAX_DATAGRAM {
-            return Err(SealError::TooLong);
-        }
-        if self.next_counter >= REJECT_AFTER_MESSAGES {
-            return Err(SealError::Exhausted);
-        }
-        let counter = self.next_counter;
-        self.next_counter += 1;
-        let start = out.len();
-        out.reserve(SEALED_HEADER_LEN + sealed_len);
-        out.put_u8(PacketType::Sealed as u8);
-        out.put_u32(remote_index);
-        out.put_u64(counter);
-        // Checked above: at most MAX_DATAGRAM.
-        out.put_u16(u16::try_from(sealed_len).unwrap_or(u16::MAX));
-        out.extend_from_slice(plaintext);
-        let (header, body) = out[start..].split_at_mut(SEALED_HEADER_LEN);
-        let tag = self.keys.seal(counter, header, body);
-        out.extend_from_slice(&tag);
-        Ok(())
+        seal_datagram(
+            &self.keys,
+            &mut self.next_counter,
+            remote_index,
+            plaintext,
+            out,
+        )
     }
 
     /// Opens the Sealed datagram `datagram` (already decoded: `counter` and
@@ -144,24 +113,44 @@ impl ServerSession {
         if !self.would_accept(counter) {
             return Err(CryptoError::Forged);
         }
-        let header = datagram
-            .get(..SEALED_HEADER_LEN)
-            .ok_or(CryptoError::TooShort)?;
-        scratch.clear();
-        scratch.extend_from_slice(sealed);
-        let len = self.keys.open_in_place(counter, header, scratch)?.len();
-        self.accept(counter);
-        scratch.truncate(len);
-        Ok(scratch)
+        let (next_open, seen) = (&mut self.next_open, &mut self.seen);
+        open_datagram(&self.keys, datagram, counter, sealed, scratch, |c| {
+            record(next_open, seen, c);
+            true
+        })
+    }
+}
+
+/// Records `counter`, which [`ServerSession::would_accept`] took, in the
+/// window of a session whose highest opened is `next_open - 1`.
+fn record(next_open: &mut u64, seen: &mut u64, counter: u64) {
+    if counter >= *next_open {
+        *seen = match *next_open {
+            0 => 0,
+            next => {
+                // The old highest is now `shift` below the new one.
+                let shift = counter + 1 - next;
+                if shift > WINDOW {
+                    0
+                } else {
+                    let shift_bits = u32::try_from(shift).unwrap_or(u32::MAX);
+                    seen.checked_shl(shift_bits).unwrap_or(0) | 1 << (shift - 1)
+                }
+            }
+        };
+        *next_open = counter + 1;
+    } else {
+        let below = *next_open - 1 - counter;
+        *seen |= 1 << (below - 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Packet;
+    use crate::codec::{MAX_DATAGRAM, Packet};
     use crate::crypto::ReplayWindow;
-    use crate::session::Session;
+    use crate::session::{REJECT_AFTER_MESSAGES, Session};
 
     fn keys() -> (TransportKeys, TransportKeys) {
         let (a, b) = ([1u8; 32], [2u8; 32]);
