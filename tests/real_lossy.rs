@@ -19,9 +19,11 @@
 //! the type byte and the size: a sealed message fragment is at least 55
 //! bytes of UDP payload (15 of header, 24 of the smallest `Message` with
 //! text, 16 of tag), a sealed `Ack` 44 and an empty sealed packet (which
-//! confirms a session) 31. Each message fits one datagram, so message
-//! datagrams sent less messages is the number of retransmissions; Alice's
-//! handshake datagrams (`PeerInit`, 0x06) are counted apart.
+//! confirms a session) 31. Several messages may share a datagram (frames):
+//! a burst of piped lines goes out in a few, so the 60-message burst shows
+//! how few datagrams carry it. The 50-message test sends a line every
+//! 10 ms instead, so most messages go alone and loss hits many of them.
+//! Alice's handshake datagrams (`PeerInit`, 0x06) are counted apart.
 
 mod common_proc;
 
@@ -35,6 +37,7 @@ use common_proc::{
 
 const LOSSY_NETNS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lossy-netns");
 const ENV_MESSAGES: &str = "UDPCHAT_LOSSY_MESSAGES";
+const ENV_GAP_MS: &str = "UDPCHAT_LOSSY_GAP_MS";
 const RESULT: &str = "LOSSY-RESULT";
 
 /// What one run inside the namespace measured.
@@ -51,12 +54,6 @@ struct Outcome {
     /// "not delivered" reports for messages Bob did show (all their
     /// acknowledgements lost).
     false_failures: u64,
-}
-
-impl Outcome {
-    fn retransmissions(&self) -> u64 {
-        self.datagrams.saturating_sub(self.messages as u64)
-    }
 }
 
 /// Whether the namespace can be made here; `Err` says what is missing.
@@ -82,8 +79,9 @@ fn prerequisites() -> Result<(), String> {
     }
 }
 
-/// Runs the scenario with `messages` messages inside lossy-netns.
-fn run_in_lossy_netns(messages: usize) -> Outcome {
+/// Runs the scenario with `messages` messages inside lossy-netns, Alice
+/// typing one every `gap` (all at once when zero).
+fn run_in_lossy_netns(messages: usize, gap: Duration) -> Outcome {
     if let Err(missing) = prerequisites() {
         panic!("real_lossy needs {missing} (.ci/run installs them)");
     }
@@ -100,7 +98,8 @@ fn run_in_lossy_netns(messages: usize) -> Outcome {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(ENV_MESSAGES, messages.to_string()),
+            .env(ENV_MESSAGES, messages.to_string())
+            .env(ENV_GAP_MS, gap.as_millis().to_string()),
     );
     inner.close_stdin();
     let status = inner.wait_exit(Duration::from_secs(240));
@@ -136,12 +135,11 @@ fn run_in_lossy_netns(messages: usize) -> Outcome {
 fn report(outcome: &Outcome) -> String {
     format!(
         "{} messages at 25% loss, 10% duplication: all shown exactly once, in order, after {} ms; \
-         Alice sent {} message datagrams to Bob ({} retransmissions) and {} handshake datagrams, \
-         Bob sent {} acknowledgement datagrams{}",
+         Alice sent {} message datagrams to Bob (with retransmissions; messages share datagrams) \
+         and {} handshake datagrams, Bob sent {} acknowledgement datagrams{}",
         outcome.messages,
         outcome.elapsed_ms,
         outcome.datagrams,
-        outcome.retransmissions(),
         outcome.handshakes,
         outcome.acks,
         if outcome.false_failures == 0 {
@@ -158,20 +156,26 @@ fn report(outcome: &Outcome) -> String {
 #[test]
 #[ignore = "needs root, nft, unshare and ip: run with cargo test -- --ignored"]
 fn lossy_50_messages_shown_exactly_once_in_order() {
-    let outcome = run_in_lossy_netns(50);
+    let outcome = run_in_lossy_netns(50, Duration::from_millis(10));
     assert_eq!(outcome.messages, 50);
     check_counts(&outcome);
+    // Typed one at a time, most went alone: loss hit many datagrams.
+    assert!(
+        outcome.datagrams >= 25,
+        "the paced messages went in few datagrams: {}",
+        report(&outcome)
+    );
     println!("{}", report(&outcome));
 }
 
-/// What the kernel counted must fit what Bob showed: every message went at
-/// least once, sealed, after at least one handshake, and was acknowledged
-/// (Bob was shown it, so he sent an acknowledgement for it at least once).
+/// What the kernel counted must fit what Bob showed: the messages went
+/// sealed, after at least one handshake, and were acknowledged (Bob was
+/// shown them, so he sent acknowledgements).
 fn check_counts(outcome: &Outcome) {
     let text = report(outcome);
     assert!(
-        outcome.datagrams >= outcome.messages as u64,
-        "fewer message datagrams than messages: {text}"
+        outcome.datagrams >= 1,
+        "no message datagram counted: {text}"
     );
     assert!(outcome.handshakes >= 1, "no handshake counted: {text}");
     assert!(outcome.acks >= 1, "no acknowledgement counted: {text}");
@@ -180,7 +184,7 @@ fn check_counts(outcome: &Outcome) {
 #[test]
 #[ignore = "needs root, nft, unshare and ip: run with cargo test -- --ignored"]
 fn lossy_60_messages_timing() {
-    let outcome = run_in_lossy_netns(60);
+    let outcome = run_in_lossy_netns(60, Duration::ZERO);
     assert_eq!(outcome.messages, 60);
     check_counts(&outcome);
     let text = report(&outcome);
@@ -258,9 +262,16 @@ fn inner_lossy_scenario() {
     let texts: Vec<String> = (1..=n)
         .map(|i| format!("lossy message {i:03} of {n}"))
         .collect();
+    let gap = Duration::from_millis(
+        std::env::var(ENV_GAP_MS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let start = Instant::now();
     for text in &texts {
         alice.send(&format!("send Bob {text}"));
+        std::thread::sleep(gap);
     }
     let from_alice = |lines: &[String]| {
         common_proc::replies(lines)
