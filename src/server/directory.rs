@@ -7,18 +7,21 @@
 //! number of the run), is the server's session index on the wire: a Sealed
 //! packet finds its session with one slot read. The index is a hint, not a
 //! proof: the session's keys decide whether the packet is the user's. Two
-//! hash tables of bare slot indices find a user by name key ([`NameKey`]:
-//! case and look-alike characters ignored) and by shape ([`Shape`]: the
-//! case-keeping skeleton, which catches `AIice` for `Alice`). They hash with
-//! SipHash-1-3 under a key from the server's secret, so nobody can choose
-//! names that collide. Addresses find nothing: a session is found by its
-//! index, so a client may move, and many may share one address behind a NAT.
+//! hash tables of slot indices find a user by name key ([`NameKey`]: case
+//! and look-alike characters ignored; a `NameTable` of its own) and by
+//! shape ([`Shape`]: the case-keeping skeleton, which catches `AIice` for
+//! `Alice`; a hashbrown table of bare indices). They hash with SipHash-1-3
+//! under a key from the server's secret, so nobody can choose names that
+//! collide. Addresses find nothing: a session is found by its index, so a
+//! client may move, and many may share one address behind a NAT.
 //!
 //! Memory per user, for a million of them: one [`Slot`] of 168 bytes (the
 //! session's keys and counters, the static key, the name inline up to
 //! [`NAME_INLINE`] bytes, an IPv4 address and port, the first host candidate
 //! when it is IPv4, the last-heard second, the introduction budgets and the
-//! expiry wheel's link), and a `u32` plus a control byte in each table.
+//! expiry wheel's link), 8 bytes at a load of at most 0.6 in the name table
+//! (16 bytes a user at a million) and a `u32` plus a control byte in the
+//! shape table.
 //! Slots come in chunks of [`CHUNK`], allocated whole, so growing never
 //! copies a slot and never leaves more than one chunk unused. What most
 //! users do not have lives in side tables keyed by slot index: a name longer
@@ -26,11 +29,13 @@
 //! IPv4 first one (or all of them when the first is IPv6), packed as on the
 //! wire (7 bytes an IPv4 address, 19 an IPv6 one). A home client registers
 //! one private IPv4 address, so a typical user has no side entry at all.
-//! The tables keep no hashes: growing or removing hashes the user's name
-//! again (no allocation for an ASCII name).
+//! The name table keeps 32 bits of each hash (so it grows without hashing
+//! a name); the shape table keeps none: growing it hashes the names again.
+//! Removing a user hashes its name (no allocation for an ASCII name).
 //!
-//! A lookup costs a hash, one table probe and one slot read, whatever the
-//! number of users.
+//! A lookup costs a hash, one read in the name table (one cache line, most
+//! often) and one slot read, whatever the number of users: at a million users each of them is
+//! a cache and TLB miss, so there are as few as can be.
 //!
 //! Paging walks the slab in slot order from a cursor: a user signed in for the
 //! whole walk is listed exactly once (its slot does not move); one who signs in
@@ -343,12 +348,162 @@ impl std::fmt::Debug for UserRef<'_> {
     }
 }
 
+/// An entry of a [`NameTable`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameEntry {
+    /// The high 32 bits of the name key's hash.
+    tag: u32,
+    /// The slot index plus one; 0 for an empty entry.
+    slot: u32,
+}
+
+const EMPTY: NameEntry = NameEntry { tag: 0, slot: 0 };
+
+/// Slot indices by a 32-bit tag of their name key's hash: open addressing
+/// in one array of 8-byte entries, linear probing, removal by backward
+/// shift (no tombstones). A lookup reads the entries from the tag's home to
+/// the first empty one (at a load of at most 0.6, most often one or two, in
+/// one cache line) and asks the caller about those with its tag, so a
+/// lookup at a million users costs one miss here before the slot's, where
+/// a hashbrown table costs two (control bytes, then buckets).
+///
+/// The home of a tag is its top bits (as many as the capacity's), so the
+/// table grows and shifts entries back from the tags alone, without hashing
+/// a name.
+struct NameTable {
+    /// A power of two long (at least [`NameTable::MIN`]), or empty.
+    entries: Box<[NameEntry]>,
+    /// 32 minus the capacity's log2: a tag shifted right by it is its home.
+    shift: u32,
+    len: usize,
+}
+
+impl NameTable {
+    /// The smallest capacity allocated.
+    const MIN: usize = 16;
+
+    fn new() -> Self {
+        NameTable {
+            entries: Box::default(),
+            shift: 32,
+            len: 0,
+        }
+    }
+
+    /// Where a probe for `tag` starts.
+    fn home(&self, tag: u32) -> usize {
+        // The capacity is at most 2^25 (MAX_SLOTS at a load of 0.6), so
+        // the shift is at least 7.
+        usize::try_from(tag.checked_shr(self.shift).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// The first slot whose entry has `tag` and that `is` accepts.
+    fn find(&self, tag: u32, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mask = self.entries.len().checked_sub(1)?;
+        let mut i = self.home(tag);
+        loop {
+            // Never full: the loop meets an empty entry.
+            let e = *self.entries.get(i)?;
+            let slot = e.slot.checked_sub(1)?;
+            if e.tag == tag && is(slot) {
+                return Some(slot);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds `slot` under `tag` (not there yet), growing first if the load
+    /// would pass 0.6.
+    fn insert(&mut self, tag: u32, slot: u32) {
+        if (self.len + 1) * 5 > self.entries.len() * 3 {
+            self.grow();
+        }
+        self.place(NameEntry {
+            tag,
+            slot: slot + 1,
+        });
+        self.len += 1;
+    }
+
+    /// Puts `entry` in the first empty place from its home.
+    fn place(&mut self, entry: NameEntry) {
+        let mask = self.entries.len().wrapping_sub(1);
+        let mut i = self.home(entry.tag);
+        while let Some(e) = self.entries.get_mut(i) {
+            if e.slot == 0 {
+                *e = entry;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Doubles the capacity, placing every entry again by its tag.
+    fn grow(&mut self) {
+        let capacity = (self.entries.len() * 2).max(Self::MIN);
+        let old = std::mem::replace(&mut self.entries, vec![EMPTY; capacity].into_boxed_slice());
+        self.shift = 32 - capacity.trailing_zeros();
+        for entry in old.iter().filter(|e| e.slot != 0) {
+            self.place(*entry);
+        }
+    }
+
+    /// Removes `slot`'s entry under `tag`, if there, and shifts back the
+    /// entries after it that may move nearer their homes, so every entry
+    /// stays reachable from its home without crossing an empty one.
+    fn remove(&mut self, tag: u32, slot: u32) {
+        let Some(mask) = self.entries.len().checked_sub(1) else {
+            return;
+        };
+        let wanted = NameEntry {
+            tag,
+            slot: slot + 1,
+        };
+        let mut hole = self.home(tag);
+        loop {
+            match self.entries.get(hole) {
+                Some(e) if *e == wanted => break,
+                Some(e) if e.slot != 0 => hole = (hole + 1) & mask,
+                _ => return,
+            }
+        }
+        let mut i = hole;
+        loop {
+            i = (i + 1) & mask;
+            let Some(&e) = self.entries.get(i) else {
+                return;
+            };
+            if e.slot == 0 {
+                break;
+            }
+            // `e` may fill the hole if the hole lies between its home and
+            // where it is (cyclically).
+            let home = self.home(e.tag);
+            if (i.wrapping_sub(home) & mask) >= (i.wrapping_sub(hole) & mask) {
+                if let Some(h) = self.entries.get_mut(hole) {
+                    *h = e;
+                }
+                hole = i;
+            }
+        }
+        if let Some(h) = self.entries.get_mut(hole) {
+            *h = EMPTY;
+        }
+        self.len -= 1;
+    }
+}
+
+/// The tag a [`NameTable`] keeps of a name key's hash.
+fn name_tag(hash: u64) -> u32 {
+    u32::try_from(hash >> 32).unwrap_or(0)
+}
+
 /// The directory of signed-in users (see the module docs).
 pub(crate) struct Directory {
     store: Store,
     /// Indices of empty slots, reused last-freed first.
     free: Vec<u32>,
-    by_name: HashTable<u32>,
+    by_name: NameTable,
     by_shape: HashTable<u32>,
     hash_key: [u8; 16],
     /// XORed into every session index: a client still holding an index from
@@ -396,7 +551,7 @@ impl Directory {
                 hosts: HashMap::new(),
             },
             free: Vec::new(),
-            by_name: HashTable::new(),
+            by_name: NameTable::new(),
             by_shape: HashTable::new(),
             hash_key,
             index_mask: u32::from_be_bytes([hash_key[0], hash_key[1], hash_key[2], hash_key[3]]),
@@ -418,11 +573,12 @@ impl Directory {
     pub(crate) fn by_name(&self, name: &str) -> Option<UserId> {
         let store = &self.store;
         let found = NameKey::with_str(name, |key| {
-            self.by_name.find(hash_str(&self.hash_key, key), |&i| {
+            let tag = name_tag(hash_str(&self.hash_key, key));
+            self.by_name.find(tag, |i| {
                 NameKey::with_str(store.name(i), |other| other == key)
             })
         })?;
-        Some(self.id_of(*found))
+        Some(self.id_of(found))
     }
 
     /// The user holding a name with `name`'s shape.
@@ -548,9 +704,8 @@ impl Directory {
         slot.flags = flags;
         let linked = slot.wheel_next != NOT_LINKED;
         self.store.set_addr(index, user.addr);
+        self.by_name.insert(name_tag(name_h), index);
         let (store, key) = (&self.store, &self.hash_key);
-        self.by_name
-            .insert_unique(name_h, index, |&i| name_hash(key, store.name(i)));
         self.by_shape
             .insert_unique(shape_h, index, |&i| shape_hash(key, store.name(i)));
         self.len += 1;
@@ -565,9 +720,7 @@ impl Directory {
         let index = id.index;
         let name_h = name_hash(&self.hash_key, &name);
         let shape_h = shape_hash(&self.hash_key, &name);
-        if let Ok(entry) = self.by_name.find_entry(name_h, |&i| i == index) {
-            entry.remove();
-        }
+        self.by_name.remove(name_tag(name_h), index);
         if let Ok(entry) = self.by_shape.find_entry(shape_h, |&i| i == index) {
             entry.remove();
         }
@@ -891,6 +1044,87 @@ mod tests {
         assert!(linked, "the wheel will hand the slot back; no second entry");
         assert_eq!(d.occupant(bob.slot()), Some(bob));
         assert_eq!(d.link(12345), NOT_LINKED, "a slot never made");
+    }
+
+    /// Slots `table` finds under `tag`.
+    fn found(table: &NameTable, tag: u32, slots: &[u32]) -> Vec<u32> {
+        slots
+            .iter()
+            .filter_map(|&s| table.find(tag, |i| i == s))
+            .collect()
+    }
+
+    #[test]
+    fn the_name_table_finds_removes_and_grows_with_colliding_tags() {
+        let mut t = NameTable::new();
+        assert_eq!(t.find(5, |_| true), None, "empty, nothing allocated");
+        t.remove(5, 0);
+        // 40 slots under one tag (one home, one long run) and 40 under
+        // tags of their own whose homes wrap past the table's end.
+        let same: Vec<u32> = (0..40).collect();
+        let wrapping: Vec<u32> = (40..80).collect();
+        let wrap_tag = |s: u32| u32::MAX - s;
+        for (&a, &b) in same.iter().zip(&wrapping) {
+            t.insert(7, a);
+            t.insert(wrap_tag(b), b);
+        }
+        assert_eq!(t.len, 80);
+        assert_eq!(t.entries.len(), 256, "grown to keep the load <= 0.6");
+        assert_eq!(found(&t, 7, &same), same);
+        for &b in &wrapping {
+            assert_eq!(t.find(wrap_tag(b), |i| i == b), Some(b));
+            assert_eq!(t.find(wrap_tag(b), |_| true), Some(b));
+        }
+        assert_eq!(t.find(7, |i| i == 40), None, "another tag's slot");
+        assert_eq!(t.find(8, |_| true), None);
+        // Remove every other one; the rest stay reachable.
+        for &s in same.iter().chain(&wrapping).step_by(2) {
+            let tag = if s < 40 { 7 } else { wrap_tag(s) };
+            t.remove(tag, s);
+            t.remove(tag, s);
+            assert_eq!(t.find(tag, |i| i == s), None);
+        }
+        assert_eq!(t.len, 40);
+        let kept: Vec<u32> = same.iter().copied().skip(1).step_by(2).collect();
+        assert_eq!(found(&t, 7, &same), kept);
+        for &b in wrapping.iter().skip(1).step_by(2) {
+            assert_eq!(t.find(wrap_tag(b), |i| i == b), Some(b));
+        }
+        assert_eq!(t.entries.iter().filter(|e| e.slot != 0).count(), 40);
+    }
+
+    #[test]
+    fn the_name_table_agrees_with_a_map_under_random_churn() {
+        let mut t = NameTable::new();
+        let mut model: HashMap<u32, u32> = HashMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let slot = u32::try_from(x % 600).unwrap();
+            // Few distinct tags, spread over the homes: long shared runs.
+            let tag = u32::try_from((x >> 20) % 24).unwrap() << 27;
+            match model.get(&slot) {
+                Some(&old) => {
+                    t.remove(old, slot);
+                    model.remove(&slot);
+                }
+                None => {
+                    t.insert(tag, slot);
+                    model.insert(slot, tag);
+                }
+            }
+        }
+        assert_eq!(t.len, model.len());
+        assert!(t.len * 5 <= t.entries.len() * 3);
+        for slot in 0..600 {
+            let at = model.get(&slot).copied();
+            for tag in (0..24).map(|k| k << 27) {
+                let hit = t.find(tag, |i| i == slot);
+                assert_eq!(hit.is_some(), at == Some(tag), "slot {slot} tag {tag}");
+            }
+        }
     }
 
     #[test]
