@@ -34,7 +34,8 @@
 //! Removing a user hashes its name (no allocation for an ASCII name).
 //!
 //! A lookup costs a hash, one read in the name table (one cache line, most
-//! often) and one slot read, whatever the number of users: at a million users each of them is
+//! often) and one slot read (the fields a lookup reads come first in the
+//! slot), whatever the number of users: at a million users each of them is
 //! a cache and TLB miss, so there are as few as can be.
 //!
 //! Paging walks the slab in slot order from a cursor: a user signed in for the
@@ -113,11 +114,26 @@ const MORE_HOSTS: u8 = 16;
 /// One user's place in the directory (see the module docs). Fields the
 /// server changes as packets come are open to it; the rest is reached
 /// through [`UserRef`].
+///
+/// In this order (`repr(C)`), with no padding: what a lookup of the user
+/// reads (name, generation, flags, key, address, first host candidate) is
+/// the first 60 bytes, so it spans one or two adjacent cache lines; the
+/// session, which only the user's own packets touch, comes last.
+#[repr(C)]
 pub(crate) struct Slot {
-    /// The session with the user's client.
-    pub(crate) session: ServerSession,
+    /// The name as the user spelled it, zero-padded (unless [`LONG_NAME`]).
+    name: [u8; NAME_INLINE],
+    generation: u8,
+    flags: u8,
     /// The static public key the name is bound to.
     key: [u8; KEY_LEN],
+    /// The IPv4 address the latest authenticated packet came from (unless
+    /// [`V6`]).
+    ip4: [u8; 4],
+    port: u16,
+    /// The first host candidate (if [`HOST4`]).
+    host4: [u8; 4],
+    host4_port: u16,
     /// The client's index for the session: in every packet sealed to it.
     remote_index: u32,
     /// When the user was last heard from, in whole seconds since the server
@@ -130,17 +146,8 @@ pub(crate) struct Slot {
     /// The expiry wheel's link ([`Links`]); it outlives the user, since the
     /// wheel lets go of a slot only when the slot's tick comes.
     wheel_next: u32,
-    /// The IPv4 address the latest authenticated packet came from (unless
-    /// [`V6`]).
-    ip4: [u8; 4],
-    port: u16,
-    /// The first host candidate (if [`HOST4`]).
-    host4: [u8; 4],
-    host4_port: u16,
-    /// The name as the user spelled it, zero-padded (unless [`LONG_NAME`]).
-    name: [u8; NAME_INLINE],
-    generation: u8,
-    flags: u8,
+    /// The session with the user's client.
+    pub(crate) session: ServerSession,
 }
 
 impl Slot {
