@@ -183,8 +183,8 @@ impl ServerConfig {
             identity,
             secret,
             seed: rng.seed(),
-            // About 193 bytes of heap a user with its session, name, key and
-            // one IPv4 host candidate: a million users is some 193 MB
+            // About 199 bytes of heap a user with its session, name, key and
+            // one IPv4 host candidate: a million users is some 199 MB
             // (examples/server_scale measures it).
             max_users: 1_000_000,
             session_timeout: Duration::from_secs(15),
