@@ -137,18 +137,20 @@ fn usage(why: &str) -> ! {
     std::process::exit(2);
 }
 
-/// A `ChatServer` started here: killed, and its directory removed, when
-/// dropped.
+/// A process started here that answers requests (`ChatServer`, or the echo
+/// loop): killed, and its directory (if any) removed, when dropped.
 struct Server {
     child: Child,
-    dir: PathBuf,
+    dir: Option<PathBuf>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -167,22 +169,29 @@ fn start_server(bin: Option<PathBuf>) -> io::Result<(Server, SocketAddr)> {
     };
     let dir = std::env::temp_dir().join(format!("udpchat-loadgen-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let child = Command::new(&bin)
-        .args(["-sp", "0", "-q", "--bind", "127.0.0.1"])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-sp", "0", "-q", "--bind", "127.0.0.1"])
         .env("XDG_STATE_HOME", &dir)
-        .env("XDG_CONFIG_HOME", &dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            io::Error::other(format!(
-                "{}: {e} (cargo build --release --bins)",
-                bin.display()
-            ))
-        });
+        .env("XDG_CONFIG_HOME", &dir);
+    spawn_answering(&mut cmd, Some(dir)).map_err(|e| {
+        io::Error::other(format!(
+            "{}: {e} (cargo build --release --bins)",
+            bin.display()
+        ))
+    })
+}
+
+/// Spawns `cmd` (its `dir`, if any, removed when it ends) and returns it
+/// with the first address it prints; the rest of its output is read and
+/// dropped, so it never blocks on a pipe.
+fn spawn_answering(cmd: &mut Command, dir: Option<PathBuf>) -> io::Result<(Server, SocketAddr)> {
+    let child = cmd.stdout(Stdio::piped()).spawn();
     let mut server = match child {
         Ok(child) => Server { child, dir },
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(dir) = &dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             return Err(e);
         }
     };
@@ -195,7 +204,7 @@ fn start_server(bin: Option<PathBuf>) -> io::Result<(Server, SocketAddr)> {
     let addr = loop {
         let line = lines
             .next()
-            .ok_or_else(|| io::Error::other("ChatServer ended before it listened"))??;
+            .ok_or_else(|| io::Error::other("it ended before it listened"))??;
         if let Some(addr) = line
             .split_whitespace()
             .find_map(|w| w.parse::<SocketAddr>().ok())
@@ -203,7 +212,6 @@ fn start_server(bin: Option<PathBuf>) -> io::Result<(Server, SocketAddr)> {
             break addr;
         }
     };
-    // Keep reading (and dropping) its output so it never blocks on a pipe.
     thread::spawn(move || lines.for_each(drop));
     Ok((server, addr))
 }
@@ -560,31 +568,9 @@ fn echo_serve() -> io::Result<()> {
 /// same in both kinds of round. Returns it (killed when dropped), its
 /// address and its CPU clock (see [`Cpu`]).
 fn start_echo() -> io::Result<(Server, SocketAddr, Cpu)> {
-    let dir = std::env::temp_dir().join(format!("udpchat-loadgen-echo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let child = Command::new(std::env::current_exe()?)
-        .arg("--echo-serve")
-        .stdout(Stdio::piped())
-        .spawn();
-    let mut echo = match child {
-        Ok(child) => Server { child, dir },
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-    };
-    let stdout = echo
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| io::Error::other("no stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("the echo loop said {line:?}")))?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--echo-serve");
+    let (echo, addr) = spawn_answering(&mut cmd, None)?;
     let cpu = Cpu::process(echo.child.id());
     Ok((echo, addr, cpu))
 }
