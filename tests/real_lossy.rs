@@ -21,8 +21,9 @@
 //! text, 16 of tag), a sealed `Ack` 44 and an empty sealed packet (which
 //! confirms a session) 31. Several messages may share a datagram (frames):
 //! a burst of piped lines goes out in a few, so the 60-message burst shows
-//! how few datagrams carry it. The 50-message test sends a line every
-//! 10 ms instead, so most messages go alone and loss hits many of them.
+//! how few datagrams carry it. The 50-message test sends its first line,
+//! waits until Bob is shown it (the session is up), then types the others
+//! one every 10 ms, so most messages go alone and loss hits many of them.
 //! Alice's handshake datagrams (`PeerInit`, 0x06) are counted apart.
 
 mod common_proc;
@@ -268,11 +269,6 @@ fn inner_lossy_scenario() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
-    let start = Instant::now();
-    for text in &texts {
-        alice.send(&format!("send Bob {text}"));
-        std::thread::sleep(gap);
-    }
     let from_alice = |lines: &[String]| {
         common_proc::replies(lines)
             .into_iter()
@@ -280,6 +276,26 @@ fn inner_lossy_scenario() {
             .filter(|m| m.from == "Alice")
             .count()
     };
+    let start = Instant::now();
+    for (i, text) in texts.iter().enumerate() {
+        alice.send(&format!("send Bob {text}"));
+        if i == 0 && !gap.is_zero() {
+            // Paced lines only go one to a datagram once the session is
+            // up: lines typed while the lookup or the handshake is still
+            // being retransmitted wait for it and leave together. So the
+            // first message opens the session and the others follow it.
+            bob.out
+                .wait_for(wait, |lines| (from_alice(lines) >= 1).then_some(()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "Bob was not shown the first message\n{}\n{}",
+                        alice.transcript(),
+                        bob.transcript()
+                    )
+                });
+        }
+        std::thread::sleep(gap);
+    }
     let arrived = bob
         .out
         .wait_for(Duration::from_secs(120), |lines| {
