@@ -213,6 +213,12 @@ impl Stream {
         }
     }
 
+    /// Waits at most `timeout` for the pipe to close: once a child has
+    /// exited, what it wrote last may still be on its way to the reader.
+    pub fn wait_eof(&self, timeout: Duration) {
+        self.wait_for(timeout, |_| None::<()>);
+    }
+
     /// Whether the pipe has closed.
     pub fn is_eof(&self) -> bool {
         self.inner.0.lock().unwrap_or_else(|e| e.into_inner()).eof
@@ -340,11 +346,15 @@ impl Proc {
         }
     }
 
-    /// Waits at most `timeout` for the child to exit.
+    /// Waits at most `timeout` for the child to exit, then (at most 5 s
+    /// more) for its output to be read to the end, so that what it printed
+    /// last is in [`Proc::out`] and [`Proc::err`] when this returns.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                self.out.wait_eof(Duration::from_secs(5));
+                self.err.wait_eof(Duration::from_secs(5));
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -525,9 +535,10 @@ pub fn start_server_in(home: &Home, port: u16, args: &[&str]) -> (Proc, u16) {
             Some(found) if found != 0 => return (server, found),
             _ => {}
         }
+        // Its last words (why it stopped) are read to the end once it exits.
+        let _ = server.wait_exit(Duration::from_secs(5));
         let in_use = server.err.text().contains("already in use");
         if port != 0 && in_use && Instant::now() < deadline {
-            let _ = server.wait_exit(Duration::from_secs(5));
             thread::sleep(Duration::from_millis(100));
             continue;
         }
