@@ -315,7 +315,7 @@ fn inner_lossy_scenario() {
     // End of input: Alice finishes and signs out, then Bob. Late duplicates
     // would show up in Bob's output before he exits.
     alice.close_stdin();
-    alice.assert_exits_ok(wait);
+    let alice_code = alice.exit_code(wait);
     std::thread::sleep(Duration::from_secs(1));
     bob.close_stdin();
     bob.assert_exits_ok(wait);
@@ -349,6 +349,14 @@ fn inner_lossy_scenario() {
         .iter()
         .filter(|r| r.contains("not delivered"))
         .count();
+    // A client that was told a message was not delivered exits 1.
+    let expected_code = if false_failures == 0 { 0 } else { 1 };
+    assert_eq!(
+        alice_code,
+        expected_code,
+        "Alice's exit code, with {false_failures} messages reported not delivered\n{}",
+        alice.transcript()
+    );
     println!(
         "{RESULT} messages={n} elapsed_ms={} datagrams={datagrams} handshakes={handshakes} \
          acks={acks} false_failures={false_failures}",
