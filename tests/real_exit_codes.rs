@@ -81,7 +81,9 @@ fn leaving_with_messages_in_flight_says_so_and_ctrl_c_leaves_at_once() {
         .status()
         .expect("kill -INT");
     assert!(interrupted.success());
-    match alice.wait_exit(Duration::from_secs(3)) {
+    // At once: well before the 10 s after which the undelivered messages
+    // would fail and end her with 1; slack for a loaded machine.
+    match alice.wait_exit(Duration::from_secs(8)) {
         Some(status) => assert_eq!(status.code(), Some(130), "{}", alice.transcript()),
         None => panic!("Ctrl-C did not end Alice at once\n{}", alice.transcript()),
     }

@@ -50,6 +50,9 @@ const SERVER_HOST: &str = "server";
 const SERVER_PORT: &str = "9090";
 /// Longer than the client's own delivery deadline (10 s).
 const WAIT: Duration = Duration::from_secs(15);
+/// How long a writer may take to report a failed delivery: the client's
+/// deadline is 10 s, and a loaded machine adds to it.
+const FAIL_WAIT: Duration = Duration::from_secs(30);
 /// Twice the routers' UDP timeout: a mapping not kept alive is gone.
 const QUIET: Duration = Duration::from_secs(60);
 /// How long after a message is shown its datagrams are still counted for it
@@ -495,7 +498,7 @@ fn deliver(lab: &Lab, server: &Proc, writer: &mut Client, reader: &Client, what:
     )
 }
 
-/// `writer` writes to `reader` and must be told, within [`WAIT`], exactly
+/// `writer` writes to `reader` and must be told, within [`FAIL_WAIT`], exactly
 /// that there is no direct path; `reader` must be shown nothing. Returns
 /// the report line.
 fn fail_to_deliver(lab: &Lab, server: &Proc, writer: &mut Client, reader: &Client) -> String {
@@ -508,7 +511,7 @@ fn fail_to_deliver(lab: &Lab, server: &Proc, writer: &mut Client, reader: &Clien
     writer
         .proc
         .send(&format!("send {to} across two strict NATs"));
-    let report = writer.proc.out.wait_for(WAIT, |lines| {
+    let report = writer.proc.out.wait_for(FAIL_WAIT, |lines| {
         replies(lines)
             .into_iter()
             .find(|r| r.starts_with(&format!("{REPLY}Message to {to} not delivered")))
@@ -526,7 +529,7 @@ fn fail_to_deliver(lab: &Lab, server: &Proc, writer: &mut Client, reader: &Clien
     };
     let report = report.unwrap_or_else(|| {
         panic!(
-            "{} was not told within {WAIT:?} that the message to {} failed ({spent})\n{}",
+            "{} was not told within {FAIL_WAIT:?} that the message to {} failed ({spent})\n{}",
             writer.describe(),
             reader.describe(),
             transcripts()

@@ -404,7 +404,9 @@ fn a_multi_line_bracketed_paste_is_one_message() {
         s.iter().any(|l| l.contains("pasted third"))
     });
     tmux.key("Enter");
-    bob_out.wait_for("the pasted message at Bob", |t| t.contains("pasted third"));
+    bob_out.wait_for("the pasted message at Bob", |t| {
+        t.contains("pasted third\n")
+    });
     // Give a wrongly split paste time to show its other parts.
     thread::sleep(Duration::from_millis(300));
     let shown = from_alice(&bob_out);
